@@ -1,0 +1,32 @@
+# Two commands work on a fresh clone: `make example` and `make test`.
+# The virtual environment is created on first use and refreshed when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch that lies on this machine's disk; an unpinned torch pulls a CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: example test lint docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev,docs]"
+	touch $(STAMP)
+
+example: $(STAMP)
+	$(BIN)/sciml plugins --check
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -q
+
+clean:
+	rm -rf $(VENV) site build *.egg-info

@@ -1,0 +1,1 @@
+"""Placeholder package; the plugin lands with its issue."""

@@ -1,0 +1,29 @@
+"""Numerical kernels shared by plugins: torch CPU path plus an optional CuPy GPU path.
+
+Names are imported from their modules on first access, so ``import sciml.kernels`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it (one line per name; each kernel module adds its own)
+_EXPORTS: dict[str, str] = {
+    "log_iv": "bessel",
+    "log_kv": "bessel",
+    "Kronecker": "kronecker",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sciml.kernels' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,114 @@
+"""Argument checks shared by the core and plugins: clear errors before any heavy work.
+
+Each check raises ``ValueError`` (bad values or shapes) or ``TypeError`` (bad types) with a
+message that names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_tensor",
+    "check_positive",
+    "check_nonnegative",
+    "check_positive_int",
+    "check_generator",
+]
+
+
+def check_tensor(
+    name: str,
+    x: object,
+    *,
+    ndim: int | Sequence[int] | None = None,
+    shape: Sequence[int | None] | None = None,
+    finite: bool = True,
+    floating: bool = True,
+) -> Tensor:
+    """Check that ``x`` is a tensor of the given rank / shape with finite floating entries.
+
+    Args:
+        name: argument name used in error messages.
+        x: the value to check.
+        ndim: allowed number of dimensions (an int or several).
+        shape: expected shape; ``None`` entries match any size.
+        finite: require every entry to be finite.
+        floating: require a floating dtype.
+
+    Returns:
+        ``x`` unchanged.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, allowed))} dimensions, "
+                f"got shape {tuple(x.shape)}"
+            )
+    if shape is not None:
+        if x.ndim != len(shape) or any(
+            s is not None and s != d for s, d in zip(shape, x.shape)
+        ):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} has {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or inf)")
+    return x
+
+
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_positive(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise unless it is a finite number > 0."""
+    v = _as_float(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise unless it is a finite number >= 0."""
+    v = _as_float(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {v}")
+    return v
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
+            value = int(value.item())
+        else:
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_generator(name: str, generator: object) -> torch.Generator | None:
+    """Return ``generator`` or raise unless it is ``None`` or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator

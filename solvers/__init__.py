@@ -1,0 +1,1 @@
+"""Runnable solver examples (``sciml run NAME``): one problem, one plugin, a printed result and a figure."""
