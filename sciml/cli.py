@@ -104,7 +104,8 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         print(f"sciml: {exc}", file=sys.stderr)
         return EXIT_FAILED
     row = next(i for i in sciml.plugins(cls.kind) if i.name == ns.name.split(":")[-1])
-    print(f"{row.name}  ({row.kind} plugin, {row.distribution or 'in-process'} {row.version or ''})".rstrip())
+    origin = f"{row.distribution} {row.version}" if row.distribution else "in-process"
+    print(f"{row.name}  ({row.kind} plugin, {origin})")
     print(f"class: {row.target}")
     print()
     print(inspect.cleandoc(cls.__doc__ or "(no description)"))

@@ -151,7 +151,7 @@ class _Registry:
     @staticmethod
     def _discover() -> tuple[dict[tuple[str, str], _Entry], dict[tuple[str, str], _Entry]]:
         found: dict[tuple[str, str], list[_Entry]] = {}
-        if os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() in {"1", "true", "yes", "on"}:
+        if _autoload_disabled():
             return {}, {}
         for kind, group in GROUPS.items():
             for ep in metadata.entry_points(group=group):
@@ -225,6 +225,10 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def check_plugin_object(obj: Any, kind: str, *, where: str = "") -> None:
@@ -327,7 +331,7 @@ def _unknown_message(name: str, what: str, names: list[str]) -> str:
     if close:
         message += f" Did you mean {close[0]!r}?"
     message += f" Installed: {', '.join(names) if names else 'none'}."
-    if os.environ.get(ENV_DISABLE_AUTOLOAD):
+    if _autoload_disabled():
         message += f" (Entry-point discovery is off: {ENV_DISABLE_AUTOLOAD} is set.)"
     return message
 
