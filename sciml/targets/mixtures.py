@@ -8,17 +8,13 @@ import torch
 from torch import Tensor
 
 from sciml.targets.base import Target
-from sciml.validation import check_positive, check_positive_int, check_tensor
+from sciml.validation import check_positive_int, check_tensor
 
 __all__ = [
     "GaussianMixture",
-    "StudentTMixture",
-    "Rings",
     "mog8",
     "gmm25",
     "mog40",
-    "mos10",
-    "rings",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
