@@ -1,0 +1,57 @@
+"""Shared argument checks: each error names the argument and the problem."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sciml.validation import (
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
+
+
+def test_check_tensor():
+    x = torch.zeros(3, 2)
+    assert check_tensor("x", x, ndim=2, shape=(None, 2)) is x
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        check_tensor("x", [1.0])
+    with pytest.raises(TypeError, match="floating dtype"):
+        check_tensor("x", torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"x must have 1 or 3 dimensions, got shape \(3, 2\)"):
+        check_tensor("x", x, ndim=(1, 3))
+    with pytest.raises(ValueError, match=r"x must have shape \(\*, 5\), got \(3, 2\)"):
+        check_tensor("x", x, shape=(None, 5))
+    bad = torch.tensor([1.0, math.nan, math.inf])
+    with pytest.raises(ValueError, match="x has 2 non-finite entries"):
+        check_tensor("x", bad)
+    assert check_tensor("x", bad, finite=False) is bad
+
+
+@pytest.mark.parametrize("value, exc", [(0.0, ValueError), (-1, ValueError), (math.nan, ValueError),
+                                        (math.inf, ValueError), ("1", TypeError), (True, TypeError),
+                                        (torch.ones(2), ValueError)])
+def test_check_positive_rejects(value, exc):
+    with pytest.raises(exc, match="eps"):
+        check_positive("eps", value)
+
+
+def test_scalar_checks_accept():
+    assert check_positive("eps", torch.tensor(0.5)) == 0.5
+    assert check_nonnegative("shift", 0) == 0.0
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        check_nonnegative("shift", -1e-3)
+    assert check_positive_int("n", 3) == 3
+    assert check_positive_int("n", torch.tensor(4)) == 4
+    for bad, exc in [(0, ValueError), (2.0, TypeError), (False, TypeError)]:
+        with pytest.raises(exc, match="n must"):
+            check_positive_int("n", bad)
+    g = torch.Generator()
+    assert check_generator("generator", g) is g and check_generator("generator", None) is None
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+        check_generator("generator", 0)
