@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 __all__ = ["main", "list_modules"]
 
-DOCS_URL = "docs/plugins/{name}.md"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -120,8 +119,33 @@ def _cmd_info(ns: argparse.Namespace) -> int:
         ann = "" if p.annotation is p.empty else f": {p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, '__name__', p.annotation)}"
         print(f"  {p.name}{ann}{default}")
     print()
-    print(f"docs: {DOCS_URL.format(name=row.name.replace('-', '_'))}")
+    print(f"docs: {_docs_link(cls, row)}")
     return EXIT_OK
+
+
+def _docs_link(cls: type, row: object) -> str:
+    """Where a plugin is documented: its ``docs_url``, our docs page, or its distribution's URL."""
+    url = getattr(cls, "docs_url", None)
+    if url:
+        return str(url)
+    module = cls.__module__
+    if module.startswith("sciml_plugins."):
+        return f"docs/plugins/{module.split('.')[1]}.md"
+    dist = getattr(row, "distribution", None)
+    if dist:
+        from importlib import metadata
+
+        try:
+            meta = metadata.metadata(dist)
+        except metadata.PackageNotFoundError:
+            return "(none)"
+        for entry in meta.get_all("Project-URL") or []:
+            label, _, link = entry.partition(",")
+            if label.strip().lower() in {"documentation", "docs", "homepage"}:
+                return link.strip()
+        if meta.get("Home-page"):
+            return str(meta["Home-page"])
+    return "(none)"
 
 
 def _parser() -> argparse.ArgumentParser:

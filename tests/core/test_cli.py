@@ -47,7 +47,7 @@ def test_info_shows_description_and_parameters(capsys):
     assert "echo-cli  (solver plugin, in-process)" in out
     assert "Echoes its problem back." in out
     assert "scale: float = 1.0" in out and "verbose: bool = False" in out
-    assert "docs:" in out
+    assert "docs: (none)" in out  # in-process class without docs_url
 
 
 def test_info_unknown_name_exits_2_with_suggestion(capsys):
