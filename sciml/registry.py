@@ -110,13 +110,20 @@ class PluginTable(list):
     """A list of :class:`PluginInfo` that prints as an aligned text table."""
 
     columns = ("name", "kind", "distribution", "version", "status", "error")
+    #: Errors longer than this are cut in the printed table (the rows keep the full text).
+    max_error_width = 120
 
     def rows(self) -> list[tuple[str, ...]]:
-        """The table as rows of strings (missing values as ``-``)."""
-        return [
-            tuple("-" if getattr(info, c) is None else str(getattr(info, c)) for c in self.columns)
-            for info in self
-        ]
+        """The table as rows of strings (missing values as ``-``, long errors shortened)."""
+        out = []
+        for info in self:
+            cells = ["-" if getattr(info, c) is None else str(getattr(info, c)) for c in self.columns]
+            err = cells[-1].replace("\n", " ")
+            if len(err) > self.max_error_width:
+                err = err[: self.max_error_width - 3] + "..."
+            cells[-1] = err
+            out.append(tuple(cells))
+        return out
 
     def __str__(self) -> str:
         rows = [tuple(self.columns)] + self.rows()

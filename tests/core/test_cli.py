@@ -97,3 +97,13 @@ def test_run_executes_main_with_arguments(tmp_path, monkeypatch):
     import fake_examples2.greet as mod
 
     assert mod.CALLS == [["--x", "1"], ["--fail"]]
+
+
+def test_import_sciml_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, sciml; sciml.plugins(); heavy = [m for m in ('scipy', 'pyro', 'gpytorch', 'matplotlib', "
+            "'sciml_plugins', 'sciml.kernels.bessel') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
