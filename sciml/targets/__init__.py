@@ -1,7 +1,8 @@
 """Target densities for samplers: the :class:`Target` type, adapters and benchmark targets.
 
 ``as_target`` turns a torch / pyro distribution, a duck-typed object with ``log_prob`` and ``dim``,
-or a plain callable (with ``dim=``) into a :class:`Target`.
+or a plain callable (with ``dim=``) into a :class:`Target`; ``from_pyro_model`` wraps a pyro model's
+posterior on its unconstrained space. ``BENCHMARK_TARGETS`` maps benchmark names to factories.
 """
 
 from sciml.targets.base import (
@@ -12,7 +13,22 @@ from sciml.targets.base import (
     as_target,
     check_target,
 )
-from sciml.targets.mixtures import GaussianMixture, gmm25, mog8, mog40
+from sciml.targets.benchmarks import BENCHMARK_TARGETS, logreg_iono, logreg_sonar
+from sciml.targets.logistic import LogisticRegression, logistic_regression
+from sciml.targets.mixtures import GaussianMixture, Rings, StudentTMixture, gmm25, mog8, mog40, mos10, rings
+from sciml.targets.pyro_model import PyroModelTarget, from_pyro_model
+from sciml.targets.wells import (
+    DoubleWell,
+    Funnel,
+    ManyWell,
+    RejectionSampler1D,
+    double_well,
+    dw5,
+    dw10,
+    dw50,
+    funnel,
+    many_well32,
+)
 
 __all__ = [
     "Target",
@@ -22,7 +38,28 @@ __all__ = [
     "as_target",
     "check_target",
     "GaussianMixture",
+    "StudentTMixture",
+    "Rings",
+    "DoubleWell",
+    "ManyWell",
+    "Funnel",
+    "RejectionSampler1D",
+    "LogisticRegression",
+    "PyroModelTarget",
+    "from_pyro_model",
     "mog8",
-    "gmm25",
     "mog40",
+    "gmm25",
+    "mos10",
+    "rings",
+    "funnel",
+    "double_well",
+    "dw5",
+    "dw10",
+    "dw50",
+    "many_well32",
+    "logistic_regression",
+    "logreg_iono",
+    "logreg_sonar",
+    "BENCHMARK_TARGETS",
 ]

@@ -8,13 +8,17 @@ import torch
 from torch import Tensor
 
 from sciml.targets.base import Target
-from sciml.validation import check_positive_int, check_tensor
+from sciml.validation import check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "GaussianMixture",
+    "StudentTMixture",
+    "Rings",
     "mog8",
     "gmm25",
     "mog40",
+    "mos10",
+    "rings",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -110,3 +114,111 @@ def mog40(dim: int = 2, seed: int = 0, *, dtype: torch.dtype = torch.float64,
     gen = torch.Generator().manual_seed(int(seed))
     means = 80.0 * torch.rand(40, dim, dtype=torch.float64, generator=gen) - 40.0
     return GaussianMixture(means, 1.0, dtype=dtype, device=device)
+
+
+class StudentTMixture(Target):
+    """Mixture of products of independent Student-t densities, normalised (``log_z = 0``).
+
+    Component ``k`` has density ``prod_j t_df((x_j - loc_kj) / scale) / scale``.
+
+    Args:
+        locs: ``(M, dim)`` component locations.
+        df: degrees of freedom (> 0).
+        scale: per-coordinate scale (> 0).
+        weights: ``(M,)`` positive weights; default equal.
+    """
+
+    has_exact_samples = True
+
+    def __init__(self, locs: Tensor, df: float = 2.0, scale: float = 1.0, weights: Tensor | None = None, *,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
+        locs = check_tensor("locs", torch.as_tensor(locs, dtype=dtype), ndim=2)
+        self.df = check_positive("df", df)
+        self.scale = check_positive("scale", scale)
+        w = _weights(weights, locs.shape[0], dtype)
+        super().__init__(locs.shape[1], dtype=dtype, device=device, log_z=0.0, modes=locs, mode_weights=w)
+        self.locs = locs.to(self.device)
+        self.log_weights = w.log().to(self.device)
+        nu = self.df
+        self._log_c = (math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
+                       - math.log(self.scale))
+
+    def _component_log_probs(self, x: Tensor) -> Tensor:
+        z = (x[..., None, :] - self.locs) / self.scale
+        per_coord = self._log_c - 0.5 * (self.df + 1) * torch.log1p(z * z / self.df)
+        return self.log_weights + per_coord.sum(-1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self._check_x(x)
+        return torch.logsumexp(self._component_log_probs(x), dim=-1)
+
+    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_x(x)
+        x = x.detach()
+        comp = self._component_log_probs(x)
+        lp = torch.logsumexp(comp, dim=-1)
+        resp = torch.softmax(comp, dim=-1)
+        z = (x[..., None, :] - self.locs) / self.scale
+        dcomp = -(self.df + 1) * z / (self.df + z * z) / self.scale  # (..., M, d)
+        return lp, (resp[..., None] * dcomp).sum(-2)
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        from scipy.special import stdtrit
+
+        idx = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
+        u = torch.rand(n, self.dim, dtype=torch.float64, generator=generator)
+        t = torch.from_numpy(stdtrit(self.df, u.numpy())).to(dtype=self.dtype, device=self.device)
+        return self.locs[idx] + self.scale * t
+
+
+class Rings(Target):
+    """Concentric rings in 2-D: radius ``R ~ (1/K) sum_i N(radius (i + 1), sigma^2)``, angle uniform.
+
+    Density ``p(x) = p_R(|x|) / (2 pi |x|)`` with ``p_R`` the (untruncated) radial mixture, as in the
+    SLIPS benchmark code; its mass is ``P(R > 0)``, so ``log_z = log P(R > 0)`` (about ``-1e-11`` for the
+    defaults). Exact samples draw the radius from ``p_R`` restricted to ``R > 0``.
+    """
+
+    has_exact_samples = True
+
+    def __init__(self, num_rings: int = 4, radius: float = 1.0, sigma: float = 0.15, *,
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
+        from scipy.special import log_ndtr, logsumexp
+
+        k = check_positive_int("num_rings", num_rings)
+        self.radius, self.sigma = check_positive("radius", radius), check_positive("sigma", sigma)
+        centres = [self.radius * (i + 1) for i in range(k)]
+        log_z = float(logsumexp([log_ndtr(c / self.sigma) for c in centres]) - math.log(k))
+        super().__init__(2, dtype=dtype, device=device, log_z=log_z)
+        self.centres = torch.tensor(centres, dtype=dtype, device=self.device)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self._check_x(x)
+        r = torch.linalg.vector_norm(x, dim=-1)
+        z = (r[..., None] - self.centres) / self.sigma
+        log_pr = torch.logsumexp(-0.5 * z * z, dim=-1) - math.log(len(self.centres) * self.sigma) - 0.5 * _LOG_2PI
+        return log_pr - math.log(2 * math.pi) - torch.log(r)
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        out = torch.empty(0, dtype=self.dtype, device=self.device)
+        while out.numel() < n:
+            m = n - out.numel()
+            idx = torch.randint(len(self.centres), (m,), generator=generator, device=self.device)
+            r = self.centres[idx] + self.sigma * self._randn(m, generator=generator)
+            out = torch.cat([out, r[r > 0]])
+        theta = 2 * math.pi * self._rand(n, generator=generator)
+        return torch.stack([out * torch.cos(theta), out * torch.sin(theta)], dim=-1)
+
+
+def mos10(dim: int = 2, seed: int = 0, *, dtype: torch.dtype = torch.float64,
+          device: torch.device | str | None = None) -> StudentTMixture:
+    """10-MoS: 10 equally weighted products of Student-t (df 2, scale 1), locations ``U(-10, 10)^dim`` (seeded)."""
+    dim = check_positive_int("dim", dim)
+    gen = torch.Generator().manual_seed(int(seed))
+    locs = 20.0 * torch.rand(10, dim, dtype=torch.float64, generator=gen) - 10.0
+    return StudentTMixture(locs, df=2.0, scale=1.0, dtype=dtype, device=device)
+
+
+def rings(*, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Rings:
+    """Rings (2-D): four rings of radii 1, 2, 3, 4 and width 0.15, equal weights."""
+    return Rings(4, 1.0, 0.15, dtype=dtype, device=device)

@@ -1,0 +1,39 @@
+"""The benchmark-target registry: name -> factory of the published benchmark suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sciml.targets.base import Target
+from sciml.targets.logistic import logistic_regression
+from sciml.targets.mixtures import gmm25, mog8, mog40, mos10, rings
+from sciml.targets.wells import dw5, dw10, dw50, funnel, many_well32
+
+__all__ = ["BENCHMARK_TARGETS", "logreg_iono", "logreg_sonar"]
+
+
+def logreg_iono() -> Target:
+    """Synthetic stand-in for Ionosphere: 35-D (34 features + intercept), 280 train / 71 test points."""
+    return logistic_regression(n_train=280, dim=35, seed=0, n_test=71)
+
+
+def logreg_sonar() -> Target:
+    """Synthetic stand-in for Sonar: 61-D (60 features + intercept), 166 train / 42 test points."""
+    return logistic_regression(n_train=166, dim=61, seed=1, n_test=42)
+
+
+BENCHMARK_TARGETS: dict[str, Callable[[], Target]] = {
+    "8-mog": mog8,
+    "40-mog-d2": lambda: mog40(2, seed=0),
+    "40-mog-d50": lambda: mog40(50, seed=0),
+    "25-gmm": gmm25,
+    "10-mos": lambda: mos10(2, seed=0),
+    "rings": rings,
+    "funnel": lambda: funnel(10),
+    "dw5": dw5,
+    "dw10": dw10,
+    "dw50": dw50,
+    "many-well-32": many_well32,
+    "logreg-iono": logreg_iono,
+    "logreg-sonar": logreg_sonar,
+}
