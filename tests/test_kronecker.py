@@ -1,0 +1,270 @@
+"""Kronecker operator against dense torch computations (float64, d = 1..4, batched factors)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from sciml.kernels import Kronecker
+
+DT = torch.float64
+SIZES = {1: [5], 2: [3, 4], 3: [2, 3, 4], 4: [2, 3, 2, 3]}
+
+
+def _spd(n: int, batch: tuple[int, ...] = (), gen: torch.Generator | None = None) -> torch.Tensor:
+    b = torch.randn(*batch, n, n, dtype=DT, generator=gen)
+    return b @ b.mT / n + 0.3 * torch.eye(n, dtype=DT)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _sym(fs):
+    return [0.5 * (f + f.mT) for f in fs]
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_matmul_solve_logdet_match_dense(d: int, gen: torch.Generator) -> None:
+    fs = [_spd(n, gen=gen) for n in SIZES[d]]
+    op = Kronecker(fs)
+    dense = fs[0]
+    for f in fs[1:]:
+        dense = torch.kron(dense, f)
+    n_tot = math.prod(SIZES[d])
+    assert op.shape == (n_tot, n_tot)
+    torch.testing.assert_close(op.to_dense(), dense, rtol=0, atol=1e-14)
+    x = torch.randn(n_tot, dtype=DT, generator=gen)
+    xs = torch.randn(4, n_tot, 3, dtype=DT, generator=gen)
+    assert _rel(op.matmul(x), dense @ x) < 1e-12
+    assert _rel(op.matmul(xs), dense @ xs) < 1e-12
+    assert _rel(op @ xs, dense @ xs) < 1e-12
+    assert _rel(op.matvec(xs[..., 0]), xs[..., 0] @ dense.T) < 1e-12
+    assert _rel(op.T.matmul(xs), dense.T @ xs) < 1e-12
+    for shift in (0.0, 0.37):
+        a = dense + shift * torch.eye(n_tot, dtype=DT)
+        assert _rel(op.solve(x, shift), torch.linalg.solve(a, x)) < 1e-10
+        assert _rel(op.solve(xs, shift), torch.linalg.solve(a, xs)) < 1e-10
+        ref = torch.logdet(a)
+        assert abs(float(op.logdet(shift) - ref)) <= 1e-10 * max(1.0, abs(float(ref)))
+    assert _rel(op.solve(xs, method="cholesky"), torch.linalg.solve(dense, xs)) < 1e-10
+    torch.testing.assert_close(op.diagonal(), dense.diagonal(), rtol=0, atol=1e-14)
+    lam = torch.linalg.eigvalsh(dense)
+    torch.testing.assert_close(op.eigvals().sort().values, lam, rtol=1e-10, atol=1e-12)
+
+
+def test_batched_factors_broadcast(gen: torch.Generator) -> None:
+    fs = [_spd(3, (2, 1), gen), _spd(4, (5,), gen), _spd(2, gen=gen)]
+    op = Kronecker(fs)
+    assert op.batch_shape == (2, 5) and op.shape == (2, 5, 24, 24)
+    dense = op.to_dense()
+    ref = torch.kron(torch.kron(fs[0][1, 0], fs[1][3]), fs[2])
+    torch.testing.assert_close(dense[1, 3], ref, rtol=0, atol=1e-14)
+    xs = torch.randn(24, 2, dtype=DT, generator=gen)
+    assert _rel(op.matmul(xs), dense @ xs) < 1e-12
+    x = torch.randn(5, 24, dtype=DT, generator=gen)  # batch of vectors broadcast against (2, 5)
+    assert _rel(op.matmul(x), (dense @ x.unsqueeze(-1)).squeeze(-1)) < 1e-12
+    eye = torch.eye(24, dtype=DT)
+    assert _rel(op.solve(xs, 0.2), torch.linalg.solve(dense + 0.2 * eye, xs)) < 1e-10
+    torch.testing.assert_close(op.logdet(0.2), torch.logdet(dense + 0.2 * eye), rtol=1e-10, atol=0)
+    torch.testing.assert_close(op.logdet(), torch.logdet(dense), rtol=1e-10, atol=0)
+    assert _rel(op.solve(xs, method="cholesky"), torch.linalg.solve(dense, xs)) < 1e-10
+
+
+def test_apply_eigen_fn_and_eig(gen: torch.Generator) -> None:
+    fs = [_spd(3, gen=gen), _spd(4, gen=gen)]
+    op = Kronecker(fs)
+    dense = op.to_dense()
+    b = torch.randn(12, 2, dtype=DT, generator=gen)
+    sqrt = op.apply_eigen_fn(b, torch.sqrt)
+    lam, q = torch.linalg.eigh(dense)
+    ref = q @ (lam.sqrt().unsqueeze(-1) * (q.T @ b))
+    assert _rel(sqrt, ref) < 1e-10
+    assert _rel(op.apply_eigen_fn(b, lambda lam: 1 / (lam + 0.5)), op.solve(b, 0.5)) < 1e-12
+    for f, (ev, vec) in zip(fs, op.eig()):
+        torch.testing.assert_close(vec @ torch.diag(ev) @ vec.T, f, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_gradients_match_finite_differences(d: int, gen: torch.Generator) -> None:
+    # factors parametrised as (B + B^T) / 2 so that finite differences stay symmetric
+    sizes = [2, 2, 2, 2] if d == 4 else SIZES[d]  # keep gradcheck CI-sized
+    fs = [_spd(n, gen=gen).requires_grad_() for n in sizes]
+    n_tot = math.prod(f.shape[-1] for f in fs)
+    b = torch.randn(n_tot, 2, dtype=DT, generator=gen, requires_grad=True)
+    s = torch.tensor(0.3, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda b, s, *fs: Kronecker(_sym(fs)).solve(b, s), (b, s, *fs))
+    assert torch.autograd.gradcheck(lambda s, *fs: Kronecker(_sym(fs)).logdet(s), (s, *fs))
+    assert torch.autograd.gradcheck(lambda *fs: Kronecker(_sym(fs)).logdet(0.0), tuple(fs))
+    assert torch.autograd.gradcheck(lambda b, *fs: Kronecker(_sym(fs)).solve(b), (b, *fs))
+    assert torch.autograd.gradcheck(lambda b, *fs: Kronecker(_sym(fs)).solve(b, method="cholesky"), (b, *fs))
+    assert torch.autograd.gradcheck(lambda b, *fs: Kronecker(list(fs)).matmul(b), (b, *fs))
+
+
+def test_gradients_batched_factors(gen: torch.Generator) -> None:
+    fs = [_spd(3, (2,), gen).requires_grad_(), _spd(2, gen=gen).requires_grad_()]
+    b = torch.randn(6, dtype=DT, generator=gen, requires_grad=True)
+    s = torch.tensor(0.2, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda b, s, *fs: Kronecker(_sym(fs)).solve(b, s), (b, s, *fs))
+    assert torch.autograd.gradcheck(lambda s, *fs: Kronecker(_sym(fs)).logdet(s), (s, *fs))
+
+
+def test_repeated_eigenvalues_gradients_match_dense(gen: torch.Generator) -> None:
+    # identity and constant-diagonal factors: every eigenvalue repeated; autograd through eigh
+    # would divide by zero gaps, the closed-form backward must not
+    eye = torch.eye(3, dtype=DT).requires_grad_()
+    a = (2.0 * torch.eye(2, dtype=DT)).requires_grad_()
+    c = _spd(2, gen=gen).requires_grad_()
+    b = torch.randn(12, dtype=DT, generator=gen)
+    op = Kronecker([eye, a, c])
+    loss = op.solve(b, 0.1).square().sum() + op.logdet(0.1)
+    loss.backward()
+    leaves = [t.detach().clone().requires_grad_() for t in (eye, a, c)]
+    dense = torch.kron(torch.kron(leaves[0], leaves[1]), leaves[2]) + 0.1 * torch.eye(12, dtype=DT)
+    (torch.linalg.solve(dense, b).square().sum() + torch.logdet(dense)).backward()
+    for got, leaf in zip((eye, a, c), leaves):
+        ref = 0.5 * (leaf.grad + leaf.grad.T)  # gradient restricted to symmetric perturbations
+        assert torch.isfinite(got.grad).all()
+        torch.testing.assert_close(got.grad, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_eigendecomposition_cache_tracks_inplace_updates(gen: torch.Generator) -> None:
+    a, c = _spd(3, gen=gen), _spd(4, gen=gen)
+    op = Kronecker([a, c])
+    b = torch.randn(12, dtype=DT, generator=gen)
+    first = op.eig()[0][0]
+    assert op.eig()[0][0] is first  # cached
+    with torch.no_grad():
+        a.mul_(2.0)
+    assert op.eig()[0][0] is not first
+    dense = torch.kron(a, c)
+    assert _rel(op.solve(b, 0.1), torch.linalg.solve(dense + 0.1 * torch.eye(12, dtype=DT), b)) < 1e-10
+
+
+def test_linear_operator_round_trip(gen: torch.Generator) -> None:
+    from linear_operator import settings
+    from linear_operator.operators import KroneckerProductLinearOperator
+
+    fs = [_spd(3, gen=gen), _spd(4, gen=gen)]
+    op = Kronecker(fs)
+    lo = op.to_linear_operator()
+    assert isinstance(lo, KroneckerProductLinearOperator)
+    torch.testing.assert_close(lo.to_dense(), op.to_dense(), rtol=0, atol=1e-14)
+    b = torch.randn(12, 2, dtype=DT, generator=gen)
+    with settings.max_cholesky_size(10_000):
+        assert _rel(lo.solve(b), op.solve(b)) < 1e-10
+    back = Kronecker.from_linear_operator(lo)
+    torch.testing.assert_close(back.to_dense(), op.to_dense(), rtol=0, atol=0)
+    torch.testing.assert_close(Kronecker(lo).matmul(b), op.matmul(b), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="op"):
+        Kronecker.from_linear_operator(fs[0])
+
+
+def test_float32_and_nonsymmetric_matmul(gen: torch.Generator) -> None:
+    a = torch.randn(3, 3, generator=gen)
+    c = torch.randn(4, 4, generator=gen)
+    op = Kronecker([a, c])
+    x = torch.randn(12, 5, generator=gen)
+    assert op.dtype == torch.float32
+    assert _rel(op.matmul(x), torch.kron(a, c) @ x) < 1e-5
+    assert _rel(op.T.matmul(x), torch.kron(a, c).T @ x) < 1e-5
+    with pytest.raises(ValueError, match=r"factors\[0\] is not symmetric"):
+        op.solve(x)
+
+
+def test_errors_name_the_argument() -> None:
+    a = torch.eye(3, dtype=DT)
+    with pytest.raises(TypeError, match="factors"):
+        Kronecker(a)
+    with pytest.raises(ValueError, match="at least one"):
+        Kronecker([])
+    with pytest.raises(ValueError, match=r"factors\[1\] must be square"):
+        Kronecker([a, torch.ones(2, 3, dtype=DT)])
+    with pytest.raises(ValueError, match=r"factors\[0\] has 1 non-finite"):
+        Kronecker([torch.tensor([[float("nan")]], dtype=DT), a])
+    with pytest.raises(TypeError, match="dtype"):
+        Kronecker([a, torch.eye(2)])
+    with pytest.raises(TypeError, match=r"factors\[0\]"):
+        Kronecker([[[1.0]]])
+    with pytest.raises(ValueError, match="batch shapes"):
+        Kronecker([torch.eye(2, dtype=DT).expand(3, 2, 2), torch.eye(2, dtype=DT).expand(4, 2, 2)])
+    op = Kronecker([a, 2 * a])
+    with pytest.raises(ValueError, match="x has length 8"):
+        op.matmul(torch.ones(8, dtype=DT))
+    with pytest.raises(ValueError, match="b has length 7"):
+        op.solve(torch.ones(7, dtype=DT))
+    with pytest.raises(ValueError, match="b has 1 non-finite"):
+        op.solve(torch.tensor([float("inf")] + [0.0] * 8, dtype=DT))
+    with pytest.raises(TypeError, match="x has dtype"):
+        op.matmul(torch.ones(9))
+    with pytest.raises(ValueError, match="shift"):
+        op.solve(torch.ones(9, dtype=DT), shift=-1.0)
+    with pytest.raises(ValueError, match="shift"):
+        op.logdet(shift=float("nan"))
+    with pytest.raises(TypeError, match="shift"):
+        op.logdet(shift="1")
+    with pytest.raises(ValueError, match="method"):
+        op.solve(torch.ones(9, dtype=DT), method="lu")
+    with pytest.raises(ValueError, match="shift == 0"):
+        op.solve(torch.ones(9, dtype=DT), shift=0.5, method="cholesky")
+    indefinite = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=DT))
+    bad = Kronecker([a, indefinite])
+    with pytest.raises(ValueError, match=r"factors\[1\] is not positive definite"):
+        bad.solve(torch.ones(9, dtype=DT), method="cholesky")
+    with pytest.raises(ValueError, match="not positive definite"):
+        bad.logdet()
+    # the symmetric-indefinite system is still solved exactly by the eigen path
+    dense = bad.to_dense()
+    rhs = torch.arange(9, dtype=DT)
+    assert _rel(bad.solve(rhs), torch.linalg.solve(dense, rhs)) < 1e-12
+    singular = Kronecker([a, torch.diag(torch.tensor([1.0, 0.0, 2.0], dtype=DT))])
+    with pytest.raises(ValueError, match="singular"):
+        singular.solve(rhs)
+
+
+def test_cuda_without_cupy_warns_once_or_runs() -> None:
+    """On CPU tensors the CuPy module is never consulted (no warning)."""
+    op = Kronecker([torch.eye(2, dtype=DT), torch.eye(3, dtype=DT)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        op.solve(torch.ones(6, dtype=DT), 1.0)
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu(gen: torch.Generator) -> None:
+    fs = [_spd(n, gen=gen) for n in (5, 6, 7)]
+    b = torch.randn(210, 2, dtype=DT, generator=gen)
+    cpu = Kronecker(fs)
+    gpu = Kronecker([f.cuda() for f in fs])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # CuPy may be absent: torch fallback
+        x_gpu = gpu.solve(b.cuda(), 0.3).cpu()
+    assert _rel(x_gpu, cpu.solve(b, 0.3)) < 1e-10
+    assert _rel(gpu.matmul(b.cuda()).cpu(), cpu.matmul(b)) < 1e-12
+    torch.testing.assert_close(gpu.logdet(0.3).cpu(), cpu.logdet(0.3), rtol=1e-10, atol=0)
+
+
+@pytest.mark.gpu
+def test_cupy_fused_division_matches_torch(gen: torch.Generator) -> None:
+    pytest.importorskip("cupy")
+    from sciml.kernels._kron_cupy import cupy_ready, divide_by_grid_cupy
+    from sciml.kernels._kron_ops import eig_grid
+
+    if not cupy_ready():
+        pytest.skip("CuPy installed but not usable on this device")
+    for d in (1, 2, 3, 4):
+        vals = [torch.rand(n, dtype=DT, generator=gen).cuda() + 0.1 for n in (3, 4, 5, 2)[:d]]
+        n_tot = math.prod(v.shape[0] for v in vals)
+        y = torch.randn(2, n_tot, 3, dtype=DT, generator=gen).cuda()
+        out = divide_by_grid_cupy(y, vals, 0.25)
+        assert out is not None
+        ref = y / (eig_grid(vals) + 0.25).unsqueeze(-1)
+        torch.testing.assert_close(out, ref, rtol=1e-14, atol=0)
