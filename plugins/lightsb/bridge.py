@@ -1,0 +1,244 @@
+"""The fitted Schrödinger bridge returned by :class:`~sciml_plugins.lightsb.LightSB`."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sciml import Solution
+from sciml.validation import check_generator, check_positive_int, check_tensor
+
+from .potential import GaussianMixturePotential
+
+__all__ = ["Bridge"]
+
+_FORMAT = "sciml.lightsb.Bridge/1"
+
+
+class Bridge(Solution):
+    """Entropic OT plan / Schrödinger bridge with a Gaussian-mixture adjusted potential.
+
+    Conventions: reference process ``dX_t = sqrt(eps) dW_t``, time runs from ``t = 0`` (source
+    ``p0``, the ``x0`` side) to ``t = 1`` (target ``p1``, the ``x1`` side); the plan is
+    ``pi(x1 | x0) ∝ exp(-|x0 - x1|^2 / (2 eps)) phi(x1)``.
+
+    Calling the bridge, ``bridge(x0, generator=None)``, is :meth:`sample`. All methods take
+    batches of shape ``(n, D)``; inputs are moved to the bridge's device and dtype and results are
+    returned in the dtype and on the device of the input.
+
+    Attributes:
+        potential: the fitted :class:`GaussianMixturePotential` (parameters frozen).
+        eps: reference-process variance.
+        loss_history: training loss after each step.
+        diagnostics: training figures (steps run, best held-out loss, wall time, ...).
+    """
+
+    def __init__(
+        self,
+        potential: GaussianMixturePotential,
+        loss_history: list[float] | None = None,
+        diagnostics: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(loss_history, diagnostics)
+        self.potential = potential
+        for p in potential.parameters():
+            p.requires_grad_(False)
+        potential.eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def eps(self) -> float:
+        """Variance of the reference Wiener process."""
+        return self.potential.eps
+
+    @property
+    def dim(self) -> int:
+        """Dimension D of the samples."""
+        return self.potential.dim
+
+    @property
+    def n_components(self) -> int:
+        """Number of mixture components K of the potential."""
+        return self.potential.n_components
+
+    @property
+    def covariance(self) -> str:
+        """``"diag"`` or ``"full"``."""
+        return self.potential.covariance
+
+    def _param(self) -> Tensor:
+        return self.potential.means
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Bridge:
+        """Move the potential to ``device`` / ``dtype`` (in place) and return ``self``."""
+        self.potential.to(device=device, dtype=dtype)
+        return self
+
+    def _points(self, name: str, x: Any) -> Tensor:
+        check_tensor(name, x, ndim=2)
+        if x.shape[1] != self.dim:
+            raise ValueError(f"{name} must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        ref = self._param()
+        return x.to(device=ref.device, dtype=ref.dtype)
+
+    def _times(self, t: Any, n: int, *, allow_one: bool) -> Tensor:
+        ref = self._param()
+        if isinstance(t, Tensor):
+            tt = t.to(device=ref.device, dtype=ref.dtype)
+            if tt.ndim == 0:
+                tt = tt.expand(n)
+            elif tt.shape != (n,):
+                raise ValueError(f"t must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+        elif isinstance(t, (int, float)) and not isinstance(t, bool):
+            tt = torch.full((n,), float(t), device=ref.device, dtype=ref.dtype)
+        else:
+            raise TypeError(f"t must be a float or a tensor, got {type(t).__name__}")
+        hi_ok = (tt <= 1) if allow_one else (tt < 1)
+        if not bool(torch.isfinite(tt).all()) or not bool(((tt >= 0) & hi_ok).all()):
+            raise ValueError(f"t must lie in [0, 1{']' if allow_one else ')'}, got values outside")
+        return tt
+
+    # ------------------------------------------------------------------ the plan
+    def sample(self, x0: Tensor, *, generator: torch.Generator | None = None, chunk_size: int = 4096) -> Tensor:
+        """Draw one ``x1 ~ pi(. | x0)`` per row of ``x0``.
+
+        Args:
+            x0: source points, shape (n, D).
+            generator: source of randomness.
+            chunk_size: rows processed at once (bounds memory for full covariances).
+        Returns:
+            shape (n, D).
+        """
+        x = self._points("x0", x0)
+        check_generator("generator", generator)
+        check_positive_int("chunk_size", chunk_size)
+        with torch.no_grad():
+            out = torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)]) \
+                if x.shape[0] else x.clone()
+        return out.to(device=x0.device, dtype=x0.dtype)
+
+    def __call__(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:  # type: ignore[override]
+        """Same as :meth:`sample`: one ``x1 ~ pi(. | x0)`` per row of ``x0`` (n, D)."""
+        return self.sample(x0, generator=generator)
+
+    def log_prob(self, x1: Tensor, x0: Tensor) -> Tensor:
+        """Conditional log-density ``log pi(x1 | x0)``, shapes (n, D), (n, D) -> (n,)."""
+        a, b = self._points("x1", x1), self._points("x0", x0)
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"x1 and x0 must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
+        return self.potential.conditional_log_prob(a, b).to(device=x1.device, dtype=x1.dtype)
+
+    def conditional_moments(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact mean (n, D) and covariance (n, D, D) of ``pi(. | x0)``."""
+        x = self._points("x0", x0)
+        with torch.no_grad():
+            mean, cov = self.potential.conditional_moments(x)
+        return mean.to(device=x0.device, dtype=x0.dtype), cov.to(device=x0.device, dtype=x0.dtype)
+
+    def log_potential(self, y: Tensor) -> Tensor:
+        """Log adjusted potential ``log v(y) = log sum_k alpha_k N(y | r_k, eps S_k)``, (n, D) -> (n,).
+
+        The Schrödinger potential of the target side is ``log phi(y) = log v(y) + |y|^2 / (2 eps)``
+        (both up to an additive constant).
+        """
+        x = self._points("y", y)
+        return self.potential.log_potential(x).to(device=y.device, dtype=y.dtype)
+
+    # ------------------------------------------------------------------ the process
+    def sample_at(self, t: float | Tensor, x0: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Sample ``x_t`` given ``x_0 = x0`` exactly: ``x1 ~ pi(. | x0)``, then the Brownian bridge
+        ``x_t = t x1 + (1 - t) x0 + sqrt(eps t (1 - t)) xi``, ``xi ~ N(0, I)``.
+
+        Args:
+            t: time in [0, 1], a float or a tensor of shape (n,).
+            x0: source points, shape (n, D).
+            generator: source of randomness.
+        Returns:
+            shape (n, D).
+        """
+        x = self._points("x0", x0)
+        tt = self._times(t, x.shape[0], allow_one=True)[:, None]
+        check_generator("generator", generator)
+        with torch.no_grad():
+            x1 = torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(4096)]) \
+                if x.shape[0] else x.clone()
+            xi = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+            xt = tt * x1 + (1 - tt) * x + torch.sqrt(self.eps * tt * (1 - tt)) * xi
+        return xt.to(device=x0.device, dtype=x0.dtype)
+
+    def drift(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """SB drift ``g(x, t) = eps grad_x log h(x, t) = (E[x1 | x_t = x] - x) / (1 - t)``, t in [0, 1).
+
+        Args:
+            x: states, shape (n, D).
+            t: time, a float or a tensor of shape (n,); singular at ``t = 1``.
+        Returns:
+            shape (n, D).
+        """
+        xx = self._points("x", x)
+        tt = self._times(t, xx.shape[0], allow_one=False)
+        return self.potential.drift(xx, tt).to(device=x.device, dtype=x.dtype)
+
+    def trajectory(
+        self,
+        x0: Tensor,
+        n_steps: int = 100,
+        *,
+        generator: torch.Generator | None = None,
+        return_times: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Simulate ``dX = g(X, t) dt + sqrt(eps) dW`` from ``t = 0`` to ``1`` by Euler-Maruyama.
+
+        The drift is evaluated at the left end of each of ``n_steps`` equal steps, so it is never
+        evaluated at the singular time ``t = 1``.
+
+        Args:
+            x0: starting points, shape (n, D).
+            n_steps: number of steps.
+            generator: source of randomness.
+            return_times: also return the time grid, shape (n_steps + 1,).
+        Returns:
+            states at the grid times, shape (n_steps + 1, n, D) (and the times).
+        """
+        x = self._points("x0", x0)
+        n_steps = check_positive_int("n_steps", n_steps)
+        check_generator("generator", generator)
+        times = torch.linspace(0.0, 1.0, n_steps + 1, dtype=x.dtype, device=x.device)
+        dt = 1.0 / n_steps
+        path = [x]
+        with torch.no_grad():
+            for i in range(n_steps):
+                t = times[i].expand(x.shape[0])
+                xi = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+                x = x + self.potential.drift(x, t) * dt + math.sqrt(self.eps * dt) * xi
+                path.append(x)
+        out = torch.stack(path).to(device=x0.device, dtype=x0.dtype)
+        return (out, times.to(device=x0.device, dtype=x0.dtype)) if return_times else out
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments of the potential."""
+        p = self.potential
+        return {"dim": p.dim, "n_components": p.n_components, "eps": p.eps, "covariance": p.covariance}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write config, state dict, loss history and diagnostics with :func:`torch.save`."""
+        diag = {k: v for k, v in self.diagnostics.items() if isinstance(v, (int, float, str, bool))}
+        torch.save({"format": _FORMAT, "config": self.config(), "state_dict": self.potential.state_dict(),
+                    "loss_history": [float(v) for v in self.loss_history], "diagnostics": diag}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> Bridge:
+        """Read a bridge written by :meth:`save`."""
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
+            raise ValueError(f"{os.fspath(path)!r} is not a saved LightSB bridge")
+        state = blob["state_dict"]
+        ref = state["means"]
+        pot = GaussianMixturePotential(**blob["config"], dtype=ref.dtype, device=ref.device)
+        pot.load_state_dict(state)
+        return cls(pot, blob.get("loss_history"), blob.get("diagnostics"))

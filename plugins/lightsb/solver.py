@@ -1,0 +1,362 @@
+"""The LightSB solver: fits a Gaussian-mixture Schrödinger potential from samples of p0 and p1."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sciml import Solver
+from sciml.validation import (
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
+
+from .bridge import Bridge
+from .potential import GaussianMixturePotential
+
+__all__ = ["LightSB", "SampleSource"]
+
+#: Samples of a distribution: a tensor ``(n, D)`` or a callable ``f(n, generator) -> (n, D)``.
+SampleSource = Tensor | Callable[[int, torch.Generator | None], Tensor]
+
+
+class LightSB(Solver):
+    """Light Schrödinger Bridge (Korotin, Gushchin, Burnaev, ICLR 2024) and LightSB-M.
+
+    Fits the adjusted potential ``v(y) = sum_k alpha_k N(y | r_k, eps S_k)`` so that the plan
+    ``pi(x1 | x0) ∝ exp(<x0, x1> / eps) v(x1)`` is the entropic OT plan between ``p0`` and ``p1``
+    for the cost ``|x0 - x1|^2 / 2`` with regularisation ``eps`` (equivalently, the Schrödinger
+    bridge for the reference ``dX = sqrt(eps) dW`` on ``t in [0, 1]``).
+
+    Objectives:
+
+    * ``"lightsb"`` (default): ``mean(-log v(X1)) + mean(log C(X0))`` on independent minibatches
+      of p0 and p1 (equals ``KL(pi* || pi_theta)`` up to a constant).
+    * ``"matching"`` (LightSB-M): bridge matching from a given coupling ``(x0[i], x1[i])``: the
+      drift of the bridge regresses the Brownian-bridge drift ``(x1 - x_t) / (1 - t)`` at
+      ``x_t = t x1 + (1 - t) x0 + sqrt(eps t (1 - t)) xi``, ``t ~ U[0, 1 - t_gap]``. Any coupling
+      with the right marginals (even the independent one) has the SB as minimiser in this family.
+
+    Args:
+        eps: reference-process variance (> 0).
+        n_components: K, number of mixture components (<= number of target samples).
+        covariance: ``"diag"`` (``S_k = diag(exp s_k)``) or ``"full"`` (``S_k = U_k diag(exp s_k)
+            U_k^T``, ``U_k`` a matrix exponential of a skew-symmetric matrix).
+        objective: ``"lightsb"`` or ``"matching"``.
+        n_steps: maximum number of Adam steps.
+        batch_size: minibatch size (of each of p0 and p1).
+        lr: Adam learning rate.
+        lr_schedule: ``"cosine"`` (decay to ``lr / 100`` over ``n_steps``) or ``"constant"`` (Adam).
+        optimizer: ``"adam"`` (minibatches) or ``"lbfgs"`` (full batch: all training samples, or
+            one fixed draw of ``batch_size`` from a sampler; one L-BFGS iteration with strong-Wolfe
+            line search per step; ``lr`` is then the L-BFGS step scale, 1 is the usual choice).
+            L-BFGS converges to the exact minimiser on small problems (e.g. K = 1 Gaussians).
+        init_scale: initial eigenvalues of every ``S_k``.
+        val_fraction: fraction of the given samples held out for early stopping (tensor inputs);
+            0 disables the held-out loss (callable inputs draw ``val_size`` fresh samples instead).
+        val_size: held-out sample count for callable inputs.
+        eval_every: steps between held-out evaluations.
+        patience: stop after this many evaluations without improvement (``None``: never); the
+            parameters with the best held-out loss are returned.
+        t_gap: the matching objective samples ``t ~ U[0, 1 - t_gap]``.
+        progress: show a tqdm progress bar.
+    """
+
+    name: ClassVar[str] = "lightsb"
+
+    def __init__(
+        self,
+        eps: float = 1.0,
+        n_components: int = 10,
+        covariance: str = "diag",
+        *,
+        objective: str = "lightsb",
+        n_steps: int = 5000,
+        batch_size: int = 128,
+        lr: float = 1e-2,
+        lr_schedule: str = "cosine",
+        optimizer: str = "adam",
+        init_scale: float = 1.0,
+        val_fraction: float = 0.1,
+        val_size: int = 2048,
+        eval_every: int = 100,
+        patience: int | None = 20,
+        t_gap: float = 0.01,
+        progress: bool = True,
+    ) -> None:
+        self.eps = check_positive("eps", eps)
+        self.n_components = check_positive_int("n_components", n_components)
+        if covariance not in ("diag", "full"):
+            raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
+        if objective not in ("lightsb", "matching"):
+            raise ValueError(f"objective must be 'lightsb' or 'matching', got {objective!r}")
+        if lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+        if optimizer not in ("adam", "lbfgs"):
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+        self.covariance, self.objective, self.lr_schedule = covariance, objective, lr_schedule
+        self.optimizer = optimizer
+        self.n_steps = check_positive_int("n_steps", n_steps)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = check_positive("lr", lr)
+        self.init_scale = check_positive("init_scale", init_scale)
+        self.val_fraction = check_nonnegative("val_fraction", val_fraction)
+        if self.val_fraction >= 1:
+            raise ValueError(f"val_fraction must be < 1, got {val_fraction}")
+        self.val_size = check_positive_int("val_size", val_size)
+        self.eval_every = check_positive_int("eval_every", eval_every)
+        self.patience = None if patience is None else check_positive_int("patience", patience)
+        self.t_gap = check_positive("t_gap", t_gap)
+        if self.t_gap >= 1:
+            raise ValueError(f"t_gap must be < 1, got {t_gap}")
+        self.progress = bool(progress)
+
+    # ------------------------------------------------------------------ data handling
+    @staticmethod
+    def _check_samples(name: str, x: Tensor) -> Tensor:
+        check_tensor(name, x, ndim=2)
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"{name} must have at least one row and one column, got {tuple(x.shape)}")
+        return x
+
+    def _draw(self, name: str, src: SampleSource, n: int, generator: torch.Generator | None,
+              dim: int | None = None) -> Tensor:
+        x = src(n, generator)  # type: ignore[operator]
+        self._check_samples(f"samples drawn from {name}", x)
+        if x.shape[0] != n or (dim is not None and x.shape[1] != dim):
+            raise ValueError(f"{name}(n, generator) must return shape ({n}, {dim or 'D'}), got {tuple(x.shape)}")
+        return x
+
+    # ------------------------------------------------------------------ solve
+    def solve(  # type: ignore[override]
+        self,
+        x0: SampleSource,
+        x1: SampleSource,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Bridge:
+        """Fit the bridge from p0 to p1.
+
+        Args:
+            x0: samples of p0, a tensor (n0, D), or a sampler ``f(n, generator) -> (n, D)``.
+            x1: samples of p1, a tensor (n1, D), or a sampler. For ``objective="matching"`` the
+                rows of ``x0`` and ``x1`` are pairs of the coupling (tensors of equal length), or
+                ``x0`` is a sampler of pairs ``f(n, generator) -> (x0, x1)`` and ``x1`` is ``None``.
+            generator: seeds initialisation, minibatches and the held-out split.
+
+        Returns:
+            The fitted :class:`Bridge`; ``loss_history`` holds the training loss per step and
+            ``diagnostics`` the number of steps, best held-out loss and wall time.
+        """
+        check_generator("generator", generator)
+        paired_sampler = self.objective == "matching" and callable(x0) and x1 is None
+        if not paired_sampler:
+            for name, src in (("x0", x0), ("x1", x1)):
+                if not isinstance(src, Tensor) and not callable(src):
+                    raise TypeError(f"{name} must be a torch.Tensor or a callable sampler, got {type(src).__name__}")
+        dtype = device = None
+        dim = None
+        # ---- fixed tensors: validate, split off the held-out part
+        data: dict[str, Tensor] = {}
+        for name, src in (("x0", x0), ("x1", x1)):
+            if isinstance(src, Tensor):
+                data[name] = self._check_samples(name, src)
+        if "x0" in data and "x1" in data:
+            if data["x0"].shape[1] != data["x1"].shape[1]:
+                raise ValueError(f"x0 and x1 must have the same dimension, got {data['x0'].shape[1]} and {data['x1'].shape[1]}")
+            if data["x0"].dtype != data["x1"].dtype:
+                raise TypeError(f"x0 and x1 must have the same dtype, got {data['x0'].dtype} and {data['x1'].dtype}")
+            if data["x0"].device != data["x1"].device:
+                raise ValueError("x0 and x1 must be on the same device")
+        if self.objective == "matching" and not paired_sampler:
+            if not ("x0" in data and "x1" in data):
+                raise TypeError("objective='matching' needs paired tensors x0, x1 or a pair sampler x0 with x1=None")
+            if data["x0"].shape[0] != data["x1"].shape[0]:
+                raise ValueError("objective='matching' needs a coupling: x0 and x1 must have the same number of rows, "
+                                 f"got {data['x0'].shape[0]} and {data['x1'].shape[0]}")
+        if data:
+            ref = next(iter(data.values()))
+            dtype, device, dim = ref.dtype, ref.device, ref.shape[1]
+
+        # probe samplers for dim / dtype (and reuse the draw as the held-out set)
+        val: dict[str, Tensor] = {}
+        if paired_sampler:
+            pair = x0(self.val_size, generator)  # type: ignore[operator]
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise TypeError("a pair sampler must return a tuple (x0, x1)")
+            a = self._check_samples("x0 drawn from the pair sampler", pair[0])
+            b = self._check_samples("x1 drawn from the pair sampler", pair[1])
+            if a.shape != b.shape:
+                raise ValueError(f"the pair sampler returned shapes {tuple(a.shape)} and {tuple(b.shape)}")
+            val["x0"], val["x1"] = a, b
+            dtype, device, dim = a.dtype, a.device, a.shape[1]
+        else:
+            for name, src in (("x0", x0), ("x1", x1)):
+                if not isinstance(src, Tensor):
+                    v = self._draw(name, src, self.val_size, generator, dim)
+                    if dim is not None and v.shape[1] != dim:
+                        raise ValueError(f"x0 and x1 must have the same dimension, got {dim} and {v.shape[1]}")
+                    if dtype is not None and v.dtype != dtype:
+                        raise TypeError(f"x0 and x1 must have the same dtype, got {dtype} and {v.dtype}")
+                    val[name] = v
+                    dtype, device, dim = v.dtype, v.device, v.shape[1]
+        assert dim is not None
+        use_val = bool(val) or self.val_fraction > 0
+        train: dict[str, Tensor] = {}
+        if data:
+            n_rows = {k: v.shape[0] for k, v in data.items()}
+            perms = {}
+            if self.objective == "matching":
+                perm = torch.randperm(n_rows["x0"], generator=generator).to(device)
+                perms = {"x0": perm, "x1": perm}
+            else:
+                for k in data:
+                    perms[k] = torch.randperm(n_rows[k], generator=generator).to(device)
+            for k, x in data.items():
+                n_val = int(math.floor(self.val_fraction * x.shape[0])) if self.val_fraction > 0 else 0
+                if self.val_fraction > 0 and (n_val < 1 or n_val >= x.shape[0]):
+                    raise ValueError(f"{k} has {x.shape[0]} rows: too few to hold out val_fraction={self.val_fraction}")
+                xp = x[perms[k]]
+                if n_val:
+                    val[k], train[k] = xp[:n_val], xp[n_val:]
+                else:
+                    train[k] = xp
+
+        # ---- initialisation: means from K samples of p1
+        K = self.n_components
+        if "x1" in train:
+            if K > train["x1"].shape[0]:
+                raise ValueError(f"n_components={K} exceeds the number of target samples ({train['x1'].shape[0]}"
+                                 f"{' after the held-out split' if self.val_fraction > 0 else ''})")
+            init = train["x1"][torch.randperm(train["x1"].shape[0], generator=generator)[:K].to(device)]
+        elif paired_sampler:
+            init = x0(K, generator)[1]  # type: ignore[operator]
+        else:
+            init = self._draw("x1", x1, K, generator, dim)
+        potential = GaussianMixturePotential(dim, K, self.eps, self.covariance, init_means=init,
+                                             init_scale=self.init_scale, dtype=dtype, device=device)
+
+        def batch() -> tuple[Tensor, Tensor]:
+            if paired_sampler:
+                return x0(self.batch_size, generator)  # type: ignore[operator,return-value]
+            if self.objective == "matching":
+                idx = torch.randint(train["x0"].shape[0], (self.batch_size,), generator=generator).to(device)
+                return train["x0"][idx], train["x1"][idx]
+            out = []
+            for k, src in (("x0", x0), ("x1", x1)):
+                if k in train:
+                    idx = torch.randint(train[k].shape[0], (self.batch_size,), generator=generator).to(device)
+                    out.append(train[k][idx])
+                else:
+                    out.append(self._draw(k, src, self.batch_size, generator, dim))
+            return out[0], out[1]
+
+        # fixed times and noise for a deterministic held-out matching loss
+        val_aux: tuple[Tensor, Tensor] | None = None
+        if use_val and self.objective == "matching":
+            n_v = val["x0"].shape[0]
+            tv = torch.rand(n_v, generator=generator, dtype=dtype).to(device) * (1 - self.t_gap)
+            xiv = torch.randn(val["x0"].shape, generator=generator, dtype=dtype).to(device)
+            val_aux = (tv, xiv)
+
+        def loss_fn(a: Tensor, b: Tensor, aux: tuple[Tensor, Tensor] | None = None) -> Tensor:
+            if self.objective == "lightsb":
+                return potential.log_normaliser(a).mean() - potential.log_potential(b).mean()
+            if aux is None:
+                t = torch.rand(a.shape[0], generator=generator, dtype=dtype).to(device) * (1 - self.t_gap)
+                xi = torch.randn(a.shape, generator=generator, dtype=dtype).to(device)
+            else:
+                t, xi = aux
+            tc = t[:, None]
+            xt = tc * b + (1 - tc) * a + torch.sqrt(self.eps * tc * (1 - tc)) * xi
+            # drift error (m - x_t)/(1-t) - (x1 - x_t)/(1-t) = (m - x1)/(1-t)
+            err = (potential.posterior_mean(xt, t) - b) / (1 - tc)
+            return 0.5 * (err * err).sum(-1).mean() / self.eps
+
+        sched = None
+        full: tuple[Tensor, Tensor] | None = None
+        full_aux: tuple[Tensor, Tensor] | None = None
+        if self.optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                potential.parameters(), lr=self.lr, max_iter=1, max_eval=25, history_size=50, line_search_fn="strong_wolfe",
+                tolerance_grad=0.0, tolerance_change=0.0)
+            if paired_sampler:
+                full = x0(self.batch_size, generator)  # type: ignore[operator,assignment]
+            else:
+                full = tuple(train[k] if k in train else self._draw(k, src, self.batch_size, generator, dim)
+                             for k, src in (("x0", x0), ("x1", x1)))  # type: ignore[assignment]
+            if self.objective == "matching":
+                assert full is not None
+                n_f = full[0].shape[0]
+                full_aux = (torch.rand(n_f, generator=generator, dtype=dtype).to(device) * (1 - self.t_gap),
+                            torch.randn(full[0].shape, generator=generator, dtype=dtype).to(device))
+        else:
+            opt = torch.optim.Adam(potential.parameters(), lr=self.lr)
+            if self.lr_schedule == "cosine":
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.n_steps, eta_min=self.lr / 100)
+
+        history: list[float] = []
+        val_history: list[float] = []
+        best_val, best_state, best_step, bad = math.inf, None, 0, 0
+        stopped_early = False
+        start = time.perf_counter()
+        bar = tqdm(range(self.n_steps), desc="LightSB", disable=not self.progress, leave=False)
+        step = 0
+        for step in bar:
+            if full is not None:
+                def closure() -> Tensor:
+                    opt.zero_grad(set_to_none=True)
+                    val_ = loss_fn(full[0], full[1], full_aux)
+                    val_.backward()
+                    return val_
+                loss = opt.step(closure).detach()  # type: ignore[arg-type,union-attr]  (loss before the step)
+            else:
+                a, b = batch()
+                loss = loss_fn(a, b)
+                if torch.isfinite(loss):
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"LightSB loss became non-finite at step {step}; lower lr or check the data scale")
+            if sched is not None:
+                sched.step()
+            history.append(float(loss.detach()))
+            last = step + 1 == self.n_steps
+            if use_val and ((step + 1) % self.eval_every == 0 or last):
+                with torch.no_grad():
+                    v = float(loss_fn(val["x0"], val["x1"], val_aux))
+                val_history.append(v)
+                if v < best_val:
+                    best_val, best_step, bad = v, step + 1, 0
+                    best_state = copy.deepcopy(potential.state_dict())
+                else:
+                    bad += 1
+                bar.set_postfix(loss=f"{history[-1]:.4g}", val=f"{v:.4g}")
+                if self.patience is not None and bad >= self.patience:
+                    stopped_early = True
+                    break
+        bar.close()
+        if best_state is not None:
+            potential.load_state_dict(best_state)
+        diagnostics: dict[str, Any] = {
+            "objective": self.objective,
+            "steps": step + 1,
+            "stopped_early": stopped_early,
+            "best_step": best_step if use_val else step + 1,
+            "best_val_loss": best_val if use_val else float("nan"),
+            "final_loss": history[-1],
+            "train_time_s": time.perf_counter() - start,
+            "val_history": val_history,
+        }
+        return Bridge(potential, history, diagnostics)

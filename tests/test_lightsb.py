@@ -1,0 +1,305 @@
+"""LightSB plugin: closed-form Gaussian oracle, conditional plan, SDE marginals, errors, save/load."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sciml_plugins.lightsb import (
+    Bridge,
+    GaussianMixturePotential,
+    LightSB,
+    bures_wasserstein_sq,
+    cbw2_uvp,
+    cbw2_uvp_bridge,
+    gaussian_bridge,
+    gaussian_eot,
+    make_benchmark,
+)
+from torch.distributions import MultivariateNormal
+
+import sciml
+from sciml.testing import check_solver
+
+F64 = torch.float64
+
+
+def _rand_gauss(d: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    m = torch.randn(d, generator=g, dtype=F64)
+    a = torch.randn(d, d, generator=g, dtype=F64) / math.sqrt(d)
+    return m, a @ a.T + 0.3 * torch.eye(d, dtype=F64)
+
+
+def _draw(m: torch.Tensor, s: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    return m + torch.randn(n, m.shape[0], generator=g, dtype=F64) @ torch.linalg.cholesky(s).T
+
+
+def _gaussian_pair(d: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    m0, s0 = _rand_gauss(d, g)
+    m1, s1 = _rand_gauss(d, g)
+    return _draw(m0, s0, n, g), _draw(m1, s1, n, g)
+
+
+def _empirical_plan(x0: torch.Tensor, x1: torch.Tensor, eps: float):
+    # The K = 1 LightSB objective depends on the samples only through their first two moments,
+    # so its exact minimiser is the closed-form plan between the empirical Gaussians.
+    return gaussian_eot(x0.mean(0), torch.cov(x0.T, correction=0), x1.mean(0), torch.cov(x1.T, correction=0), eps)
+
+
+def test_registry_loads_the_class() -> None:
+    assert sciml.load("solver", "lightsb") is LightSB
+    assert issubclass(LightSB, sciml.Solver) and issubclass(Bridge, sciml.Solution)
+
+
+def test_gaussian_closed_form_identities() -> None:
+    g = torch.Generator().manual_seed(1)
+    m0, s0 = _rand_gauss(4, g)
+    m1, s1 = _rand_gauss(4, g)
+    eps = 0.7
+    plan = gaussian_eot(m0, s0, m1, s1, eps)
+    # eps S* = S1 - C^T S0^{-1} C, and S* symmetric positive definite
+    rhs = s1 - plan.C.T @ torch.linalg.solve(s0, plan.C)
+    torch.testing.assert_close(eps * plan.S_star, rhs, rtol=1e-10, atol=1e-10)
+    assert bool((torch.linalg.eigvalsh(plan.S_star) > 0).all())
+    # time marginals hit the endpoints
+    torch.testing.assert_close(plan.marginal(0.0)[1], s0)
+    torch.testing.assert_close(plan.marginal(1.0)[1], s1)
+    # 1-D formula s = (sqrt(4ab + eps^2) - eps) / (2a)
+    a, b = 2.0, 0.5
+    one = gaussian_eot(torch.zeros(1, dtype=F64), torch.full((1, 1), a, dtype=F64),
+                       torch.zeros(1, dtype=F64), torch.full((1, 1), b, dtype=F64), eps)
+    assert abs(one.S_star.item() - (math.sqrt(4 * a * b + eps**2) - eps) / (2 * a)) < 1e-12
+
+
+def test_exact_bridge_log_prob_and_sampling() -> None:
+    g = torch.Generator().manual_seed(2)
+    m0, s0 = _rand_gauss(3, g)
+    m1, s1 = _rand_gauss(3, g)
+    plan = gaussian_eot(m0, s0, m1, s1, 0.5)
+    bridge = gaussian_bridge(plan)
+    x0 = _draw(m0, s0, 50, g)
+    x1 = _draw(m1, s1, 50, g)
+    want = MultivariateNormal(plan.conditional_mean(x0), covariance_matrix=plan.conditional_cov).log_prob(x1)
+    torch.testing.assert_close(bridge.log_prob(x1, x0), want, rtol=1e-9, atol=1e-9)
+    mean, cov = bridge.conditional_moments(x0[:5])
+    torch.testing.assert_close(mean, plan.conditional_mean(x0[:5]))
+    torch.testing.assert_close(cov, plan.conditional_cov.expand(5, 3, 3))
+
+
+@pytest.mark.parametrize("d,eps", [(2, 0.1), (8, 1.0), (16, 10.0), (16, 0.1)])
+def test_k1_full_recovers_gaussian_plan(d: int, eps: float) -> None:
+    x0, x1 = _gaussian_pair(d, 2000, seed=d)
+    plan = _empirical_plan(x0, x1, eps)
+    solver = LightSB(eps=eps, n_components=1, covariance="full", optimizer="lbfgs", lr=1.0, n_steps=250,
+                     val_fraction=0.0, progress=False)
+    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
+    s = bridge.potential.covariances()
+    rel = float(torch.linalg.norm(s - plan.S_star) / torch.linalg.norm(plan.S_star))
+    assert rel < 1e-2, rel
+    xt = x0[:500]
+    mean, cov = bridge.conditional_moments(xt)
+    uvp = cbw2_uvp(mean, cov, plan.conditional_mean(xt), plan.conditional_cov.expand(500, d, d),
+                   float(torch.cov(x1.T, correction=0).trace()))
+    assert uvp < 0.1, uvp
+
+
+def test_k1_adam_minibatch_close_to_population_plan() -> None:
+    # stochastic training from minibatches of a fresh sampler, no closed-form shortcut
+    g = torch.Generator().manual_seed(3)
+    m0, s0 = _rand_gauss(2, g)
+    m1, s1 = _rand_gauss(2, g)
+    plan = gaussian_eot(m0, s0, m1, s1, 1.0)
+    solver = LightSB(eps=1.0, n_components=1, covariance="full", n_steps=1500, batch_size=512, lr=2e-2,
+                     progress=False, patience=None)
+    bridge = solver.solve(lambda n, gen: _draw(m0, s0, n, gen), lambda n, gen: _draw(m1, s1, n, gen),
+                          generator=torch.Generator().manual_seed(0))
+    rel = float(torch.linalg.norm(bridge.potential.covariances() - plan.S_star) / torch.linalg.norm(plan.S_star))
+    assert rel < 5e-2, rel
+
+
+def test_sde_and_bridge_marginals_match_closed_form_at_half() -> None:
+    g = torch.Generator().manual_seed(4)
+    d, eps, n = 3, 0.5, 20000
+    m0, s0 = _rand_gauss(d, g)
+    m1, s1 = _rand_gauss(d, g)
+    plan = gaussian_eot(m0, s0, m1, s1, eps)
+    bridge = gaussian_bridge(plan)
+    x0 = _draw(m0, s0, n, g)
+    mean_t, cov_t = plan.marginal(0.5)
+    se_mean = (torch.diagonal(cov_t) / n).sqrt()
+    se_cov = ((torch.diagonal(cov_t)[:, None] * torch.diagonal(cov_t)[None, :] + cov_t**2) / n).sqrt()
+    path = bridge.trajectory(x0, n_steps=200, generator=torch.Generator().manual_seed(5))
+    assert path.shape == (201, n, d)
+    for xt in (path[100], bridge.sample_at(0.5, x0, generator=torch.Generator().manual_seed(6))):
+        assert bool(((xt.mean(0) - mean_t).abs() < 5 * se_mean).all())
+        assert bool(((torch.cov(xt.T) - cov_t).abs() < 5 * se_cov).all())
+    # the end point of the SDE has the plan's law given x0 (mean within sampling error)
+    x_end = path[-1]
+    assert bool(((x_end - plan.conditional_mean(x0)).mean(0).abs() < 5 * se_mean).all())
+
+
+def test_mixture_log_prob_normalised_and_moments_match_samples() -> None:
+    g = torch.Generator().manual_seed(7)
+    pot = GaussianMixturePotential(1, 3, 0.3, "diag", init_means=torch.randn(3, 1, generator=g, dtype=F64),
+                                   dtype=F64)
+    with torch.no_grad():
+        pot.raw_log_alpha.copy_(0.3 * torch.tensor([0.0, 1.0, -0.5], dtype=F64))
+        pot.log_scales.copy_(torch.tensor([[0.2], [-0.4], [0.0]], dtype=F64))
+    bridge = Bridge(pot)
+    x0 = torch.tensor([[0.3]], dtype=F64)
+    grid = torch.linspace(-15, 15, 20001, dtype=F64)[:, None]
+    dens = bridge.log_prob(grid, x0.expand(grid.shape[0], 1)).exp()
+    assert abs(float(torch.trapezoid(dens[:, 0] if dens.ndim > 1 else dens, grid[:, 0])) - 1.0) < 1e-8
+    x = x0.expand(40000, 1)
+    ys = bridge.sample(x, generator=torch.Generator().manual_seed(8))
+    mean, cov = bridge.conditional_moments(x0)
+    sd = cov[0, 0, 0].sqrt()
+    assert abs(float(ys.mean()) - float(mean)) < 5 * float(sd) / math.sqrt(40000)
+    assert abs(float(ys.var()) / float(cov[0, 0, 0]) - 1) < 5 * math.sqrt(2 / 40000) * 2
+
+
+def test_drift_is_eps_grad_log_h() -> None:
+    # g(x, t) = eps grad log h(x, t) with h(x, t) = ∫ N(y | x, eps (1 - t) I) phi(y) dy; check by
+    # quadrature in 1-D for a 3-component potential
+    eps = 0.4
+    pot = GaussianMixturePotential(1, 3, eps, "diag", init_means=torch.tensor([[-1.0], [0.5], [2.0]], dtype=F64),
+                                   dtype=F64)
+    with torch.no_grad():
+        pot.log_scales.copy_(torch.tensor([[0.3], [-0.5], [0.1]], dtype=F64))
+    bridge = Bridge(pot)
+    y = torch.linspace(-20, 20, 40001, dtype=F64)[:, None]
+    log_phi = bridge.log_potential(y) + y[:, 0] ** 2 / (2 * eps)
+    for t in (0.0, 0.3, 0.8):
+        x = torch.tensor([0.7], dtype=F64, requires_grad=True)
+        var = eps * (1 - t)
+        log_h = torch.logsumexp(-(y[:, 0] - x) ** 2 / (2 * var) + log_phi, 0)
+        (grad,) = torch.autograd.grad(log_h, x)
+        got = bridge.drift(x.detach()[None], t)
+        assert abs(float(got) - eps * float(grad)) < 1e-6 * (1 + abs(float(got)))
+
+
+def test_small_eps_is_finite_in_float32() -> None:
+    g = torch.Generator().manual_seed(9)
+    x0 = torch.randn(400, 2, generator=g)
+    x1 = 3 * torch.randn(400, 2, generator=g) + 5
+    bridge = LightSB(eps=1e-3, n_components=8, n_steps=100, lr=1e-2, progress=False).solve(
+        x0, x1, generator=torch.Generator().manual_seed(0))
+    assert all(math.isfinite(v) for v in bridge.loss_history)
+    assert bool(torch.isfinite(bridge.sample(x0[:50])).all())
+    assert bool(torch.isfinite(bridge.log_prob(x1[:50], x0[:50])).all())
+    assert bool(torch.isfinite(bridge.drift(x0[:50], 0.9)).all())
+    assert bool(torch.isfinite(bridge.trajectory(x0[:50], n_steps=20)).all())
+
+
+def test_matching_objective_from_independent_coupling() -> None:
+    g = torch.Generator().manual_seed(10)
+    m0, s0 = _rand_gauss(2, g)
+    m1, s1 = _rand_gauss(2, g)
+    plan = gaussian_eot(m0, s0, m1, s1, 1.0)
+
+    def pairs(n: int, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        return _draw(m0, s0, n, gen), _draw(m1, s1, n, gen)  # independent coupling
+
+    solver = LightSB(eps=1.0, n_components=1, covariance="full", objective="matching", n_steps=1500,
+                     batch_size=512, lr=2e-2, progress=False, patience=None)
+    bridge = solver.solve(pairs, None, generator=torch.Generator().manual_seed(0))
+    rel = float(torch.linalg.norm(bridge.potential.covariances() - plan.S_star) / torch.linalg.norm(plan.S_star))
+    assert rel < 0.1, rel
+    # paired tensors are accepted too
+    x0, x1 = pairs(256, g)
+    LightSB(eps=1.0, n_components=2, objective="matching", n_steps=5, progress=False).solve(x0, x1)
+
+
+def test_bad_inputs_raise() -> None:
+    x0, x1 = _gaussian_pair(2, 50, seed=0)
+    with pytest.raises(ValueError, match="eps"):
+        LightSB(eps=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        LightSB(eps=-1.0)
+    with pytest.raises(ValueError, match="covariance"):
+        LightSB(covariance="dense")
+    with pytest.raises(ValueError, match="objective"):
+        LightSB(objective="other")
+    solver = LightSB(eps=1.0, n_components=2, n_steps=2, progress=False)
+    with pytest.raises(ValueError, match="dimension"):
+        solver.solve(x0, x1[:, :1])
+    bad = x1.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="x1"):
+        solver.solve(x0, bad)
+    with pytest.raises(ValueError, match="n_components"):
+        LightSB(n_components=60, n_steps=2, progress=False, val_fraction=0).solve(x0, x1)
+    with pytest.raises(TypeError, match="generator"):
+        solver.solve(x0, x1, generator=0)
+    with pytest.raises(TypeError, match="x0"):
+        solver.solve([[0.0, 1.0]], x1)
+    with pytest.raises(ValueError, match="rows"):
+        LightSB(objective="matching", n_steps=2, progress=False).solve(x0, x1[:40])
+    bridge = solver.solve(x0, x1)
+    with pytest.raises(ValueError, match="x0"):
+        bridge.sample(torch.zeros(3, 5, dtype=F64))
+    with pytest.raises(ValueError, match="t must"):
+        bridge.drift(x0, 1.0)
+    with pytest.raises(ValueError, match="t must"):
+        bridge.sample_at(1.5, x0)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_save_load_round_trip(tmp_path, covariance: str) -> None:
+    x0, x1 = _gaussian_pair(3, 300, seed=11)
+    bridge = LightSB(eps=0.5, n_components=4, covariance=covariance, n_steps=30, progress=False).solve(
+        x0, x1, generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "bridge.pt"
+    bridge.save(path)
+    again = Bridge.load(path)
+    assert again.config() == bridge.config()
+    assert again.loss_history == bridge.loss_history
+    a = bridge.sample(x0[:20], generator=torch.Generator().manual_seed(1))
+    b = again.sample(x0[:20], generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    torch.testing.assert_close(again.log_prob(x1[:20], x0[:20]), bridge.log_prob(x1[:20], x0[:20]))
+    torch.testing.assert_close(again.drift(x0[:20], 0.3), bridge.drift(x0[:20], 0.3))
+    with pytest.raises(ValueError, match="not a saved"):
+        torch.save({"x": 1}, tmp_path / "other.pt")
+        Bridge.load(tmp_path / "other.pt")
+
+
+def test_seeding_and_early_stopping() -> None:
+    x0, x1 = _gaussian_pair(2, 400, seed=12)
+    make = lambda: LightSB(eps=1.0, n_components=3, n_steps=400, eval_every=10, patience=2, lr=0.05,  # noqa: E731
+                           progress=False)
+    a = make().solve(x0, x1, generator=torch.Generator().manual_seed(3))
+    b = make().solve(x0, x1, generator=torch.Generator().manual_seed(3))
+    assert a.loss_history == b.loss_history
+    assert a.diagnostics["stopped_early"] and a.diagnostics["steps"] < 400
+    vh = a.diagnostics["val_history"]
+    assert min(vh) == a.diagnostics["best_val_loss"]
+
+
+def test_conformance() -> None:
+    x0, x1 = _gaussian_pair(2, 200, seed=13)
+    check_solver(LightSB(eps=1.0, n_components=4, n_steps=40, progress=False), (x0, x1), x0[:10])
+
+
+def test_benchmark_plan_is_exact_and_metric() -> None:
+    # BW^2 in 1-D: (m1 - m2)^2 + (s1 - s2)^2
+    bw = bures_wasserstein_sq(torch.tensor([[1.0]]), torch.tensor([[[4.0]]]), torch.tensor([[0.0]]),
+                              torch.tensor([[[1.0]]]))
+    assert abs(float(bw) - 2.0) < 1e-12
+    bench = make_benchmark(1, 0.5, seed=0)
+    # pi*(y | x) ∝ N(y | x, eps) phi(y): compare with quadrature
+    x = torch.tensor([[0.4]], dtype=F64)
+    y = torch.linspace(-25, 25, 50001, dtype=F64)[:, None]
+    log_un = -(y[:, 0] - x[0, 0]) ** 2 / (2 * 0.5) + bench.potential.log_prob(y)
+    log_z = torch.logsumexp(log_un, 0) + math.log(float(y[1, 0] - y[0, 0]))
+    got = bench.conditional_log_prob(y[::1000], x.expand(y[::1000].shape[0], 1))
+    torch.testing.assert_close(got, log_un[::1000] - log_z, rtol=1e-7, atol=1e-7)
+    # the exact plan scores ~0 and a fitted LightSB scores low on a 2-D instance
+    bench2 = make_benchmark(2, 1.0, seed=0)
+    bridge = LightSB(eps=1.0, n_components=5, covariance="full", n_steps=1500, lr=1e-2, batch_size=256,
+                     progress=False, patience=None).solve(bench2.sample_p0, bench2.sample_p1,
+                                                          generator=torch.Generator().manual_seed(0))
+    uvp = cbw2_uvp_bridge(bridge, bench2, n_test=500, generator=torch.Generator().manual_seed(1))
+    assert uvp < 1.0, uvp
