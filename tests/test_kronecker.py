@@ -109,6 +109,24 @@ def test_gradients_match_finite_differences(d: int, gen: torch.Generator) -> Non
     assert torch.autograd.gradcheck(lambda b, *fs: Kronecker(list(fs)).matmul(b), (b, *fs))
 
 
+def test_refinement_reduces_residual_of_ill_conditioned_solve(gen: torch.Generator) -> None:
+    x = torch.linspace(0, 1, 60, dtype=DT)
+    fac = torch.exp(-(x[:, None] - x[None, :]).abs() / 0.2)  # cond(K) ~ 1e8
+    op = Kronecker([fac, fac, fac])
+    b = torch.randn(60**3, dtype=DT, generator=gen)
+    res = [float((op.matmul(op.solve(b, refine=r)) - b).norm() / b.norm()) for r in (0, 1)]
+    assert res[1] < res[0] / 3 and res[1] < 1e-11
+    auto = op.solve(b)  # condition number > 1e6: one refinement step chosen automatically
+    torch.testing.assert_close(auto, op.solve(b, refine=1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="refine"):
+        op.solve(b, refine=-1)
+    # gradients stay exact with refinement switched on
+    fs = [_spd(n, gen=gen).requires_grad_() for n in (3, 2)]
+    rhs = torch.randn(6, dtype=DT, generator=gen, requires_grad=True)
+    s = torch.tensor(0.1, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda b, s, *fs: Kronecker(_sym(fs)).solve(b, s, refine=2), (rhs, s, *fs))
+
+
 def test_gradients_batched_factors(gen: torch.Generator) -> None:
     fs = [_spd(3, (2,), gen).requires_grad_(), _spd(2, gen=gen).requires_grad_()]
     b = torch.randn(6, dtype=DT, generator=gen, requires_grad=True)

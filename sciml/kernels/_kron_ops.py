@@ -24,9 +24,10 @@ __all__ = [
 def kron_apply(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | None = None) -> Tensor:
     """Apply ``mats[0] kron ... kron mats[d-1]`` to the columns of ``x``.
 
-    Each step is one GEMM ``X^T A_k^T`` on a transposed view: the contracted axis comes out last,
-    so the axes cycle through the grid and no separate transpose copy is needed (Saatci 2012,
-    ch. 5, with the permutation folded into the matrix product). Cost ``O(N c sum_k n_k)``.
+    Mode-``k`` products on the grid tensor: with ``x`` viewed as ``(c, pre, n_k, post)`` the
+    ``k``-th factor acts as ``A_k @ X`` (batched over ``pre``; a single GEMM for the first factor,
+    ``X @ A_k^T`` for the last), so no axis permutation is ever copied (Saatci 2012, ch. 5, does
+    the same contraction with a transpose per factor). Cost ``O(N c sum_k n_k)``.
 
     Args:
         mats: per-factor matrices ``(*b_k, n_k, n_k)``; ``None`` stands for an identity factor
@@ -39,17 +40,26 @@ def kron_apply(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | 
     """
     if sizes is None:
         sizes = [m.shape[-1] for m in mats]  # type: ignore[union-attr]
+    n_tot = x.shape[-2]
     c = x.shape[-1]
-    y = x
+    y = x.mT.contiguous() if c > 1 else x.reshape(*x.shape[:-2], 1, n_tot)  # (..., c, N)
+    batch = y.shape[:-1]  # (..., c)
+    pre = 1
     for mat, n in zip(mats, sizes):
-        y = y.reshape(*y.shape[:-2], n, -1)  # (..., n_k, R): R = remaining grid axes x columns
-        if mat is None:
-            y = y.mT.contiguous()  # identity: only cycle the axis
-        else:
-            y = torch.matmul(y.mT, mat.mT)  # (..., R, n_k): contracted axis moved last
-    # after d steps the layout is (..., c, n_1, ..., n_d)
-    y = y.reshape(*y.shape[:-2], c, -1)
-    return y.mT
+        post = n_tot // (pre * n)
+        if mat is not None:
+            # factor batch dimensions align with x's batch, not with the column / pre axes
+            a = mat if mat.ndim == 2 else mat.unsqueeze(-3)
+            if post == 1:
+                y = y.reshape(*batch, pre, n) @ a.mT
+            elif pre == 1:
+                y = a @ y.reshape(*batch, n, post)
+            else:
+                a = a if mat.ndim == 2 else a.unsqueeze(-3)
+                y = a @ y.reshape(*batch, pre, n, post)
+            batch = y.shape[: y.ndim - (2 if post == 1 or pre == 1 else 3)]
+        pre *= n
+    return y.reshape(*batch, n_tot).mT
 
 
 def kron_dense(mats: Sequence[Tensor]) -> Tensor:
