@@ -256,3 +256,21 @@ def test_float32_and_pyro_distribution() -> None:
     s = MultCDiff(num_steps=100, progress=False).sample(target, 500, generator=_gen())
     assert s.x.dtype == torch.float32 and s.x.shape == (500, 2)
     assert torch.allclose(s.x.mean(0), MEAN.float(), atol=0.25)
+
+
+def test_underdamped_multcdiff_gaussian() -> None:
+    target = torch.distributions.MultivariateNormal(MEAN, COV)
+    s = MultCDiff(num_steps=200, underdamped=True, progress=False).sample(target, 2000, generator=_gen(9))
+    assert not bool(s.diverged.any())
+    assert torch.allclose(s.x.mean(0), MEAN, atol=0.15) and torch.allclose(torch.cov(s.x.T), COV, atol=0.25)
+
+
+def test_critically_damped_transition() -> None:
+    """exp(F s) and the stationary covariance used by the underdamped MultCDiff."""
+    f = torch.tensor([[0.0, 1.0], [-1.0, -2.0]], dtype=torch.float64)
+    for s in (0.01, 0.5, 3.0):
+        e = math.exp(-s)
+        closed = e * torch.tensor([[1 + s, s], [-s, 1 - s]], dtype=torch.float64)
+        assert torch.allclose(torch.linalg.matrix_exp(f * s), closed, atol=1e-12)
+    q = torch.diag(torch.tensor([0.0, 4.0], dtype=torch.float64))
+    assert torch.allclose(f + f.T + q, torch.zeros(2, 2, dtype=torch.float64))  # N(0, I) is stationary

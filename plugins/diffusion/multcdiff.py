@@ -13,6 +13,19 @@ replaces the posterior mean by the fast state ``Y``, which runs Langevin dynamic
 (``sigma_s^2 -> 0``): the slow one is integrated with the exponential integrator (its drift is
 linear in ``X`` given ``Y``), the fast one with the exponential integrator on its Gaussian part
 (``integrator="exponential"``, one gradient per step) or with SK-ROCK (``integrator="srock"``).
+
+Underdamped variant (``underdamped=True``): the critically damped forward process
+``dX = V ds, dV = (-X - 2 V) ds + 2 dB`` (mass 1, friction 2, ``Gamma^2 = 4 M``) started from
+``V_0 ~ N(0, I)`` has, per coordinate, ``Z_s = (X_s, V_s) | X_0 = y ~ N(a_s y, I - a_s a_s^T)`` with
+``a_s = e^{-s} (1 + s, -s)`` (``N(0, I)`` is stationary, ``exp(F s) = e^{-s} [[1+s, s], [-s, 1-s]]``).
+With ``r^2 = |a_s|^2``, Tweedie gives ``grad_v log q_s(z) = a_v (E[Y|z] - a.z) / (1 - r^2) - v`` and
+the posterior ``pi(y) N(y; a.z / r^2, (1 - r^2) / r^2)``. The reverse dynamics
+
+    dX = -V dt,   dV = [X - 2 V + 4 a_v (Y - a_x X - a_v V) / (1 - r^2)] dt + 2 dB
+
+is linear in ``(X, V)`` given the fast state ``Y``; each step integrates it exactly with frozen
+coefficients (matrix exponentials, Van Loan's formula for the noise covariance), which keeps it
+stable although ``1 - r^2 ~ 4 s^3 / 3`` makes it very stiff near ``s = 0``.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from torch import Tensor
 from sciml.validation import check_nonnegative, check_positive, check_positive_int
 
 from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like
-from .integrators import ou_exponential_step, skrock_step
+from .integrators import LipschitzTracker, ou_exponential_step, skrock_step, stages_for
 from .schedules import annealing_schedule
 
 __all__ = ["MultCDiff"]
@@ -50,8 +63,13 @@ class MultCDiff(DiffusionSamplerBase):
             callable ``tau -> [0, 1]``).
         integrator: fast-process integrator, ``"exponential"`` (1 gradient per step; the target
             part is explicit, stable while ``h L / eps < 2``) or ``"srock"`` (SK-ROCK, ``stages``
-            gradients per step).
-        stages: SK-ROCK stages.
+            gradients per step; a step that would need more than ``max_stages`` stages, or one
+            where a single stage suffices, uses the exponential integrator instead).
+        underdamped: use the critically damped (position, velocity) forward process instead of OU.
+        stages: SK-ROCK stages; ``None`` chooses them each step from the stiffness
+            ``(L + k) / eps`` (``k`` the precision ratio of the Gaussian factor, ``L`` tracked from
+            gradient secants).
+        max_stages: cap on the adaptive number of stages.
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         final_steps: plain (unadjusted) Langevin steps on the target at the end.
@@ -63,8 +81,8 @@ class MultCDiff(DiffusionSamplerBase):
     name = "mult-cdiff"
 
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
-                 schedule: str | Callable[[Tensor], Tensor] = "geometric", integrator: str = "srock",
-                 stages: int = 5, fast_init_scale: float = 10.0, final_steps: int = 0,
+                 underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
+                 integrator: str = "srock", stages: int | None = None, max_stages: int = 40, fast_init_scale: float = 10.0, final_steps: int = 0,
                  final_step_size: float = 0.01, reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -79,7 +97,11 @@ class MultCDiff(DiffusionSamplerBase):
         annealing_schedule(schedule, 3, self.s_min, self.horizon)
         self.schedule = schedule
         self.integrator = check_choice("integrator", integrator, ("srock", "exponential"))
-        self.stages = check_positive_int("stages", stages)
+        self.stages = None if stages is None else check_positive_int("stages", stages)
+        self.max_stages = check_positive_int("max_stages", max_stages)
+        if not isinstance(underdamped, bool):
+            raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
+        self.underdamped = underdamped
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
@@ -101,38 +123,100 @@ class MultCDiff(DiffusionSamplerBase):
         """Diffusion times ``s_0 = T > s_1 > ... > s_N = s_min`` (float64, ``num_steps + 1`` values)."""
         return annealing_schedule(self.schedule, self.num_steps + 1, self.s_min, self.horizon).flip(0)
 
-    def _fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, s: float, h: float,
+    def _fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
                    gen: torch.Generator | None) -> Tensor:
+        """Fast Langevin step on ``pi(y) N(y; m, I / k)`` (time ``h``, speed ``1/eps``)."""
         eps = self.eps
-        e = math.exp(-s)
-        var = -math.expm1(-2.0 * s)
         xi = randn_like(y, gen)
-        if self.integrator == "exponential":
-            a = e * e / (var * eps)
-            return ou_exponential_step(y, a, x / e, target.grad(y) / eps, h, 1.0 / eps, xi)
+
+        def grad(z: Tensor) -> Tensor:
+            g = target.grad(z)
+            self._lip.update(z, g)
+            return g
+
+        stages = 1
+        if self.integrator == "srock":
+            stages = self.stages or stages_for((self._lip.value + k) / eps, h, self.max_stages + 1)
+            if stages > self.max_stages:  # too stiff for the stage budget: the Gaussian part exactly
+                stages = 1
+                self._n_fallback += 1
+        if self.integrator == "exponential" or stages == 1:
+            self._stage_counts.append(1)
+            return ou_exponential_step(y, k / eps, m, grad(y) / eps, h, 1.0 / eps, xi)
 
         def drift(z: Tensor) -> Tensor:
-            return (target.grad(z) + e * (x - e * z) / var) / eps
+            return (grad(z) + k * (m - z)) / eps
 
-        return skrock_step(y, drift, h, math.sqrt(2.0 * h / eps) * xi, self.stages)
+        self._stage_counts.append(stages)
+        return skrock_step(y, drift, h, math.sqrt(2.0 * h / eps) * xi, stages)
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
         times = self.diffusion_times().tolist()
+        self._lip, self._stage_counts, self._n_fallback = LipschitzTracker(), [], 0
         x = x0.clone()
-        c = min(math.exp(times[0]), self.fast_init_scale)
-        y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
-        for k in range(self.num_steps):
-            s, h = times[k], times[k] - times[k + 1]
-            y = self._fast_step(target, x, y, s, h, generator)
-            e = math.exp(-s)
-            var = -math.expm1(-2.0 * s)
-            b = 2.0 / var - 1.0  # slow drift = -b X + 2 e Y / var
-            centre = 2.0 * e * y / (var * b)
-            x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, generator))
-            bar.update(1)
+        if self.underdamped:
+            x = self._run_underdamped(target, x, times, generator, bar)
+        else:
+            c = min(math.exp(times[0]), self.fast_init_scale)
+            y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
+            for k in range(self.num_steps):
+                s, h = times[k], times[k] - times[k + 1]
+                e = math.exp(-s)
+                var = -math.expm1(-2.0 * s)
+                y = self._fast_step(target, y, e * e / var, x / e, h, generator)
+                b = 2.0 / var - 1.0  # slow drift = -b X + 2 e Y / var
+                centre = 2.0 * e * y / (var * b)
+                x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, generator))
+                bar.update(1)
         hf = self.final_step_size
         for _ in range(self.final_steps):
             x = x + hf * target.grad(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
             bar.update(1)
-        return x, {"diagnostics": {"s_final": times[-1]}}
+        counts = self._stage_counts
+        diagnostics = {"s_final": times[-1], "lipschitz_estimate": self._lip.value,
+                       "mean_stages": sum(counts) / len(counts) if counts else 1.0,
+                       "exponential_fallback_steps": self._n_fallback}
+        return x, {"diagnostics": diagnostics}
+
+    def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
+                         generator: torch.Generator | None, bar: Any) -> Tensor:
+        v = randn_like(x, generator)
+
+        def coefficients(s: float) -> tuple[float, float, float]:
+            e = math.exp(-s)
+            ax, av = e * (1.0 + s), -e * s
+            one_minus_r2 = -math.expm1(-2.0 * s) - 2.0 * e * e * s * (1.0 + s)  # 1 - |a|^2, stable
+            return ax, av, max(one_minus_r2, 1e-300)
+
+        ax, av, omr = coefficients(times[0])
+        r2 = 1.0 - omr
+        proj = (ax * x + av * v) / math.sqrt(r2)  # a.z / r ~ N(0, 1) under q_T
+        c = min(1.0 / math.sqrt(r2), self.fast_init_scale)
+        y = c * proj + math.sqrt(c * c - 1.0) * randn_like(x, generator)
+        for k in range(self.num_steps):
+            s, h = times[k], times[k] - times[k + 1]
+            ax, av, omr = coefficients(s)
+            r2 = 1.0 - omr
+            y = self._fast_step(target, y, r2 / omr, (ax * x + av * v) / r2, h, generator)
+            # slow linear SDE d(X, V) = (B (X, V) + b Y) dt + (0, 2) dB with frozen coefficients
+            big = torch.tensor([[0.0, -1.0, 0.0], [1.0 - 4.0 * av * ax / omr, -2.0 - 4.0 * av * av / omr, 4.0 * av / omr],
+                                [0.0, 0.0, 0.0]], dtype=torch.float64) * h
+            aug = torch.linalg.matrix_exp(big)  # [[e^{Bh}, int_0^h e^{Bu} du b], [0, 1]]
+            bmat = big[:2, :2]
+            q = torch.tensor([[0.0, 0.0], [0.0, 4.0]], dtype=torch.float64) * h
+            van_loan = torch.linalg.matrix_exp(torch.cat([torch.cat([-bmat, q], 1),
+                                                          torch.cat([torch.zeros(2, 2, dtype=torch.float64), bmat.T], 1)], 0))
+            phi = van_loan[2:, 2:].T  # = e^{Bh}
+            cov = phi @ van_loan[:2, 2:]
+            cov = 0.5 * (cov + cov.T)
+            evals, evecs = torch.linalg.eigh(cov)
+            root = evecs * evals.clamp(min=0.0).sqrt()
+            (p00, p01), (p10, p11) = aug[:2, :2].tolist()
+            g0, g1 = aug[:2, 2].tolist()
+            (r00, r01), (r10, r11) = root.tolist()
+            n1, n2 = randn_like(x, generator), randn_like(x, generator)
+            x, v = (p00 * x + p01 * v + g0 * y + r00 * n1 + r01 * n2,
+                    p10 * x + p11 * v + g1 * y + r10 * n1 + r11 * n2)
+            bar.update(1)
+        return x
