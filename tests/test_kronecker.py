@@ -208,6 +208,10 @@ def test_errors_name_the_argument() -> None:
         Kronecker([a, torch.ones(2, 3, dtype=DT)])
     with pytest.raises(ValueError, match=r"factors\[0\] has 1 non-finite"):
         Kronecker([torch.tensor([[float("nan")]], dtype=DT), a])
+    huge = torch.full((2, 2), 1e308, dtype=DT)  # finite entries whose sum overflows: accepted
+    assert Kronecker([huge]).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"factors\[0\] has 2 non-finite"):
+        Kronecker([torch.tensor([[float("inf"), 0.0], [0.0, -float("inf")]], dtype=DT)])
     with pytest.raises(TypeError, match="dtype"):
         Kronecker([a, torch.eye(2)])
     with pytest.raises(TypeError, match=r"factors\[0\]"):
