@@ -17,6 +17,7 @@ increase during the call, and the relative residual ``||(K + s^2 I) x - b|| / ||
 solve (residuals computed with sciml's mat-vec in float64). Memory on CPU is the increase of the
 process' peak resident set size over the call (Linux ``VmHWM``, reset before each call through
 ``/proc/self/clear_refs``); on CUDA it is ``torch.cuda.max_memory_allocated`` over the call.
+On CUDA the table ends with the fused CuPy eigenvalue-grid division against the torch composition.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ def _reset_peak() -> bool:
 
 def _measure(fn: Callable[[], Tensor], device: torch.device) -> tuple[Tensor, float, float | None]:
     """Run ``fn`` once: (result, seconds, peak memory increase in MB or None)."""
-    gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -133,6 +133,7 @@ def _bench_grid(sizes: Sequence[int], args: argparse.Namespace, device: torch.de
 
     from sciml.kernels import Kronecker
 
+    gc.collect()  # once per grid: a full collection costs ~0.5 s with torch and linear_operator loaded
     dtype = torch.float64
     d = len(sizes)
     grid = "x".join(map(str, sizes)) if len(set(sizes)) > 1 else f"{sizes[0]}^{d}"
@@ -248,6 +249,33 @@ def _bench_grid(sizes: Sequence[int], args: argparse.Namespace, device: torch.de
     return rows
 
 
+def _bench_grid_division(sizes: Sequence[int], args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """CUDA only: fused CuPy division by the eigenvalue grid vs the torch composition."""
+    from sciml.kernels._kron_cupy import cupy_ready, divide_by_grid_cupy
+    from sciml.kernels._kron_ops import eig_grid
+
+    d = len(sizes)
+    grid = f"{sizes[0]}^{d}"
+    gen = torch.Generator(device=device).manual_seed(1)
+    vals = [torch.rand(n, dtype=torch.float64, device=device, generator=gen) + 0.1 for n in sizes]
+    y = torch.randn(math.prod(sizes), 1, dtype=torch.float64, device=device, generator=gen)
+    rows = []
+    ref, sec, reps, peak = _timed(lambda: y / (eig_grid(vals) + args.shift).unsqueeze(-1), device,
+                                  args.repeats, args.budget)
+    rows.append(Row(grid, "grid division", "torch (grid materialised)", sec, reps, peak, None, ""))
+    if cupy_ready():
+        out, sec, reps, peak = _timed(lambda: divide_by_grid_cupy(y, vals, args.shift), device,  # type: ignore[arg-type,return-value]
+                                      args.repeats, args.budget)
+        err = float((out - ref).norm() / ref.norm())
+        rows.append(Row(grid, "grid division", "CuPy fused kernel", sec, reps, peak, err, "rel. diff.",
+                        "ratio to the torch composition"))
+    else:
+        rows.append(Row(grid, "grid division", "CuPy fused kernel", None, 0, None, None, "", "CuPy unavailable"))
+    rows[-1].ratio = rows[-1].seconds / rows[0].seconds if rows[-1].seconds and rows[0].seconds else None
+    rows[0].ratio = 1.0
+    return rows
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
@@ -278,6 +306,9 @@ def run(grids: Sequence[Sequence[int]], args: argparse.Namespace, progress: bool
     rows: list[Row] = []
     for sizes in tqdm(list(grids), desc="kronecker grids", disable=not progress):
         rows += _bench_grid(sizes, args, device)
+    if device.type == "cuda":
+        for sizes in ([1000, 1000], [128, 128, 128]):
+            rows += _bench_grid_division(sizes, args, device)
     return rows
 
 

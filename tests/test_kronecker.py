@@ -23,6 +23,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+def _assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> None:
+    # (torch.testing.assert_close imports torch.distributed.tensor: seconds per test process)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    err = (a - b).abs()
+    bound = atol + rtol * b.abs()
+    assert bool((err <= bound).all()), f"max abs err {float(err.max()):.3e}"
+
+
 def _sym(fs):
     return [0.5 * (f + f.mT) for f in fs]
 
@@ -41,7 +49,7 @@ def test_matmul_solve_logdet_match_dense(d: int, gen: torch.Generator) -> None:
         dense = torch.kron(dense, f)
     n_tot = math.prod(SIZES[d])
     assert op.shape == (n_tot, n_tot)
-    torch.testing.assert_close(op.to_dense(), dense, rtol=0, atol=1e-14)
+    _assert_close(op.to_dense(), dense, rtol=0, atol=1e-14)
     x = torch.randn(n_tot, dtype=DT, generator=gen)
     xs = torch.randn(4, n_tot, 3, dtype=DT, generator=gen)
     assert _rel(op.matmul(x), dense @ x) < 1e-12
@@ -56,9 +64,9 @@ def test_matmul_solve_logdet_match_dense(d: int, gen: torch.Generator) -> None:
         ref = torch.logdet(a)
         assert abs(float(op.logdet(shift) - ref)) <= 1e-10 * max(1.0, abs(float(ref)))
     assert _rel(op.solve(xs, method="cholesky"), torch.linalg.solve(dense, xs)) < 1e-10
-    torch.testing.assert_close(op.diagonal(), dense.diagonal(), rtol=0, atol=1e-14)
+    _assert_close(op.diagonal(), dense.diagonal(), rtol=0, atol=1e-14)
     lam = torch.linalg.eigvalsh(dense)
-    torch.testing.assert_close(op.eigvals().sort().values, lam, rtol=1e-10, atol=1e-12)
+    _assert_close(op.eigvals().sort().values, lam, rtol=1e-10, atol=1e-12)
 
 
 def test_batched_factors_broadcast(gen: torch.Generator) -> None:
@@ -67,15 +75,15 @@ def test_batched_factors_broadcast(gen: torch.Generator) -> None:
     assert op.batch_shape == (2, 5) and op.shape == (2, 5, 24, 24)
     dense = op.to_dense()
     ref = torch.kron(torch.kron(fs[0][1, 0], fs[1][3]), fs[2])
-    torch.testing.assert_close(dense[1, 3], ref, rtol=0, atol=1e-14)
+    _assert_close(dense[1, 3], ref, rtol=0, atol=1e-14)
     xs = torch.randn(24, 2, dtype=DT, generator=gen)
     assert _rel(op.matmul(xs), dense @ xs) < 1e-12
     x = torch.randn(5, 24, dtype=DT, generator=gen)  # batch of vectors broadcast against (2, 5)
     assert _rel(op.matmul(x), (dense @ x.unsqueeze(-1)).squeeze(-1)) < 1e-12
     eye = torch.eye(24, dtype=DT)
     assert _rel(op.solve(xs, 0.2), torch.linalg.solve(dense + 0.2 * eye, xs)) < 1e-10
-    torch.testing.assert_close(op.logdet(0.2), torch.logdet(dense + 0.2 * eye), rtol=1e-10, atol=0)
-    torch.testing.assert_close(op.logdet(), torch.logdet(dense), rtol=1e-10, atol=0)
+    _assert_close(op.logdet(0.2), torch.logdet(dense + 0.2 * eye), rtol=1e-10, atol=0)
+    _assert_close(op.logdet(), torch.logdet(dense), rtol=1e-10, atol=0)
     assert _rel(op.solve(xs, method="cholesky"), torch.linalg.solve(dense, xs)) < 1e-10
 
 
@@ -90,7 +98,7 @@ def test_apply_eigen_fn_and_eig(gen: torch.Generator) -> None:
     assert _rel(sqrt, ref) < 1e-10
     assert _rel(op.apply_eigen_fn(b, lambda lam: 1 / (lam + 0.5)), op.solve(b, 0.5)) < 1e-12
     for f, (ev, vec) in zip(fs, op.eig()):
-        torch.testing.assert_close(vec @ torch.diag(ev) @ vec.T, f, rtol=0, atol=1e-12)
+        _assert_close(vec @ torch.diag(ev) @ vec.T, f, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
@@ -117,7 +125,7 @@ def test_refinement_reduces_residual_of_ill_conditioned_solve(gen: torch.Generat
     res = [float((op.matmul(op.solve(b, refine=r)) - b).norm() / b.norm()) for r in (0, 1)]
     assert res[1] < res[0] / 3 and res[1] < 1e-11
     auto = op.solve(b)  # condition number > 1e6: one refinement step chosen automatically
-    torch.testing.assert_close(auto, op.solve(b, refine=1), rtol=0, atol=0)
+    _assert_close(auto, op.solve(b, refine=1), rtol=0, atol=0)
     with pytest.raises(ValueError, match="refine"):
         op.solve(b, refine=-1)
     # gradients stay exact with refinement switched on
@@ -151,7 +159,7 @@ def test_repeated_eigenvalues_gradients_match_dense(gen: torch.Generator) -> Non
     for got, leaf in zip((eye, a, c), leaves):
         ref = 0.5 * (leaf.grad + leaf.grad.T)  # gradient restricted to symmetric perturbations
         assert torch.isfinite(got.grad).all()
-        torch.testing.assert_close(got.grad, ref, rtol=1e-10, atol=1e-12)
+        _assert_close(got.grad, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_eigendecomposition_cache_tracks_inplace_updates(gen: torch.Generator) -> None:
@@ -175,13 +183,13 @@ def test_linear_operator_round_trip(gen: torch.Generator) -> None:
     op = Kronecker(fs)
     lo = op.to_linear_operator()
     assert isinstance(lo, KroneckerProductLinearOperator)
-    torch.testing.assert_close(lo.to_dense(), op.to_dense(), rtol=0, atol=1e-14)
+    _assert_close(lo.to_dense(), op.to_dense(), rtol=0, atol=1e-14)
     b = torch.randn(12, 2, dtype=DT, generator=gen)
     with settings.max_cholesky_size(10_000):
         assert _rel(lo.solve(b), op.solve(b)) < 1e-10
     back = Kronecker.from_linear_operator(lo)
-    torch.testing.assert_close(back.to_dense(), op.to_dense(), rtol=0, atol=0)
-    torch.testing.assert_close(Kronecker(lo).matmul(b), op.matmul(b), rtol=0, atol=0)
+    _assert_close(back.to_dense(), op.to_dense(), rtol=0, atol=0)
+    _assert_close(Kronecker(lo).matmul(b), op.matmul(b), rtol=0, atol=0)
     with pytest.raises(TypeError, match="op"):
         Kronecker.from_linear_operator(fs[0])
 
@@ -271,7 +279,16 @@ def test_gpu_matches_cpu(gen: torch.Generator) -> None:
         x_gpu = gpu.solve(b.cuda(), 0.3).cpu()
     assert _rel(x_gpu, cpu.solve(b, 0.3)) < 1e-10
     assert _rel(gpu.matmul(b.cuda()).cpu(), cpu.matmul(b)) < 1e-12
-    torch.testing.assert_close(gpu.logdet(0.3).cpu(), cpu.logdet(0.3), rtol=1e-10, atol=0)
+    _assert_close(gpu.logdet(0.3).cpu(), cpu.logdet(0.3), rtol=1e-10, atol=0)
+    # gradients on the GPU match the CPU ones
+    grads = []
+    for dev in ("cpu", "cuda"):
+        leaves = [f.to(dev).requires_grad_() for f in fs]
+        op = Kronecker(leaves)
+        (op.solve(b.to(dev), 0.3).square().sum() + op.logdet(0.3)).backward()
+        grads.append([leaf.grad.cpu() for leaf in leaves])
+    for g_cpu, g_gpu in zip(*grads):
+        _assert_close(g_gpu, g_cpu, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.gpu
@@ -289,4 +306,19 @@ def test_cupy_fused_division_matches_torch(gen: torch.Generator) -> None:
         out = divide_by_grid_cupy(y, vals, 0.25)
         assert out is not None
         ref = y / (eig_grid(vals) + 0.25).unsqueeze(-1)
-        torch.testing.assert_close(out, ref, rtol=1e-14, atol=0)
+        _assert_close(out, ref, rtol=1e-14, atol=0)
+
+
+def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The benchmark's table machinery on a tiny grid (every implementation runs, solves are exact)."""
+    from sciml_benchmarks.kronecker import _parser, format_table, run
+
+    args = _parser().parse_args(["--repeats", "1", "--max-dense", "100"])
+    rows = run([[6, 7]], args, progress=False)
+    impls = {(r.task, r.impl) for r in rows if r.seconds is not None}
+    assert ("solve K+0.01I", "sciml (eigh)") in impls and ("solve K", "linear_operator default") in impls
+    assert ("matvec", "dense torch") in impls
+    for r in rows:
+        if r.error_kind == "residual":
+            assert r.error is not None and r.error < 1e-12, r
+    assert "| 6x7 |" in format_table(rows)

@@ -34,6 +34,22 @@ _METHODS = ("eigh", "cholesky")
 _REFINE_COND = 1e7  # auto-refine the eigen solve above this condition number
 
 
+def _broadcast(*shapes: Sequence[int]) -> torch.Size:
+    """NumPy broadcasting of shapes; ``ValueError`` when they do not broadcast.
+
+    (``torch.broadcast_shapes`` goes through ``torch._refs``, whose first import costs seconds.)
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, n in enumerate(shape, start=ndim - len(shape)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = n
+    return torch.Size(out)
+
+
 def _sum_to(t: Tensor, shape: torch.Size) -> Tensor:
     """Sum broadcast dimensions of a gradient back to ``shape``."""
     if t.shape == shape:
@@ -228,8 +244,8 @@ class Kronecker:
         self._sizes: tuple[int, ...] = tuple(int(f.shape[-1]) for f in factors)
         self._n = math.prod(self._sizes)
         try:
-            self._batch_shape = torch.broadcast_shapes(*(f.shape[:-2] for f in factors))
-        except RuntimeError as exc:
+            self._batch_shape = _broadcast(*(f.shape[:-2] for f in factors))
+        except ValueError as exc:
             shapes = [tuple(f.shape) for f in factors]
             raise ValueError(f"factors have batch shapes that do not broadcast: {shapes}") from exc
         self._eig_key: tuple | None = None
@@ -320,8 +336,8 @@ class Kronecker:
 
     def _check_batch(self, name: str, x: Tensor) -> None:
         try:
-            torch.broadcast_shapes(x.shape[:-2], self._batch_shape)
-        except RuntimeError as exc:
+            _broadcast(x.shape[:-2], self._batch_shape)
+        except ValueError as exc:
             raise ValueError(f"{name} has batch shape {tuple(x.shape[:-2])}, which does not broadcast "
                              f"with the operator's batch shape {tuple(self._batch_shape)}") from exc
 
