@@ -83,7 +83,7 @@ class GaussianMixture:
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws, shape (n, D), float64."""
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        chol = torch.linalg.cholesky(self.covs)
+        chol = self.cholesky()
         xi = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
         out = torch.empty(n, self.dim, dtype=torch.float64)
         for j in range(self.weights.shape[0]):
@@ -91,9 +91,17 @@ class GaussianMixture:
             out[rows] = self.means[j] + xi[rows] @ chol[j].T
         return out
 
+    def cholesky(self) -> Tensor:
+        """Cholesky factors of the covariances, (K, D, D) (computed once)."""
+        chol = self.__dict__.get("_chol")
+        if chol is None:
+            chol = torch.linalg.cholesky(self.covs)
+            self.__dict__["_chol"] = chol
+        return chol
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density at rows of ``x`` (n, D) -> (n,)."""
-        lp = _mvn_log_prob(x.to(torch.float64), self.means, torch.linalg.cholesky(self.covs))
+        lp = _mvn_log_prob(x.to(torch.float64), self.means, self.cholesky())
         return torch.logsumexp(torch.log(self.weights) + lp, dim=-1)
 
 

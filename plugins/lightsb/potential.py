@@ -122,9 +122,15 @@ class GaussianMixturePotential(nn.Module):
         """
         if U is None and self.skew is not None:
             U = self.rotations()
-        diff = y[:, None, :] - (centres if centres.ndim == 3 else centres[None])
-        z = self._to_eig(U, diff)
-        quad = (z * z * torch.exp(-self.log_scales)).sum(-1)
+        inv_scales = torch.exp(-self.log_scales)
+        if U is None and centres.ndim == 2:
+            # diagonal, shared centres: three matmuls, no (n, K, D) intermediate
+            rs = centres * inv_scales
+            quad = (y * y) @ inv_scales.T - 2.0 * (y @ rs.T) + (centres * rs).sum(-1)
+        else:
+            diff = y[:, None, :] - (centres if centres.ndim == 3 else centres[None])
+            z = self._to_eig(U, diff)
+            quad = (z * z * inv_scales).sum(-1)
         logdet = self.log_scales.sum(-1) + self.dim * math.log(self.eps)
         return -0.5 * (self.dim * _LOG_2PI + logdet) - quad / (2.0 * self.eps)
 
@@ -136,8 +142,11 @@ class GaussianMixturePotential(nn.Module):
         """``log alpha_k + (x0^T S_k x0 + 2 r_k^T x0) / (2 eps)``, shape (n, K)."""
         if U is None and self.skew is not None:
             U = self.rotations()
-        xe = self._to_eig(U, x0)
-        xsx = (xe * xe * self.log_scales.exp()).sum(-1)
+        if U is None:
+            xsx = (x0 * x0) @ self.log_scales.exp().T
+        else:
+            xe = self._to_eig(U, x0)
+            xsx = (xe * xe * self.log_scales.exp()).sum(-1)
         return self.log_alpha + (xsx + 2.0 * x0 @ self.means.T) / (2.0 * self.eps)
 
     def log_normaliser(self, x0: Tensor) -> Tensor:
