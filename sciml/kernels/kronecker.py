@@ -420,10 +420,8 @@ class Kronecker:
         if isinstance(shift, Tensor):
             if shift.numel() != 1:
                 raise ValueError(f"shift must be a scalar, got shape {tuple(shift.shape)}")
-            if not shift.is_floating_point():
-                shift = shift.to(self.dtype)
-            val = float(shift.detach())
-            t = shift.reshape(())
+            t = shift.reshape(()).to(dtype=self.dtype, device=self.device)  # differentiable cast
+            val = float(t.detach())
         else:
             if isinstance(shift, bool) or not isinstance(shift, (int, float)):
                 raise TypeError(f"shift must be a real number or a scalar tensor, got {type(shift).__name__}")
