@@ -85,6 +85,12 @@ def test_batched_factors_broadcast(gen: torch.Generator) -> None:
     _assert_close(op.logdet(0.2), torch.logdet(dense + 0.2 * eye), rtol=1e-10, atol=0)
     _assert_close(op.logdet(), torch.logdet(dense), rtol=1e-10, atol=0)
     assert _rel(op.solve(xs, method="cholesky"), torch.linalg.solve(dense, xs)) < 1e-10
+    # right-hand sides with their own batch dimensions (7, 1, 1) broadcast to (7, 2, 5)
+    xb = torch.randn(7, 1, 1, 24, 3, dtype=DT, generator=gen)
+    out = op.matmul(xb)
+    assert out.shape == (7, 2, 5, 24, 3)
+    assert _rel(out, dense @ xb) < 1e-12
+    assert _rel(op.solve(xb, 0.2), torch.linalg.solve(dense + 0.2 * eye, xb.expand(7, 2, 5, 24, 3))) < 1e-10
 
 
 def test_apply_eigen_fn_and_eig(gen: torch.Generator) -> None:
@@ -141,6 +147,27 @@ def test_gradients_batched_factors(gen: torch.Generator) -> None:
     s = torch.tensor(0.2, dtype=DT, requires_grad=True)
     assert torch.autograd.gradcheck(lambda b, s, *fs: Kronecker(_sym(fs)).solve(b, s), (b, s, *fs))
     assert torch.autograd.gradcheck(lambda s, *fs: Kronecker(_sym(fs)).logdet(s), (s, *fs))
+    bb = torch.randn(3, 1, 6, dtype=DT, generator=gen, requires_grad=True)  # batch (3, 1) x (2,)
+    assert torch.autograd.gradcheck(lambda b, s, *fs: Kronecker(_sym(fs)).solve(b, s), (bb, s, *fs))
+
+
+def test_shift_tensor_is_cast_and_differentiated() -> None:
+    op = Kronecker([2.0 * torch.eye(2, dtype=DT), torch.eye(3, dtype=DT)])  # K = 2 I (6 x 6)
+    s = torch.tensor([0.5], requires_grad=True)  # float32, shape (1,)
+    (op.logdet(s) + op.solve(torch.ones(6, dtype=DT), s).sum()).backward()
+    # d/ds [6 log(2 + s) + 6 / (2 + s)] = 6 / 2.5 - 6 / 2.5^2
+    assert s.grad is not None and s.grad.dtype == torch.float32
+    assert abs(float(s.grad) - (6 / 2.5 - 6 / 2.5**2)) < 1e-6
+
+
+def test_float32_solve_is_accurate_to_single_precision(gen: torch.Generator) -> None:
+    fs = [_spd(n, gen=gen).float() for n in (8, 9, 10)]
+    op = Kronecker(fs)
+    b = torch.randn(720, 2, generator=gen)
+    x = op.solve(b, 0.1)
+    assert x.dtype == torch.float32
+    ref = torch.linalg.solve(op.to_dense().double() + 0.1 * torch.eye(720, dtype=DT), b.double())
+    assert _rel(x.double(), ref) < 1e-5
 
 
 def test_repeated_eigenvalues_gradients_match_dense(gen: torch.Generator) -> None:
