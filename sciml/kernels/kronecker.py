@@ -213,7 +213,8 @@ class Kronecker:
       symmetric factors. They use the eigendecompositions of ``(A_k + A_k^T) / 2``, cached on the
       factors' identity and version counter (an in-place update of a factor invalidates the
       cache). Gradients flow to ``b``, ``shift`` and the factors through a closed-form backward
-      that has no eigenvalue-gap terms (safe for repeated eigenvalues); first-order only.
+      that has no eigenvalue-gap terms (safe for repeated eigenvalues); first-order only. Above
+      condition number ``1e7`` a solve adds one step of iterative refinement (``refine=``).
     * ``solve(..., method="cholesky")`` uses per-factor Cholesky factors (``shift`` must be 0);
       its gradients come from autograd through :func:`torch.linalg.cholesky`.
 
@@ -276,10 +277,12 @@ class Kronecker:
 
     @property
     def dtype(self) -> torch.dtype:
+        """Floating dtype of the factors."""
         return self._factors[0].dtype
 
     @property
     def device(self) -> torch.device:
+        """Device of the factors."""
         return self._factors[0].device
 
     def __len__(self) -> int:
