@@ -55,3 +55,8 @@ def test_scalar_checks_accept():
     assert check_generator("generator", g) is g and check_generator("generator", None) is None
     with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
         check_generator("generator", 0)
+
+
+def test_check_tensor_finite_entries_whose_sum_overflows():
+    big = torch.full((4,), 1e308, dtype=torch.float64)
+    assert check_tensor("x", big) is big
