@@ -57,7 +57,7 @@ class LogisticRegression(Target):
     def _loglik(self, x: Tensor, feats: Tensor, labels: Tensor) -> Tensor:
         logits = x[..., :-1] @ feats.T + x[..., -1:]  # (..., n)
         signs = 2 * labels - 1
-        return -F.softplus(-signs * logits)  # (..., n): log sigmoid(s * logit)
+        return F.logsigmoid(signs * logits)  # (..., n)
 
     def log_prior(self, x: Tensor) -> Tensor:
         """Log prior density ``(..., dim) -> (...)`` (normalised)."""
@@ -72,8 +72,8 @@ class LogisticRegression(Target):
         x = x.detach()
         logits = x[..., :-1] @ self.x_train.T + x[..., -1:]
         signs = 2 * self.y_train - 1
-        lp = -F.softplus(-signs * logits).sum(-1) + self.log_prior(x)
-        resid = self.y_train - torch.sigmoid(logits)  # (..., n)
+        lp = F.logsigmoid(signs * logits).sum(-1) + self.log_prior(x)
+        resid = signs * torch.sigmoid(-signs * logits)  # (..., n): d/dlogit log sigmoid(s * logit)
         g = torch.cat([resid @ self.x_train, resid.sum(-1, keepdim=True)], dim=-1) - x / self._prior_var
         return lp, g
 
