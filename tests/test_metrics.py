@@ -1,0 +1,149 @@
+"""Tests of sciml.metrics on cases with known answers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+from scipy import stats
+
+from sciml.metrics import (
+    entropic_w2,
+    gaussian_w2,
+    log_z_estimates,
+    mmd,
+    mode_assignment,
+    mode_counts,
+    mode_coverage,
+    mode_entropy,
+    mode_weight_error,
+    sliced_ks,
+    wasserstein2,
+)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_gaussian_w2_closed_form_special_cases():
+    # 1-D: |m1 - m2|^2 + (s1 - s2)^2
+    assert gaussian_w2(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-2.0]),
+                       torch.tensor([[0.25]])) == pytest.approx(math.sqrt(9 + 1.5**2), rel=1e-12)
+    # commuting covariances: sum of (sqrt(a_i) - sqrt(b_i))^2
+    a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 0.5, 3.0])
+    expect = math.sqrt(1.0 + float(((a.sqrt() - b.sqrt()) ** 2).sum()))
+    assert gaussian_w2(torch.zeros(3), torch.diag(a), torch.tensor([1.0, 0, 0]), torch.diag(b)) == pytest.approx(
+        expect, rel=1e-12)
+    # rotation invariance with a non-diagonal covariance
+    q = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=_gen()))[0]
+    got = gaussian_w2(torch.zeros(3), q @ torch.diag(a).double() @ q.T, q @ torch.tensor([1.0, 0, 0]).double(),
+                      q @ torch.diag(b).double() @ q.T)
+    assert got == pytest.approx(expect, rel=1e-10)
+
+
+def test_wasserstein2_exact_in_1d_and_against_gaussian_closed_form():
+    g = _gen(1)
+    x, y = torch.randn(400, 1, dtype=torch.float64, generator=g), 2 + 3 * torch.randn(400, 1, dtype=torch.float64,
+                                                                                      generator=g)
+    sorted_w2 = float(((x.sort(0).values - y.sort(0).values) ** 2).mean().sqrt())  # 1-D optimal matching
+    assert wasserstein2(x, y) == pytest.approx(sorted_w2, rel=1e-10)
+    # 2-D Gaussians: closed form 3.0426; sampling sd of the empirical value at n=600 is ~0.07
+    m2, s2 = torch.tensor([3.0, 0.0], dtype=torch.float64), torch.diag(torch.tensor([2.0, 0.5], dtype=torch.float64))
+    truth = gaussian_w2(torch.zeros(2), torch.eye(2), m2, s2)
+    assert truth == pytest.approx(3.042590888, abs=1e-8)
+    x = torch.randn(600, 2, dtype=torch.float64, generator=g)
+    y = m2 + torch.randn(600, 2, dtype=torch.float64, generator=g) @ s2.sqrt()
+    assert abs(wasserstein2(x, y) - truth) < 0.2
+
+
+def test_entropic_w2_matches_pot_and_exact_limit():
+    g = _gen(2)
+    x = torch.randn(200, 2, dtype=torch.float64, generator=g)
+    y = torch.tensor([3.0, 0.0], dtype=torch.float64) + 0.8 * torch.randn(250, 2, dtype=torch.float64, generator=g)
+    cost = (torch.cdist(x, y) ** 2).numpy()
+    # moderate reg: POT's converged log-domain Sinkhorn gives the reference value
+    ref = math.sqrt(ot.sinkhorn2(ot.unif(200), ot.unif(250), cost, 1.0, method="sinkhorn_log",
+                                 numItermax=20_000, stopThr=1e-13))
+    assert entropic_w2(x, y, reg=1.0, tol=1e-10, max_iter=20_000) == pytest.approx(ref, rel=1e-7)
+    # reg = 0.05: a feasible coupling, so >= exact W2, and close to it (entropic blur ~ sqrt(reg))
+    exact = wasserstein2(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        val = entropic_w2(x, y)
+    assert exact <= val <= exact * 1.02
+    with pytest.raises(ValueError, match="same dimension"):
+        entropic_w2(x, torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="reg"):
+        entropic_w2(x, y, reg=0.0)
+
+
+def test_mmd_known_values_and_same_distribution():
+    x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [2.0]], dtype=torch.float64)
+    k = lambda d: math.exp(-(d**2) / 2)  # noqa: E731
+    v_stat = (2 + 2 * k(1)) / 4 + (2 + 2 * k(2)) / 4 - 2 * (k(0) + k(2) + k(1) + k(1)) / 4
+    u_stat = k(1) + k(2) - 2 * (k(0) + k(2) + 2 * k(1)) / 4
+    assert mmd(x, y, 1.0, unbiased=False) == pytest.approx(v_stat, rel=1e-12)
+    assert mmd(x, y, 1.0) == pytest.approx(u_stat, rel=1e-12)
+    g = _gen(3)
+    same = [mmd(torch.randn(300, 2, dtype=torch.float64, generator=g),
+                torch.randn(300, 2, dtype=torch.float64, generator=g)) for _ in range(5)]
+    shifted = mmd(torch.randn(300, 2, dtype=torch.float64, generator=g),
+                  0.5 + torch.randn(300, 2, dtype=torch.float64, generator=g))
+    assert max(abs(s) for s in same) < 0.01 < shifted
+    assert abs(np.mean(same)) < 0.005
+
+
+def test_sliced_ks_exact_in_1d_and_binned_variant():
+    g = _gen(4)
+    x = torch.randn(500, 1, dtype=torch.float64, generator=g)
+    y = 0.3 + torch.randn(700, 1, dtype=torch.float64, generator=g)
+    ref = stats.ks_2samp(x[:, 0].numpy(), y[:, 0].numpy()).statistic
+    assert sliced_ks(x, y, n_projections=3, generator=_gen()) == pytest.approx(ref, rel=1e-12)
+    binned = sliced_ks(x, y, n_projections=3, generator=_gen(), n_bins=256)
+    assert binned <= ref + 1e-12 and binned == pytest.approx(ref, abs=0.02)
+    z = torch.randn(400, 5, dtype=torch.float64, generator=g)
+    assert sliced_ks(z, z.clone(), generator=_gen()) == 0.0
+    assert sliced_ks(z, z + 1.0, generator=_gen(1)) > 0.2
+
+
+def test_mode_metrics_on_constructed_samples():
+    modes = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]], dtype=torch.float64)
+    g = _gen(5)
+    # 60 / 30 / 10 / 0 samples around the first three modes
+    idx = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    x = modes[idx] + 0.5 * torch.randn(100, 2, dtype=torch.float64, generator=g)
+    assert torch.equal(mode_assignment(x, modes), idx)
+    assert mode_counts(x, modes).tolist() == [60, 30, 10, 0]
+    assert mode_coverage(x, modes) == 0.75
+    assert mode_coverage(x, modes, min_count=20) == 0.5
+    far = torch.cat([x, torch.tensor([[30.0, 30.0]], dtype=torch.float64)])
+    assert mode_coverage(far, modes) == 1.0 and mode_coverage(far, modes, radius=3.0) == 0.75
+    w = torch.full((4,), 0.25, dtype=torch.float64)
+    assert mode_weight_error(x, modes, w) == pytest.approx(0.5 * (0.35 + 0.05 + 0.15 + 0.25))
+    p = torch.tensor([0.6, 0.3, 0.1])
+    assert mode_entropy(x, modes) == pytest.approx(float(-(p * p.log()).sum()) / math.log(4), rel=1e-6)
+
+
+def test_log_z_estimates_importance_sampling():
+    # target exp(-x^2/2) * 7 (Z = 7 sqrt(2 pi)), proposal N(0, 1.5^2)
+    g = _gen(6)
+    q = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.5)
+    x = 1.5 * torch.randn(200_000, dtype=torch.float64, generator=g)
+    lw = math.log(7.0) - 0.5 * x**2 - q.log_prob(x)
+    est = log_z_estimates(lw)
+    truth = math.log(7.0) + 0.5 * math.log(2 * math.pi)
+    assert est.log_z == pytest.approx(truth, abs=0.01)  # relative sd of the weights ~0.5/sqrt(n)
+    assert est.elbo < est.log_z
+    # ELBO = log Z - KL(q || p) with KL(N(0, 2.25) || N(0, 1)) = 0.5 (2.25 - 1 - log 2.25)
+    assert est.elbo == pytest.approx(truth - 0.5 * (2.25 - 1 - math.log(2.25)), abs=0.01)
+    assert 1 < est.ess < 200_000
+    flat = log_z_estimates(torch.full((10,), 2.0, dtype=torch.float64))
+    assert flat.log_z == pytest.approx(2.0) and flat.elbo == pytest.approx(2.0) and flat.ess == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        log_z_estimates(torch.tensor([0.0, float("nan")]))
