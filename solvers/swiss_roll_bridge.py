@@ -88,13 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ax.scatter(*x0_test.T, s=3, alpha=0.4, label="p0 = N(0, I)")
     ax.scatter(*y_true.T, s=3, alpha=0.4, label="p1 (Swiss roll)")
     ax.set_title("source and target samples")
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left", fontsize=8, markerscale=3)
     ax = axes[1]
     for t, c in zip((0.25, 0.5, 0.75), ("tab:blue", "tab:purple", "tab:red")):
         ax.scatter(*bridge.sample_at(t, x0_test, generator=gen).T, s=2, alpha=0.3, color=c, label=f"t = {t}")
     ax.scatter(*y_model.T, s=3, alpha=0.6, color="black", label="t = 1 (bridge samples)")
     ax.set_title("bridge marginals (exact Brownian-bridge sampling)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left", fontsize=8, markerscale=3)
     ax = axes[2]
     ax.scatter(*y_true.T, s=2, alpha=0.15, color="tab:orange")
     for i in range(n_paths):
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ax.scatter(*path[0].T, s=10, color="tab:blue", label="start")
     ax.scatter(*path[-1].T, s=10, color="black", label="end (Euler-Maruyama, 100 steps)")
     ax.set_title("SDE trajectories")
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left", fontsize=8)
     for ax in axes:
         ax.set_aspect("equal")
         ax.set_xlim(-3.5, 3.5)

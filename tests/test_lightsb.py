@@ -303,3 +303,15 @@ def test_benchmark_plan_is_exact_and_metric() -> None:
                                                           generator=torch.Generator().manual_seed(0))
     uvp = cbw2_uvp_bridge(bridge, bench2, n_test=500, generator=torch.Generator().manual_seed(1))
     assert uvp < 1.0, uvp
+
+
+def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
+    from sciml_benchmarks.lightsb import main as bench_main
+    from sciml_solvers.swiss_roll_bridge import main as example_main
+
+    assert bench_main(["--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50", "--pool", "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | 2 | 50 diag |" in out and "0.05" in out  # the published figure beside ours
+    assert example_main(["--steps", "20", "--n", "500", "--components", "10", "--no-progress",
+                         "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "swiss_roll_bridge.png").stat().st_size > 10_000

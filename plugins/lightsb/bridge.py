@@ -117,9 +117,15 @@ class Bridge(Solution):
         check_generator("generator", generator)
         check_positive_int("chunk_size", chunk_size)
         with torch.no_grad():
-            out = torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)]) \
-                if x.shape[0] else x.clone()
+            out = self._sample(x, generator, chunk_size)
         return out.to(device=x0.device, dtype=x0.dtype)
+
+    def _sample(self, x: Tensor, generator: torch.Generator | None, chunk_size: int) -> Tensor:
+        if x.shape[0] == 0:
+            return x.clone()
+        if self.covariance == "full":  # a (chunk, D, D) gather of rotations per chunk
+            chunk_size = min(chunk_size, max(16, 2**22 // (self.dim * self.dim)))
+        return torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)])
 
     def __call__(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:  # type: ignore[override]
         """Same as :meth:`sample`: one ``x1 ~ pi(. | x0)`` per row of ``x0`` (n, D)."""
@@ -164,8 +170,7 @@ class Bridge(Solution):
         tt = self._times(t, x.shape[0], allow_one=True)[:, None]
         check_generator("generator", generator)
         with torch.no_grad():
-            x1 = torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(4096)]) \
-                if x.shape[0] else x.clone()
+            x1 = self._sample(x, generator, 4096)
             xi = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
             xt = tt * x1 + (1 - tt) * x + torch.sqrt(self.eps * tt * (1 - tt)) * xi
         return xt.to(device=x0.device, dtype=x0.dtype)

@@ -32,8 +32,9 @@ class GaussianMixturePotential(nn.Module):
     Parameters (all trainable): ``raw_log_alpha`` (K,) with ``log alpha = raw_log_alpha / eps``;
     ``means`` (K, D) the ``r_k``; ``log_scales`` (K, D) the log-eigenvalues ``s_k`` of ``S_k``;
     for ``covariance="full"`` also ``skew`` (K, D, D), with the rotation
-    ``U_k = base_rotation_k @ matrix_exp(A_k - A_k^T)`` (``A_k`` the strict upper triangle of
-    ``skew``; ``base_rotation`` is a fixed buffer, the identity unless set).
+    ``U_k = base_rotation_k @ cayley(A_k - A_k^T)`` with ``cayley(B) = (I - B)^{-1} (I + B)``
+    (``A_k`` the strict upper triangle of ``skew``; ``base_rotation`` is a fixed buffer, the
+    identity unless set).
 
     Args:
         dim: dimension D.
@@ -83,7 +84,11 @@ class GaussianMixturePotential(nn.Module):
         if self.skew is None:
             return None
         upper = torch.triu(self.skew, diagonal=1)
-        return self.base_rotation @ torch.linalg.matrix_exp(upper - upper.transpose(-1, -2))
+        skew = upper - upper.transpose(-1, -2)
+        eye = torch.eye(self.dim, dtype=skew.dtype, device=skew.device)
+        # Cayley transform (I - A)^{-1} (I + A): orthogonal, det +1, identity at A = 0; much cheaper
+        # to differentiate than the matrix exponential.
+        return self.base_rotation @ torch.linalg.solve(eye - skew, eye + skew)
 
     def covariances(self) -> Tensor:
         """The matrices ``S_k`` (covariances of the components divided by eps), shape (K, D, D)."""

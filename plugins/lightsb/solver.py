@@ -51,7 +51,7 @@ class LightSB(Solver):
         eps: reference-process variance (> 0).
         n_components: K, number of mixture components (<= number of target samples).
         covariance: ``"diag"`` (``S_k = diag(exp s_k)``) or ``"full"`` (``S_k = U_k diag(exp s_k)
-            U_k^T``, ``U_k`` a matrix exponential of a skew-symmetric matrix).
+            U_k^T``, ``U_k`` the Cayley transform ``(I - B)^{-1} (I + B)`` of a skew-symmetric ``B``).
         objective: ``"lightsb"`` or ``"matching"``.
         n_steps: maximum number of Adam steps.
         batch_size: minibatch size (of each of p0 and p1).
