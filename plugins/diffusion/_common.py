@@ -43,8 +43,12 @@ class CountedTarget:
         """Log-density at ``x`` ``(n, dim) -> (n,)``; counts ``n`` energy evaluations."""
         self.n_evals += int(x.shape[0])
         bad = ~torch.isfinite(x).all(-1)
-        with torch.no_grad():
-            lp = self.target.log_prob(torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x))
+        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x)
+        try:
+            with torch.no_grad():
+                lp = self.target.log_prob(safe)
+        except (ValueError, RuntimeError):
+            lp = self._rowwise(safe)[0]
         return torch.where(bad, torch.full_like(lp, float("nan")), lp)
 
     def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,12 +61,30 @@ class CountedTarget:
         self.n_evals += n
         self.n_grad_evals += n
         bad = ~torch.isfinite(x).all(-1)
+        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x) if bool(bad.any()) else x
+        try:
+            lp, g = self.target.log_prob_and_grad(safe)
+        except (ValueError, RuntimeError):
+            # a point outside the target's domain (e.g. a pyro distribution validating a parameter):
+            # evaluate row by row; rows that fail become NaN, i.e. diverged chains
+            lp, g = self._rowwise(safe)
         if bool(bad.any()):
-            lp, g = self.target.log_prob_and_grad(torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x))
             nan = float("nan")
-            return (torch.where(bad, torch.full_like(lp, nan), lp),
-                    torch.where(bad.unsqueeze(-1), torch.full_like(g, nan), g))
-        return self.target.log_prob_and_grad(x)
+            lp = torch.where(bad, torch.full_like(lp, nan), lp)
+            g = torch.where(bad.unsqueeze(-1), torch.full_like(g, nan), g)
+        return lp, g
+
+    def _rowwise(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lps, gs = [], []
+        for row in x:
+            try:
+                lp, g = self.target.log_prob_and_grad(row.unsqueeze(0))
+            except (ValueError, RuntimeError):
+                lp = torch.full((1,), float("nan"), dtype=x.dtype, device=x.device)
+                g = torch.full((1, x.shape[-1]), float("nan"), dtype=x.dtype, device=x.device)
+            lps.append(lp.reshape(1))
+            gs.append(g.reshape(1, -1))
+        return torch.cat(lps), torch.cat(gs)
 
     def grad(self, x: Tensor) -> Tensor:
         """``grad log pi(x)`` ``(n, dim) -> (n, dim)``."""

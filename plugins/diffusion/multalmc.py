@@ -92,7 +92,7 @@ class MultALMC(DiffusionSamplerBase):
                  schedule: str | Callable[[Tensor], Tensor] = "linear", hold_fraction: float = 0.1,
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
                  max_stages: int = 40,
-                 reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 20.0,
+                 reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
                  init_std: float = 1.0, progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)

@@ -82,7 +82,7 @@ class MultCDiff(DiffusionSamplerBase):
 
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
-                 integrator: str = "srock", stages: int | None = None, max_stages: int = 40, fast_init_scale: float = 10.0, final_steps: int = 0,
+                 integrator: str = "srock", stages: int | None = None, max_stages: int = 40, fast_init_scale: float = 5.0, final_steps: int = 0,
                  final_step_size: float = 0.01, reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
