@@ -53,8 +53,8 @@ def _hist(name: str, w: Tensor | None, n: int, like: Tensor) -> Tensor:
 
 
 def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | None = None,
-                weights_y: Tensor | None = None, max_iter: int = 500, tol: float = 1e-4,
-                scaling: float = 0.5) -> float:
+                weights_y: Tensor | None = None, method: str = "log", max_iter: int = 1000,
+                stage_iter: int = 200, tol: float = 1e-4, scaling: float = 0.5) -> float:
     """Entropic-regularised 2-Wasserstein distance between two sample sets.
 
     Computes ``sqrt(<P_reg, C>)`` where ``C_ij = |x_i - y_j|^2`` (not normalised) and ``P_reg`` is the
@@ -63,21 +63,31 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
     (``sqrt(ot.sinkhorn2(a, b, C, reg))``: POT's ``sinkhorn2`` returns the transport cost of the
     regularised plan, without the entropy term).
 
-    Solver: ``exp(-C / reg)`` underflows for costs above ~35 when ``reg = 0.05``, and plain Sinkhorn
-    then stalls, so the plan is computed with POT's log-domain solver (``ot.bregman.sinkhorn_log``)
-    warm-started along ``reg_k = max(reg, max(C) scaling^k)`` (epsilon scaling). Moving mass between
-    clusters much farther apart than ``sqrt(reg)`` is exponentially slow for any Sinkhorn solver, so
-    after ``max_iter`` final iterations the plan is rounded onto the exact marginals (Altschuler, Weed
-    & Rigollet 2017, Alg. 2); the cost is that of a feasible coupling (hence >= the exact W2^2). A
-    ``RuntimeWarning`` reports a remaining marginal violation above ``tol`` before rounding.
+    Methods:
+
+    * ``"log"`` (default): POT's log-domain solver (``ot.bregman.sinkhorn_log``) warm-started along
+      ``reg_k = max(reg, max(C) scaling^k)`` (epsilon scaling; at most ``stage_iter`` iterations per
+      stage, ``max_iter`` at the final ``reg``), then the plan is rounded onto the exact marginals
+      (Altschuler, Weed & Rigollet 2017, Alg. 2), so the cost is that of a feasible coupling
+      (``>=`` the exact W2). A ``RuntimeWarning`` reports a marginal violation above ``tol`` (L1, total
+      mass 1) before rounding: the value is then inflated by the rounding.
+    * ``"pot"``: the SLIPS call verbatim, ``sqrt(ot.sinkhorn2(a, b, C, reg, numItermax=max_iter))``
+      (POT's default Sinkhorn-Knopp). With ``reg = 0.05`` its kernel ``exp(-C / reg)`` underflows for
+      costs above ~37 (float64; ~4.4 in float32), and POT then stops on numerical errors and returns
+      the plan of its last valid iterate, which can be far from the entropic plan; a
+      ``RuntimeWarning`` says so when POT reported such errors.
 
     Args:
-        x: ``(n, d)`` samples; y: ``(m, d)`` reference samples.
+        x: ``(n, d)`` samples.
+        y: ``(m, d)`` reference samples.
         reg: entropic regularisation (> 0).
-        weights_x, weights_y: optional nonnegative sample weights (normalised internally).
-        max_iter: maximum Sinkhorn iterations at the final ``reg`` (20 per intermediate stage).
-        tol: tolerance on the L1 marginal violation (total mass 1) before rounding.
-        scaling: factor in ``(0, 1)`` between consecutive regularisations.
+        weights_x: optional nonnegative weights of ``x`` (normalised internally).
+        weights_y: optional nonnegative weights of ``y`` (normalised internally).
+        method: ``"log"`` or ``"pot"``.
+        max_iter: Sinkhorn iterations at the final ``reg`` (``"log"``) or in total (``"pot"``).
+        stage_iter: iterations per intermediate stage (``"log"``).
+        tol: tolerance on the marginal violation.
+        scaling: factor in ``(0, 1)`` between consecutive regularisations (``"log"``).
 
     Returns:
         the distance (a float).
@@ -87,13 +97,25 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
     x, y = _pair(x, y)
     reg = check_positive("reg", reg)
     max_iter = check_positive_int("max_iter", max_iter)
+    stage_iter = check_positive_int("stage_iter", stage_iter)
     tol = check_positive("tol", tol)
     scaling = check_positive("scaling", scaling)
     if scaling >= 1:
         raise ValueError(f"scaling must be in (0, 1), got {scaling}")
+    if method not in ("log", "pot"):
+        raise ValueError(f"method must be 'log' or 'pot', got {method!r}")
     a = _hist("weights_x", weights_x, x.shape[0], x)
     b = _hist("weights_y", weights_y, y.shape[0], x)
     cost = torch.cdist(x, y) ** 2
+    if method == "pot":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            val = float(ot.sinkhorn2(a, b, cost, reg, numItermax=max_iter, stopThr=1e-9))
+        if any("umerical error" in str(w.message) or "divide" in str(w.message) for w in caught):
+            warnings.warn("entropic_w2(method='pot'): POT's Sinkhorn stopped on numerical errors (kernel "
+                          "underflow); the value is not the entropic W2, use method='log'", RuntimeWarning,
+                          stacklevel=2)
+        return math.sqrt(max(val, 0.0))
     regs = []
     r = max(float(cost.max()), reg)
     while r > reg:
@@ -105,13 +127,14 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
     for k, r in enumerate(regs):
         warm = None if log_u is None else (log_u * (prev / r), log_v * (prev / r))
         last = k == len(regs) - 1
-        plan, info = ot.bregman.sinkhorn_log(a, b, cost, r, numItermax=max_iter if last else 20,
+        plan, info = ot.bregman.sinkhorn_log(a, b, cost, r, numItermax=max_iter if last else stage_iter,
                                              stopThr=tol / 10, log=True, warn=False, warmstart=warm)
         log_u, log_v, prev = info["log_u"], info["log_v"], r
     viol = float((plan.sum(1) - a).abs().sum() + (plan.sum(0) - b).abs().sum())
     if not viol <= tol:
         warnings.warn(f"entropic_w2: Sinkhorn marginal violation {viol:.2e} > tol={tol:.1e} after "
-                      f"max_iter={max_iter}; the plan was rounded onto the marginals", RuntimeWarning,
+                      f"max_iter={max_iter}; the plan was rounded onto the marginals, which inflates the "
+                      "value (raise max_iter / stage_iter, or compare with wasserstein2)", RuntimeWarning,
                       stacklevel=2)
     plan = _round_to_marginals(plan, a, b)
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
@@ -166,7 +189,8 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | Sequence[float] | None = None, 
     distributions, so it can be slightly negative); ``False`` the V-statistic (biased, >= 0).
 
     Args:
-        x: ``(n, d)``; y: ``(m, d)`` (``n, m >= 2`` for the unbiased estimate).
+        x: ``(n, d)`` samples (``n >= 2`` for the unbiased estimate).
+        y: ``(m, d)`` samples (``m >= 2`` for the unbiased estimate).
         bandwidth: ``h`` (> 0), several of them, or ``None`` for the median heuristic.
     """
     x, y = _pair(x, y)
@@ -205,7 +229,8 @@ def sliced_ks(x: Tensor, y: Tensor, n_projections: int = 128, *, generator: torc
     SLIPS's ``samples1``) and the statistic is the max over bin edges (slightly smaller).
 
     Args:
-        x: ``(n, d)`` samples; y: ``(m, d)`` reference samples.
+        x: ``(n, d)`` samples.
+        y: ``(m, d)`` reference samples.
         n_projections: number of directions, uniform on the sphere.
         generator: seeds the directions.
         n_bins: ``None`` (exact) or the SLIPS histogram resolution (they used 256).

@@ -22,9 +22,12 @@ class LogisticRegression(Target):
     exact samples; the gradient is in closed form.
 
     Args:
-        x_train: ``(n, p)`` features; y_train: ``(n,)`` labels in {0, 1}.
-        x_test, y_test: held-out data for :meth:`test_log_likelihood` (optional).
-        prior_scale, intercept_scale: prior standard deviations.
+        x_train: ``(n, p)`` features.
+        y_train: ``(n,)`` labels in {0, 1}.
+        x_test: held-out features for :meth:`test_log_likelihood` (optional).
+        y_test: held-out labels.
+        prior_scale: prior standard deviation of the weights.
+        intercept_scale: prior standard deviation of the intercept.
         true_weights: the generating ``(p + 1,)`` parameter, when known.
     """
 

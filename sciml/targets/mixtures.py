@@ -41,7 +41,8 @@ class GaussianMixture(Target):
         variances: per-component variances: a number (shared, isotropic), ``(M,)`` (isotropic per
             component) or ``(M, dim)`` (diagonal).
         weights: ``(M,)`` positive weights (normalised internally); default equal.
-        dtype, device: of evaluations and samples.
+        dtype: dtype of evaluations and samples.
+        device: device of evaluations and samples.
     """
 
     has_exact_samples = True

@@ -44,7 +44,9 @@ class RejectionSampler1D:
 
     Args:
         log_f: vectorised numpy function, unnormalised log-density.
-        means, stds, weights: proposal mixture parameters.
+        means: proposal component means.
+        stds: proposal component standard deviations.
+        weights: proposal component weights.
         support: half-width of the search grid.
     """
 
