@@ -1,1 +1,40 @@
-"""Placeholder package; the plugin lands with its issue."""
+"""GP-HM: Gaussian-process solver for high-frequency and multi-scale PDEs (``gp-pde`` plugin).
+
+``GPPDESolver(...).solve(problem)`` returns a :class:`GPPDESolution`; problems are built with
+:class:`PDEProblem` / :func:`manufactured_problem`, and :func:`benchmark_problems` holds the
+GP-HM paper's benchmark set.
+"""
+
+from .kernels import KERNELS, grid_kernel_matrix, mixture_kernel
+from .problem import (
+    DifferentialOperator,
+    PDEProblem,
+    advection,
+    allen_cahn,
+    benchmark_problems,
+    boundary_mask,
+    grid_axes,
+    grid_points,
+    laplacian,
+    manufactured_problem,
+)
+from .solution import GPPDESolution
+from .solver import GPPDESolver
+
+__all__ = [
+    "GPPDESolver",
+    "GPPDESolution",
+    "DifferentialOperator",
+    "PDEProblem",
+    "laplacian",
+    "allen_cahn",
+    "advection",
+    "manufactured_problem",
+    "benchmark_problems",
+    "grid_axes",
+    "grid_points",
+    "boundary_mask",
+    "KERNELS",
+    "mixture_kernel",
+    "grid_kernel_matrix",
+]

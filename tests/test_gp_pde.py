@@ -1,0 +1,215 @@
+"""Tests of the gp-pde solver plugin (GP-HM) against manufactured solutions and closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sciml_plugins.gp_pde import (
+    DifferentialOperator,
+    GPPDESolution,
+    GPPDESolver,
+    PDEProblem,
+    allen_cahn,
+    benchmark_problems,
+    grid_points,
+    laplacian,
+    manufactured_problem,
+    mixture_kernel,
+)
+
+import sciml
+from sciml.testing import check_solver
+
+F64 = torch.float64
+
+
+def _sin100(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(100 * x[:, 0])
+
+
+@pytest.fixture(scope="module")
+def solved_1d() -> tuple[PDEProblem, GPPDESolution]:
+    prob = manufactured_problem(_sin100, "laplacian", domain=[(0.0, 1.0)], grid=120)
+    sol = GPPDESolver(freq_scale=20, jitter=1e-9, max_evals=40, progress=False).solve(prob)
+    return prob, sol
+
+
+def test_load_through_registry() -> None:
+    assert sciml.load("solver", "gp-pde") is GPPDESolver
+
+
+@pytest.mark.parametrize("family", ["gm", "stm"])
+def test_kernel_derivatives_closed_form(family: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    q = 4
+    log_w = torch.randn(q, generator=gen, dtype=F64)
+    mu = 3 * torch.rand(q, generator=gen, dtype=F64)
+    log_ls = 0.3 * torch.randn(q, generator=gen, dtype=F64)
+    tau = torch.linspace(-2, 2, 41, dtype=F64)  # includes tau = 0
+    k0, k1, k2 = (mixture_kernel(tau, log_w, mu, log_ls, m, family) for m in range(3))
+    h = 1e-4
+    fd1 = (mixture_kernel(tau + h, log_w, mu, log_ls, 0, family) - mixture_kernel(tau - h, log_w, mu, log_ls, 0, family)) / (2 * h)
+    fd2 = (mixture_kernel(tau + h, log_w, mu, log_ls, 1, family) - mixture_kernel(tau - h, log_w, mu, log_ls, 1, family)) / (2 * h)
+    assert torch.allclose(k1, fd1, atol=1e-6 * k0.abs().max())
+    assert torch.allclose(k2, fd2, atol=1e-5 * k2.abs().max())
+    # closed form at zero: k(0) = sum w; k''(0) = -sum w (1/l^2 + (2 pi mu)^2) for gm, 5/(3 l^2) for stm
+    w = log_w.exp()
+    c = 1.0 if family == "gm" else 5.0 / 3.0
+    want = -(w * (c * torch.exp(-2 * log_ls) + (2 * math.pi * mu) ** 2)).sum()
+    assert torch.isclose(k0[20], w.sum()) and torch.isclose(k2[20], want)
+
+
+def test_poisson_1d_high_frequency(solved_1d: tuple[PDEProblem, GPPDESolution]) -> None:
+    prob, sol = solved_1d
+    assert sol.relative_l2(_sin100) <= 1e-5
+    # the learned spectrum keeps a component at the solution's frequency 100 / (2 pi)
+    spec = sol.spectrum()[0]
+    assert abs(float(spec["mu"][0]) - 100 / (2 * math.pi)) < 0.05
+    assert sol.loss_history and sol.diagnostics["evals"] > 0
+
+
+def test_derivatives_and_residual(solved_1d: tuple[PDEProblem, GPPDESolution]) -> None:
+    prob, sol = solved_1d
+    x = torch.linspace(0.05, 0.95, 201, dtype=F64)[:, None]
+    du = sol.derivative(x, [1])
+    d2u = sol.derivative(x, [2])
+    exact1 = 100 * torch.cos(100 * x[:, 0])
+    exact2 = -1e4 * torch.sin(100 * x[:, 0])
+    assert (du - exact1).norm() / exact1.norm() < 1e-4
+    assert (d2u - exact2).norm() / exact2.norm() < 1e-3
+    res = sol.residual(x)
+    assert res.abs().max() / 1e4 < 1e-3
+    assert sol.boundary_error(torch.tensor([[0.0], [1.0]], dtype=F64)).abs().max() < 1e-5
+
+
+def test_posterior_std_closed_form(solved_1d: tuple[PDEProblem, GPPDESolution]) -> None:
+    prob, sol = solved_1d
+    axis = sol.axes[0]
+    # at collocation points (the boundary included) the std is ~0 relative to the prior std
+    prior = math.sqrt(float(sol.params[0]["log_w"].exp().sum()))
+    assert sol.std(axis[[0, 5, -1], None]).max() < 1e-3 * prior
+    # between grid points it matches the dense GP formula k(x,x) - k(x,X) (K + jitter)^{-1} k(X,x)
+    x = (0.5 * (axis[10:13] + axis[11:14]))[:, None]
+    p = sol.params[0]
+    kxx = mixture_kernel(torch.zeros(3, dtype=F64), p["log_w"], p["mu"], p["log_ls"])
+    kxX = mixture_kernel(x - axis[None, :], p["log_w"], p["mu"], p["log_ls"])
+    K = mixture_kernel(axis[:, None] - axis[None, :], p["log_w"], p["mu"], p["log_ls"])
+    K = K + sol.jitter * K[0, 0] * torch.eye(K.shape[0], dtype=F64)
+    var = kxx - (kxX * torch.linalg.solve(K, kxX.T).T).sum(-1)
+    got = sol.std(x)
+    assert torch.allclose(got, var.clamp_min(0).sqrt(), rtol=1e-3, atol=1e-8 * prior)
+    # a coarse grid leaves visible uncertainty between collocation points, none at them
+    coarse = GPPDESolver(freq_scale=3, max_evals=0, progress=False).solve(
+        manufactured_problem(lambda x: torch.sin(3 * x[:, 0]), "laplacian", domain=[(0.0, 1.0)], grid=9))
+    nodes = coarse.axes[0][:, None]
+    mids = 0.5 * (nodes[1:] + nodes[:-1])
+    # (at the nodes only the jitter floor sqrt(jitter * k(0)) remains)
+    assert coarse.std(nodes).max() < 1e-2 * coarse.std(mids).min()
+
+
+def test_poisson_2d() -> None:
+    def u(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(10 * x[:, 0]) * torch.sin(10 * x[:, 1])
+
+    prob = manufactured_problem(u, "laplacian", domain=[(0.0, 1.0)] * 2, grid=24)
+    sol = GPPDESolver(freq_scale=3, jitter=1e-7, max_evals=40, progress=False).solve(prob)
+    assert sol.relative_l2(u) <= 1e-5
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    dux = sol.derivative(x, [1, 0])
+    exact = 10 * torch.cos(10 * x[:, 0]) * torch.sin(10 * x[:, 1])
+    assert (dux - exact).norm() / exact.norm() < 1e-3
+    # scattered evaluation agrees with the tensor-grid evaluation
+    axes = [torch.linspace(0, 1, 7, dtype=F64)] * 2
+    assert torch.allclose(sol(grid_points(axes)), sol.on_grid(axes).reshape(-1), atol=1e-12)
+
+
+def test_fast_diagonalisation_matches_dense() -> None:
+    def u(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(6 * x[:, 0]) * torch.cos(5 * x[:, 1])
+
+    prob = manufactured_problem(u, "laplacian", domain=[(0.0, 1.0)] * 2, grid=20)
+    kw = dict(freq_scale=3, jitter=1e-6, max_evals=0, progress=False)
+    dense = GPPDESolver(**kw).solve(prob)
+    fd = GPPDESolver(dense_limit=10, **kw).solve(prob)
+    assert dense.diagnostics["path"] == "dense" and fd.diagnostics["path"] == "fast-diagonalisation"
+    x = torch.rand(40, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    # the two interior solvers differ only in the metric of the (tiny) Tikhonov term
+    assert (dense(x) - fd(x)).abs().max() < 1e-5
+    assert dense.relative_l2(u) < 1e-3 and fd.relative_l2(u) < 1e-3
+
+
+def test_allen_cahn_1d_nonlinear() -> None:
+    def u(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(30 * x[:, 0])
+
+    prob = manufactured_problem(u, "allen-cahn", domain=[(0.0, 1.0)], grid=60)
+    sol = GPPDESolver(freq_scale=8, jitter=1e-9, max_evals=0, progress=False).solve(prob)
+    assert sol.relative_l2(u) < 1e-4
+    assert sol.diagnostics["newton_steps"] >= 1
+    x = torch.linspace(0.1, 0.9, 30, dtype=F64)[:, None]
+    assert sol.residual(x).abs().max() < 1e-2 * 900
+
+
+def test_save_load_round_trip(solved_1d: tuple[PDEProblem, GPPDESolution], tmp_path) -> None:
+    prob, sol = solved_1d
+    path = tmp_path / "sol.pt"
+    sol.save(path)
+    back = GPPDESolution.load(path, problem=prob)
+    x = torch.rand(30, 1, generator=torch.Generator().manual_seed(3), dtype=F64)
+    assert torch.equal(sol(x), back(x))
+    assert torch.equal(sol.std(x), back.std(x))
+    assert back.loss_history == sol.loss_history
+    assert torch.allclose(sol.residual(x), back.residual(x))
+
+
+def test_conformance() -> None:
+    prob = manufactured_problem(lambda x: torch.sin(3 * x[:, 0]), "laplacian", domain=[(0.0, 1.0)], grid=16)
+    check_solver(GPPDESolver(freq_scale=2, max_evals=3, init_noise=0.1, progress=False), [prob],
+                 torch.rand(10, 1, generator=torch.Generator().manual_seed(0), dtype=F64))
+
+
+def test_bad_inputs() -> None:
+    op = laplacian(2)
+    dom = [(0.0, 1.0)] * 2
+    bad_f = torch.zeros(8, 8, dtype=F64)
+    bad_f[2, 3] = float("nan")
+    with pytest.raises(ValueError, match="source"):
+        PDEProblem(op, dom, [8, 8], bad_f, torch.zeros(28, dtype=F64))
+    with pytest.raises(ValueError, match="boundary"):
+        PDEProblem(op, dom, [8, 8], torch.zeros(8, 8, dtype=F64), torch.zeros(27, dtype=F64))
+    with pytest.raises(ValueError, match="source"):
+        PDEProblem(op, dom, [8, 8], torch.zeros(8, 7, dtype=F64), torch.zeros(28, dtype=F64))
+    with pytest.raises(ValueError, match="domain"):
+        PDEProblem(op, [(0.0, 1.0)], [8, 8], torch.zeros(8, 8, dtype=F64), torch.zeros(28, dtype=F64))
+    with pytest.raises(ValueError, match="order"):
+        DifferentialOperator({(3, 0): 1.0})
+    with pytest.raises(TypeError, match="problem"):
+        GPPDESolver(progress=False).solve("not a problem")
+    with pytest.raises(ValueError, match="kernel"):
+        GPPDESolver(kernel="rbf")
+    with pytest.raises(ValueError, match="freq_scale"):
+        GPPDESolver(freq_scale=-1.0)
+    # a source function that returns NaN is caught before any solve
+    prob = manufactured_problem(lambda x: torch.sqrt(x[:, 0] - 0.5), "laplacian", domain=[(0.0, 1.0)], grid=10)
+    with pytest.raises(ValueError, match="non-finite"):
+        GPPDESolver(freq_scale=2, max_evals=0, progress=False).solve(prob)
+    # a grid too coarse for the kernel's frequencies: warning with the Nyquist limit
+    prob = manufactured_problem(lambda x: torch.sin(x[:, 0]), "laplacian", domain=[(0.0, 1.0)], grid=11)
+    with pytest.warns(UserWarning, match="Nyquist limit 5"):
+        GPPDESolver(freq_scale=20, max_evals=0, progress=False).solve(prob)
+    sol = GPPDESolver(freq_scale=2, max_evals=0, progress=False).solve(prob)
+    with pytest.raises(ValueError, match="x must have shape"):
+        sol(torch.zeros(3, 2, dtype=F64))
+
+
+def test_benchmark_problems_exact() -> None:
+    probs = benchmark_problems()
+    assert len(probs) == 11
+    prob, settings = probs["allen-cahn2d"]
+    assert prob.operator.nonlinearity is not None and settings["freq_scale"] == 30
+    # the source of the manufactured problem satisfies the PDE with the exact solution
+    x = torch.rand(5, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ac = allen_cahn(2)
+    assert torch.allclose(prob.source(x), ac.apply(prob.exact, x))
