@@ -76,6 +76,14 @@ def test_entropic_w2_matches_pot_and_exact_limit():
         warnings.simplefilter("ignore", RuntimeWarning)
         val = entropic_w2(x, y)
     assert exact <= val <= exact * 1.02
+    # method="pot" is the SLIPS call itself
+    pot = math.sqrt(ot.sinkhorn2(ot.unif(200), ot.unif(250), cost, 1.0, numItermax=1000))
+    assert entropic_w2(x, y, reg=1.0, method="pot", max_iter=1000) == pytest.approx(pot, rel=1e-12)
+    far = torch.cat([x[:100], x[100:] + 100.0])  # costs >> 37: Sinkhorn-Knopp's kernel underflows
+    with pytest.warns(RuntimeWarning, match="numerical errors"):
+        entropic_w2(far, y, method="pot")
+    with pytest.raises(ValueError, match="method"):
+        entropic_w2(x, y, method="bad")
     with pytest.raises(ValueError, match="same dimension"):
         entropic_w2(x, torch.zeros(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="reg"):

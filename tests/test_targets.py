@@ -304,3 +304,27 @@ def test_pyro_model_adapter_constrained_scale():
     cons = t.to_constrained(u)
     assert torch.allclose(cons["scale"], s) and torch.allclose(cons["loc"], loc)
     assert t.initial_point.shape == (3,)
+
+
+def test_subclass_with_wrong_output_shape_is_reported():
+    class Bad(Target):
+        def log_prob(self, x):
+            return x.sum()
+
+    with pytest.raises(ValueError, match="expected"):
+        Bad(2).log_prob_and_grad(torch.zeros(3, 2, dtype=torch.float64))
+    with pytest.raises(NotImplementedError, match="no exact sampler"):
+        Bad(2).sample(2)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        mog8().sample(0)
+
+
+def test_funnel_scale_variant_and_distribution_to():
+    from sciml.targets import Funnel
+
+    t = Funnel(10, scale=3**0.5)
+    x = t.sample(20_000, generator=_gen(11))
+    assert _ks_p(x[:, 0], stats.norm(0, 3**0.5).cdf) > P_MIN
+    d = as_target(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))).to(torch.float64)
+    z = torch.ones(3, 2, dtype=torch.float64)
+    assert d.log_prob(z).dtype == torch.float64 and d.sample(2).dtype == torch.float64
