@@ -261,6 +261,14 @@ def test_as_target_duck_typed_and_callable_and_errors():
     assert torch.allclose(c.grad_log_prob(x), -x) and not c.has_exact_samples
     with pytest.raises(TypeError, match="dim="):
         as_target(lambda z: z.sum(-1))
+
+    class NoDim:
+        def log_prob(self, z):
+            return -(z**2).sum(-1)
+
+    assert as_target(NoDim(), dim=3).dim == 3
+    with pytest.raises(TypeError, match="dim attribute"):
+        as_target(NoDim())
     with pytest.raises(TypeError, match="Distribution"):
         as_target(3.0)
     with pytest.raises(ValueError, match=r"expected \(6,\)"):

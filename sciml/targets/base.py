@@ -300,7 +300,7 @@ def as_target(obj: Any, *, dim: int | None = None) -> Target:
     * a :class:`Target` (returned as is; ``dim`` must match when given);
     * a torch / pyro ``Distribution`` with ``batch_shape == ()`` and event shape ``(d,)`` (or a
       scalar event, giving ``dim = 1``): log_z = 0, exact samples from its ``sample``;
-    * any object with a ``log_prob`` method and a ``dim`` attribute (duck-typed);
+    * any object with a ``log_prob`` method and a ``dim`` attribute (duck-typed; or ``dim=``);
     * a plain callable ``log_prob(x: (..., dim)) -> (...)``, which needs ``dim=``.
 
     Raises:
@@ -313,7 +313,7 @@ def as_target(obj: Any, *, dim: int | None = None) -> Target:
         out: Target = obj
     elif isinstance(obj, torch.distributions.Distribution):
         out = DistributionTarget(obj)
-    elif callable(getattr(obj, "log_prob", None)) and getattr(obj, "dim", None) is not None:
+    elif callable(getattr(obj, "log_prob", None)) and (getattr(obj, "dim", None) is not None or dim is not None):
         out = DuckTarget(obj, dim)
     elif callable(obj) and not hasattr(obj, "log_prob"):
         if dim is None:
