@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .vmf import VonMisesFisher, fit_vmf, mean_resultant_length, vmf_kappa_mle
+
+__all__ = ["VonMisesFisher", "fit_vmf", "vmf_kappa_mle", "mean_resultant_length"]

@@ -23,7 +23,6 @@ from . import _debye
 
 __all__ = ["available", "evaluate", "kernel_source"]
 
-_TIERS = ((1900.0, 4), (290.0, 6), (112.0, 8), (44.0, 12), (23.0, 20))
 _NMAX = 20
 
 _state: dict[str, Any] = {"checked": False, "ok": False, "kernels": {}}

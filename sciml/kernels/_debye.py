@@ -13,7 +13,7 @@ expansion), so one formula covers both the large-order and the large-argument re
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["debye_polynomials", "coefficients"]
 
@@ -26,7 +26,7 @@ def _mul(p: dict[int, Fraction], q: dict[int, Fraction]) -> dict[int, Fraction]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def debye_polynomials(n: int) -> tuple[dict[int, Fraction], ...]:
     """Exact u_0..u_n as ``{power of t: coefficient}`` dictionaries."""
     polys: list[dict[int, Fraction]] = [{0: Fraction(1)}]
@@ -42,7 +42,7 @@ def debye_polynomials(n: int) -> tuple[dict[int, Fraction], ...]:
     return tuple(polys)
 
 
-@lru_cache(maxsize=None)
+@cache
 def coefficients(n: int) -> tuple[tuple[float, ...], ...]:
     """Rows j = 0..n, columns k = 1..n: coefficient of s^j in P_k(s) (see module docstring)."""
     polys = debye_polynomials(n)

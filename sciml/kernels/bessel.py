@@ -31,7 +31,6 @@ NaN, or raise ``ValueError`` when called with ``validate=True``.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import Tensor
@@ -394,7 +393,7 @@ def _evaluate(v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool) -> d
     rho = torch.hypot(vo, xo)
     bounds = torch.tensor([lo for lo, _ in DEBYE_TIERS][::-1], dtype=torch.float64, device=v.device)
     tier = torch.bucketize(rho, bounds, right=True)  # 0: small region, len(bounds): first tier
-    for pos, (lower, nterms) in enumerate(DEBYE_TIERS):
+    for pos, (_lower, nterms) in enumerate(DEBYE_TIERS):
         sel = (tier == len(DEBYE_TIERS) - pos).nonzero().squeeze(1)
         if sel.numel() == 0:
             continue
@@ -508,7 +507,3 @@ def _cupy_ok() -> bool:
     from . import _bessel_cupy
 
     return _bessel_cupy.available()
-
-
-def _warn_once(msg: str) -> None:
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
