@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "log_iv": "bessel",
     "log_kv": "bessel",
+    "log_bessel_ratio": "bessel",
     "Kronecker": "kronecker",
 }
 
