@@ -315,3 +315,16 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
     assert example_main(["--steps", "20", "--n", "500", "--components", "10", "--no-progress",
                          "--out", str(tmp_path)]) == 0
     assert (tmp_path / "swiss_roll_bridge.png").stat().st_size > 10_000
+
+
+@pytest.mark.gpu
+def test_cuda_device_follows_inputs() -> None:
+    x0, x1 = _gaussian_pair(3, 500, seed=14)
+    dev = torch.device("cuda")
+    bridge = LightSB(eps=1.0, n_components=4, covariance="full", n_steps=50, progress=False).solve(
+        x0.to(dev), x1.to(dev), generator=torch.Generator(device=dev).manual_seed(0))
+    y = bridge.sample(x0[:10].to(dev), generator=torch.Generator(device=dev).manual_seed(1))
+    assert y.device.type == "cuda" and bool(torch.isfinite(y).all())
+    path = bridge.trajectory(x0[:10].to(dev), n_steps=5, generator=torch.Generator(device=dev).manual_seed(2))
+    assert path.device.type == "cuda" and bool(torch.isfinite(path).all())
+    assert bridge.log_prob(y, x0[:10].to(dev)).device.type == "cuda"

@@ -250,8 +250,10 @@ def cbw2_uvp(model_mean: Tensor, model_cov: Tensor, true_mean: Tensor, true_cov:
     """cB-W2^2-UVP in percent: ``100 * mean_x BW2^2(model(x), true(x)) / Var(p1)``.
 
     Args:
-        model_mean, true_mean: conditional means at the test points, (n, D).
-        model_cov, true_cov: conditional covariances, (n, D, D).
+        model_mean: model conditional means at the test points, (n, D).
+        model_cov: model conditional covariances, (n, D, D).
+        true_mean: exact conditional means, (n, D).
+        true_cov: exact conditional covariances, (n, D, D).
         var_p1: total variance of p1.
     """
     check_tensor("model_mean", model_mean, ndim=2)

@@ -211,17 +211,19 @@ class LightSB(Solver):
                     val[name] = v
                     dtype, device, dim = v.dtype, v.device, v.shape[1]
         assert dim is not None
+        # random draws happen on the generator's device (a CUDA generator for CUDA data)
+        rdev = generator.device if generator is not None else device
         use_val = bool(val) or self.val_fraction > 0
         train: dict[str, Tensor] = {}
         if data:
             n_rows = {k: v.shape[0] for k, v in data.items()}
             perms = {}
             if self.objective == "matching":
-                perm = torch.randperm(n_rows["x0"], generator=generator).to(device)
+                perm = torch.randperm(n_rows["x0"], generator=generator, device=rdev).to(device)
                 perms = {"x0": perm, "x1": perm}
             else:
                 for k in data:
-                    perms[k] = torch.randperm(n_rows[k], generator=generator).to(device)
+                    perms[k] = torch.randperm(n_rows[k], generator=generator, device=rdev).to(device)
             for k, x in data.items():
                 n_val = int(math.floor(self.val_fraction * x.shape[0])) if self.val_fraction > 0 else 0
                 if self.val_fraction > 0 and (n_val < 1 or n_val >= x.shape[0]):
@@ -238,7 +240,7 @@ class LightSB(Solver):
             if K > train["x1"].shape[0]:
                 raise ValueError(f"n_components={K} exceeds the number of target samples ({train['x1'].shape[0]}"
                                  f"{' after the held-out split' if self.val_fraction > 0 else ''})")
-            init = train["x1"][torch.randperm(train["x1"].shape[0], generator=generator)[:K].to(device)]
+            init = train["x1"][torch.randperm(train["x1"].shape[0], generator=generator, device=rdev)[:K].to(device)]
         elif paired_sampler:
             init = x0(K, generator)[1]  # type: ignore[operator]
         else:
@@ -250,12 +252,12 @@ class LightSB(Solver):
             if paired_sampler:
                 return x0(self.batch_size, generator)  # type: ignore[operator,return-value]
             if self.objective == "matching":
-                idx = torch.randint(train["x0"].shape[0], (self.batch_size,), generator=generator).to(device)
+                idx = torch.randint(train["x0"].shape[0], (self.batch_size,), generator=generator, device=rdev).to(device)
                 return train["x0"][idx], train["x1"][idx]
             out = []
             for k, src in (("x0", x0), ("x1", x1)):
                 if k in train:
-                    idx = torch.randint(train[k].shape[0], (self.batch_size,), generator=generator).to(device)
+                    idx = torch.randint(train[k].shape[0], (self.batch_size,), generator=generator, device=rdev).to(device)
                     out.append(train[k][idx])
                 else:
                     out.append(self._draw(k, src, self.batch_size, generator, dim))
@@ -265,16 +267,16 @@ class LightSB(Solver):
         val_aux: tuple[Tensor, Tensor] | None = None
         if use_val and self.objective == "matching":
             n_v = val["x0"].shape[0]
-            tv = torch.rand(n_v, generator=generator, dtype=dtype).to(device) * (1 - self.t_gap)
-            xiv = torch.randn(val["x0"].shape, generator=generator, dtype=dtype).to(device)
+            tv = torch.rand(n_v, generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap)
+            xiv = torch.randn(val["x0"].shape, generator=generator, dtype=dtype, device=rdev).to(device)
             val_aux = (tv, xiv)
 
         def loss_fn(a: Tensor, b: Tensor, aux: tuple[Tensor, Tensor] | None = None) -> Tensor:
             if self.objective == "lightsb":
                 return potential.log_normaliser(a).mean() - potential.log_potential(b).mean()
             if aux is None:
-                t = torch.rand(a.shape[0], generator=generator, dtype=dtype).to(device) * (1 - self.t_gap)
-                xi = torch.randn(a.shape, generator=generator, dtype=dtype).to(device)
+                t = torch.rand(a.shape[0], generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap)
+                xi = torch.randn(a.shape, generator=generator, dtype=dtype, device=rdev).to(device)
             else:
                 t, xi = aux
             tc = t[:, None]
@@ -298,8 +300,8 @@ class LightSB(Solver):
             if self.objective == "matching":
                 assert full is not None
                 n_f = full[0].shape[0]
-                full_aux = (torch.rand(n_f, generator=generator, dtype=dtype).to(device) * (1 - self.t_gap),
-                            torch.randn(full[0].shape, generator=generator, dtype=dtype).to(device))
+                full_aux = (torch.rand(n_f, generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap),
+                            torch.randn(full[0].shape, generator=generator, dtype=dtype, device=rdev).to(device))
         else:
             opt = torch.optim.Adam(potential.parameters(), lr=self.lr)
             if self.lr_schedule == "cosine":
@@ -311,7 +313,7 @@ class LightSB(Solver):
         stopped_early = False
         start = time.perf_counter()
         bar = tqdm(range(self.n_steps), desc="LightSB", disable=not self.progress, leave=False)
-        step = 0
+        step, flat = 0, 0
         for step in bar:
             if full is not None:
                 def closure() -> Tensor:
@@ -320,6 +322,10 @@ class LightSB(Solver):
                     val_.backward()
                     return val_
                 loss = opt.step(closure).detach()  # type: ignore[arg-type,union-attr]  (loss before the step)
+                if history and abs(float(loss) - history[-1]) <= 1e-12 * max(1.0, abs(float(loss))):
+                    flat += 1
+                else:
+                    flat = 0
             else:
                 a, b = batch()
                 loss = loss_fn(a, b)
@@ -332,7 +338,7 @@ class LightSB(Solver):
             if sched is not None:
                 sched.step()
             history.append(float(loss.detach()))
-            last = step + 1 == self.n_steps
+            last = step + 1 == self.n_steps or flat >= 5  # L-BFGS has converged to round-off
             if use_val and ((step + 1) % self.eval_every == 0 or last):
                 with torch.no_grad():
                     v = float(loss_fn(val["x0"], val["x1"], val_aux))
@@ -346,6 +352,8 @@ class LightSB(Solver):
                 if self.patience is not None and bad >= self.patience:
                     stopped_early = True
                     break
+            if flat >= 5:
+                break
         bar.close()
         if best_state is not None:
             potential.load_state_dict(best_state)
