@@ -122,12 +122,25 @@ def _debye(v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool)
 
 
 # ----------------------------------------------------------------------------- small rho, I
+def _lgamma_1p(v: Tensor) -> Tensor:
+    """lgamma(1 + v) without rounding 1 + v (lgamma has zeros at 1 and 2), for 0 <= v."""
+    near = v <= 1.5
+    a = torch.where(v <= 0.5, v, v - 1.0)  # v - 1 is exact for v in [0.5, 2]
+    acc = torch.full_like(a, _RGAMMA1P[21])
+    for c in reversed(_RGAMMA1P[1:21]):
+        acc = acc * a + c
+    base = -torch.log1p(a * acc)  # log(1 / Gamma(1 + a)) = log1p(a * sum_k a_k a^(k-1))
+    small = torch.where(v <= 0.5, base, base + torch.log(torch.where(near, v, 1.0)))
+    return torch.where(near, small, torch.lgamma(v + 1.0))
+
+
 def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     """Power series of I_v, summed outward from its largest term (rho < RHO_SMALL)."""
     y = 0.25 * x * x
     lx2 = torch.log(0.5 * x)
     kstar = torch.floor(0.5 * (torch.hypot(v, x) - v))
-    log_t0 = (2.0 * kstar + v) * lx2 - torch.lgamma(kstar + 1.0) - torch.lgamma(kstar + v + 1.0)
+    lg = torch.where(kstar == 0, _lgamma_1p(v), torch.lgamma(kstar + v + 1.0))
+    log_t0 = (2.0 * kstar + v) * lx2 - torch.lgamma(kstar + 1.0) - lg
     rest = torch.zeros_like(v)  # sum of the other terms relative to the anchor (anchor = 1)
     if grad:
         psi0 = torch.digamma(kstar + v + 1.0)

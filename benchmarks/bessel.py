@@ -1,0 +1,122 @@
+"""log I_v(x) and log K_v(x): SciPy (log(ive) + x, log(kve) - x) against sciml on the same points.
+
+Run as ``sciml bench bessel [--n 1000000] [--repeats 5] [--mpmath-points 200] [--threads 1]``.
+The points are seeded: v log-uniform in [0.1, 1e4], x log-uniform in [1e-3, 1e4] (the range of the
+reference note). Each method is timed ``--repeats`` times, interleaved, and the median is reported
+(wall clock, float64, ``torch.set_num_threads(--threads)``). Non-finite fraction is over all points;
+the maximum relative error of the logarithm is measured against mpmath (50 digits; see
+``sciml.kernels._bessel_reference``) on a seeded subsample, over the points where each method
+returned a finite value. Prints a markdown table (and writes it to ``--output`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["main", "run"]
+
+
+def _points(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    v = 10 ** rng.uniform(-1, 4, n)
+    x = 10 ** rng.uniform(-3, 4, n)
+    return v, x
+
+
+def run(n: int = 10**6, repeats: int = 5, mpmath_points: int = 200, threads: int = 1, seed: int = 0) -> str:
+    """Run the comparison and return the markdown table."""
+    import mpmath as mp
+    import scipy
+    import scipy.special as sp
+    import torch
+
+    from sciml.kernels._bessel_reference import log_i, log_k
+    from sciml.kernels.bessel import log_iv, log_kv
+
+    torch.set_num_threads(threads)
+    v, x = _points(n, seed)
+    vt, xt = torch.from_numpy(v), torch.from_numpy(x)
+
+    def scipy_i() -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.log(sp.ive(v, x)) + x
+
+    def scipy_k() -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.log(sp.kve(v, x)) - x
+
+    methods: dict[str, Callable[[], np.ndarray]] = {
+        "scipy I": scipy_i,
+        "scipy K": scipy_k,
+        "sciml I": lambda: log_iv(vt, xt).numpy(),
+        "sciml K": lambda: log_kv(vt, xt).numpy(),
+    }
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    results: dict[str, np.ndarray] = {}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(t) for k, t in times.items()}
+
+    mp.mp.dps = 50
+    rng = np.random.default_rng(seed + 1)
+    sub = rng.choice(n, size=min(mpmath_points, n), replace=False)
+    ref_i = np.array([float(log_i(float(v[i]), float(x[i]))) for i in sub])
+    ref_k = np.array([float(log_k(float(v[i]), float(x[i]))) for i in sub])
+
+    def max_rel(vals: np.ndarray, ref: np.ndarray) -> float:
+        fin = np.isfinite(vals)
+        return float(np.max(np.abs(vals[fin] - ref[fin]) / np.abs(ref[fin]))) if fin.any() else float("nan")
+
+    rows = []
+    for lib in ("scipy", "sciml"):
+        ri, rk = results[f"{lib} I"], results[f"{lib} K"]
+        rows.append(
+            f"| {lib} | {med[f'{lib} I']:.3f} | {med[f'{lib} K']:.3f} "
+            f"| {100 * np.mean(~np.isfinite(ri)):.1f} % | {100 * np.mean(~np.isfinite(rk)):.1f} % "
+            f"| {max_rel(ri[sub], ref_i):.1e} | {max_rel(rk[sub], ref_k):.1e} |"
+        )
+    speed_i = med["scipy I"] / med["sciml I"]
+    speed_k = med["scipy K"] / med["sciml K"]
+    lines = [
+        f"{n} points, v log-uniform in [0.1, 1e4], x log-uniform in [1e-3, 1e4] (seed {seed}); float64, "
+        f"{threads} thread(s), median of {repeats} interleaved runs; SciPy {scipy.__version__}, "
+        f"torch {torch.__version__}; error vs mpmath (50 digits) on {len(sub)} points (finite values only).",
+        "",
+        "| method | log I time (s) | log K time (s) | non-finite I | non-finite K | max rel err I | max rel err K |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"Time ratio SciPy / sciml: log I {speed_i:.2f}x, log K {speed_k:.2f}x (> 1 means sciml is faster).",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sciml bench bessel", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10**6, help="number of points (default 1e6)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported")
+    parser.add_argument("--mpmath-points", type=int, default=200, help="subsample checked against mpmath")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.repeats < 1 or args.mpmath_points < 0 or args.threads < 1:
+        parser.error("--n, --repeats and --threads must be >= 1 and --mpmath-points >= 0")
+    table = run(args.n, args.repeats, args.mpmath_points, args.threads, args.seed)
+    print(table)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
