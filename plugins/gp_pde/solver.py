@@ -88,17 +88,20 @@ class GPPDESolver(Solver):
             negative log joint alone, profiled over ``U`` (degenerate: it decreases without bound
             as the kernel collapses, so only a small ``max_evals`` makes sense with it).
         boundary_iters: corrections of the boundary values in the final solve so that the posterior
-            mean (not only the jittered grid values) matches the Dirichlet data.
+            mean (not only the jittered grid values) matches the Dirichlet data (fast-diagonalisation
+            path; may diverge, off by default).
+        mean_boundary: dense path: impose the Dirichlet data on the posterior mean
+            ``k(x_b, X) K^{-1} U`` (a KKT solve) instead of on the jittered grid values ``U``.
         progress: show a tqdm progress bar.
     """
 
     name = "gp-pde"
 
     def __init__(self, n_components: int = 30, freq_scale: float | list[float] = 20.0, kernel: str = "gm",
-                 log_lengthscale: float = 0.0, residual_precision: float = 1e14, jitter: float = 1e-8,
+                 log_lengthscale: float = 0.0, residual_precision: float = 1e16, jitter: float = 1e-8,
                  max_evals: int = 150, newton_steps: int = 30, dense_limit: int = 2048,
                  init_noise: float = 0.0, objective: str = "marginal", boundary_iters: int = 0,
-                 progress: bool = True) -> None:
+                 mean_boundary: bool = False, progress: bool = True) -> None:
         self.n_components = check_positive_int("n_components", n_components)
         fs = freq_scale if isinstance(freq_scale, (list, tuple)) else [freq_scale]
         self.freq_scale = [check_positive("freq_scale", f) for f in fs]
@@ -122,6 +125,7 @@ class GPPDESolver(Solver):
         if isinstance(boundary_iters, bool) or not isinstance(boundary_iters, int) or boundary_iters < 0:
             raise ValueError(f"boundary_iters must be an int >= 0, got {boundary_iters!r}")
         self.boundary_iters = boundary_iters
+        self.mean_boundary = bool(mean_boundary)
         self.progress = bool(progress)
 
     # ------------------------------------------------------------------ public entry point
@@ -245,6 +249,8 @@ class _Context:
         self.jitter = solver.jitter
         self.newton_steps = solver.newton_steps
         self.objective = solver.objective
+        self.mean_boundary = solver.mean_boundary
+        self.multiplier: Tensor | None = None
         self.grid = list(problem.grid)
         self.h = problem.spacing()
         self.d = problem.dim
@@ -300,6 +306,11 @@ class _Context:
         quad = flat @ kron.solve(flat)
         r = self.residual(fac, U)
         joint = 0.5 * kron.logdet() + 0.5 * quad + 0.5 * self.tau * (r * r).sum()
+        if self.multiplier is not None:
+            # boundary constraint on the posterior mean, M(theta) U = g: add lambda^T (M U - g) with
+            # the multiplier of the constrained solve held fixed (envelope theorem)
+            lam = self.multiplier
+            joint = joint + (lam * (self._mean_operator(fac, U)[self.mask] - self.g0[self.mask])).sum()
         if self.objective == "joint":
             return joint
         return joint + 0.5 * self._logdet_hessian(fac, U)
@@ -356,6 +367,9 @@ class _Context:
         ``k(x_b, X) K^{-1} U`` (which differs from ``U`` by the jitter term) matches the data.
         """
         g0 = self.g0
+        self.multiplier = None
+        if self.path == "dense" and self.mean_boundary:
+            return self._solve_dense_mean_bc(fac, warm)
         solve = self._solve_dense if self.path == "dense" else self._solve_fd
         U = solve(fac, warm, g0)
         for _ in range(boundary_iters):
@@ -369,6 +383,75 @@ class _Context:
             g0[self.mask] = g0[self.mask] + err
             U = solve(fac, U, g0)
         return U
+
+    def _mean_operator(self, fac: list[_Factor], U: Tensor) -> Tensor:
+        """Posterior mean at the grid, ``kron_j (K_j - jitter_j I) K_j^{-1} U`` (differentiable)."""
+        mats = [torch.eye(f.k.shape[0], dtype=f.k.dtype) - f.jitter * torch.cholesky_inverse(f.chol) for f in fac]
+        return multi_mode_product(mats, U)
+
+    def _solve_dense_mean_bc(self, fac: list[_Factor], warm: Tensor | None) -> Tensor:
+        """Dense solve with the Dirichlet condition on the posterior mean (KKT system, Gauss-Newton if ``phi``)."""
+        A, kinv = self._dense_ops(fac)
+        inner = (~self.mask).reshape(-1)
+        bnd = self.mask.reshape(-1)
+        g = self.g0.reshape(-1)[bnd]
+        M = _kron_all([torch.eye(f.k.shape[0], dtype=f.k.dtype) - f.jitter * torch.cholesky_inverse(f.chol)
+                       for f in fac])[bnd]
+        A_i = A[inner]
+        f_i = self.f.reshape(-1)[inner]
+        tau = self.tau
+        phi = self.op.nonlinearity
+        n, nb = A.shape[0], int(bnd.sum())
+
+        def kkt(H: Tensor, rhs: Tensor, rhs_c: Tensor) -> tuple[Tensor, Tensor]:
+            top = torch.cat([H, M.T], 1)
+            bottom = torch.cat([M, torch.zeros(nb, nb, dtype=H.dtype)], 1)
+            sol = torch.linalg.solve(torch.cat([top, bottom], 0), torch.cat([rhs, rhs_c]))
+            return sol[:n], sol[n:]
+
+        def grad_of(u: Tensor) -> Tensor:
+            r = A_i @ u - f_i
+            J = A_i
+            if phi is not None:
+                r = r + phi(u[inner])
+                J = A_i + torch.zeros_like(A_i).index_put_((torch.arange(J.shape[0]), inner.nonzero()[:, 0]),
+                                                           _elementwise_derivative(phi, u[inner]))
+            return kinv @ u + tau * J.T @ r
+
+        u, _ = kkt(kinv + tau * A_i.T @ A_i, tau * A_i.T @ f_i, g)
+        if phi is not None:
+            if warm is not None:
+                u = warm.reshape(-1).clone()
+
+            def obj(v: Tensor) -> Tensor:
+                r = A_i @ v + phi(v[inner]) - f_i
+                return 0.5 * v @ (kinv @ v) + 0.5 * tau * r @ r
+
+            cur = obj(u)
+            steps = 0
+            for steps in range(1, self.newton_steps + 1):  # noqa: B007
+                J = A_i.clone()
+                J[:, inner] += torch.diag(_elementwise_derivative(phi, u[inner]))
+                r = A_i @ u + phi(u[inner]) - f_i
+                H = kinv + tau * J.T @ J
+                grad = kinv @ u + tau * J.T @ r
+                delta, _ = kkt(H, -grad, g - M @ u)
+                t = 1.0
+                while True:
+                    cand = u + t * delta
+                    val = obj(cand)
+                    if val <= cur or t < 1e-6:
+                        break
+                    t *= 0.5
+                done = float((t * delta).norm()) <= 1e-12 * max(float(u.norm()), 1.0)
+                u, cur = cand, val
+                if done:
+                    break
+            self.info["newton_steps"] = steps
+        # multiplier: M^T lam = -grad J at the solution (least squares)
+        gj = grad_of(u)
+        self.multiplier = torch.linalg.lstsq(M.T, -gj[:, None]).solution[:, 0]
+        return u.reshape(self.grid)
 
     def _dense_ops(self, fac: list[_Factor]) -> tuple[Tensor, Tensor]:
         eye = [torch.eye(n, dtype=self.dtype) for n in self.grid]
