@@ -155,3 +155,16 @@ def test_log_z_estimates_importance_sampling():
     assert flat.log_z == pytest.approx(2.0) and flat.elbo == pytest.approx(2.0) and flat.ess == pytest.approx(10.0)
     with pytest.raises(ValueError, match="non-finite"):
         log_z_estimates(torch.tensor([0.0, float("nan")]))
+
+
+@pytest.mark.gpu
+def test_metrics_on_cuda_match_cpu():
+    g = _gen(7)
+    x = torch.randn(150, 2, dtype=torch.float64, generator=g)
+    y = 1.0 + torch.randn(170, 2, dtype=torch.float64, generator=g)
+    xc, yc = x.cuda(), y.cuda()
+    assert entropic_w2(xc, yc, reg=1.0, tol=1e-10, max_iter=20_000) == pytest.approx(
+        entropic_w2(x, y, reg=1.0, tol=1e-10, max_iter=20_000), rel=1e-8)
+    assert mmd(xc, yc) == pytest.approx(mmd(x, y), rel=1e-10)
+    assert sliced_ks(xc, yc, generator=_gen()) == pytest.approx(sliced_ks(x, y, generator=_gen()), rel=1e-12)
+    assert mode_coverage(xc, yc[:5]) == mode_coverage(x, y[:5])

@@ -336,3 +336,16 @@ def test_funnel_scale_variant_and_distribution_to():
     d = as_target(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))).to(torch.float64)
     z = torch.ones(3, 2, dtype=torch.float64)
     assert d.log_prob(z).dtype == torch.float64 and d.sample(2).dtype == torch.float64
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["8-mog", "10-mos", "rings", "funnel", "dw5", "many-well-32"])
+def test_targets_on_cuda_match_cpu(name):
+    cpu = BENCHMARK_TARGETS[name]()
+    gpu = cpu.to(device="cuda")
+    x = cpu.sample(64, generator=_gen(12))
+    y = gpu.sample(64, generator=_gen(12))  # CPU generator: same draws, moved to the GPU
+    assert y.device.type == "cuda" and torch.allclose(y.cpu(), x, rtol=1e-12, atol=1e-12)
+    lp, g = gpu.log_prob_and_grad(y)
+    assert torch.allclose(lp.cpu(), cpu.log_prob(x), rtol=1e-10) and torch.allclose(
+        g.cpu(), cpu.grad_log_prob(x), rtol=1e-10, atol=1e-10)

@@ -129,11 +129,22 @@ class Target:
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(x.shape)}")
 
+    # Random draws happen on the generator's device (so a CPU generator seeds a CUDA target too)
+    # and are then moved to ``self.device``.
+    def _rng_device(self, generator: torch.Generator | None) -> torch.device:
+        return self.device if generator is None else generator.device
+
     def _randn(self, *shape: int, generator: torch.Generator | None) -> Tensor:
-        return torch.randn(*shape, dtype=self.dtype, device=self.device, generator=generator)
+        return torch.randn(*shape, dtype=self.dtype, device=self._rng_device(generator),
+                           generator=generator).to(self.device)
 
     def _rand(self, *shape: int, generator: torch.Generator | None) -> Tensor:
-        return torch.rand(*shape, dtype=self.dtype, device=self.device, generator=generator)
+        return torch.rand(*shape, dtype=self.dtype, device=self._rng_device(generator),
+                          generator=generator).to(self.device)
+
+    def _categorical(self, probs: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        dev = self._rng_device(generator)
+        return torch.multinomial(probs.to(dev), n, replacement=True, generator=generator).to(self.device)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Target:
         """Return a copy whose tensors (and evaluations / samples) use ``dtype`` / ``device``."""

@@ -89,7 +89,7 @@ class GaussianMixture(Target):
         return lp, grad
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        idx = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
+        idx = self._categorical(self.log_weights.exp(), n, generator)
         z = self._randn(n, self.dim, generator=generator)
         return self.means[idx] + self.variances[idx].sqrt() * z
 
@@ -166,9 +166,9 @@ class StudentTMixture(Target):
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         from scipy.special import stdtrit
 
-        idx = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
-        u = torch.rand(n, self.dim, dtype=torch.float64, generator=generator)
-        t = torch.from_numpy(stdtrit(self.df, u.numpy())).to(dtype=self.dtype, device=self.device)
+        idx = self._categorical(self.log_weights.exp(), n, generator)
+        u = torch.rand(n, self.dim, dtype=torch.float64, generator=generator, device=self._rng_device(generator))
+        t = torch.from_numpy(stdtrit(self.df, u.cpu().numpy())).to(dtype=self.dtype, device=self.device)
         return self.locs[idx] + self.scale * t
 
 
@@ -204,7 +204,8 @@ class Rings(Target):
         out = torch.empty(0, dtype=self.dtype, device=self.device)
         while out.numel() < n:
             m = n - out.numel()
-            idx = torch.randint(len(self.centres), (m,), generator=generator, device=self.device)
+            idx = torch.randint(len(self.centres), (m,), generator=generator,
+                                device=self._rng_device(generator)).to(self.device)
             r = self.centres[idx] + self.sigma * self._randn(m, generator=generator)
             out = torch.cat([out, r[r > 0]])
         theta = 2 * math.pi * self._rand(n, generator=generator)

@@ -88,13 +88,15 @@ class RejectionSampler1D:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
         """Draw ``n`` exact samples (float64 numpy array), randomness from the torch ``generator``."""
+        dev = torch.device("cpu") if generator is None else generator.device
         out: list[np.ndarray] = []
         have = 0
         while have < n:
             m = int((n - have) / self.acceptance * 1.2) + 16
-            k = torch.multinomial(torch.as_tensor(self.weights), m, replacement=True, generator=generator).numpy()
-            z = torch.randn(m, dtype=torch.float64, generator=generator).numpy()
-            u = torch.rand(m, dtype=torch.float64, generator=generator).numpy()
+            k = torch.multinomial(torch.as_tensor(self.weights, device=dev), m, replacement=True,
+                                  generator=generator).cpu().numpy()
+            z = torch.randn(m, dtype=torch.float64, generator=generator, device=dev).cpu().numpy()
+            u = torch.rand(m, dtype=torch.float64, generator=generator, device=dev).cpu().numpy()
             x = self.means[k] + self.stds[k] * z
             acc = np.log(u) < self.log_f(x) - self._log_g(x) - self.log_m
             out.append(x[acc])
@@ -167,7 +169,8 @@ class DoubleWell(Target):
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         a = torch.from_numpy(self._sampler.sample(n * self.m, generator)).reshape(n, self.m)
-        b = torch.randn(n, self.dim - self.m, dtype=torch.float64, generator=generator) * math.sqrt(0.5)
+        b = torch.randn(n, self.dim - self.m, dtype=torch.float64, generator=generator,
+                        device=self._rng_device(generator)).cpu() * math.sqrt(0.5)
         return torch.cat([a, b], dim=-1).to(dtype=self.dtype, device=self.device)
 
 
@@ -234,7 +237,8 @@ class ManyWell(Target):
         a = torch.from_numpy(self._sampler.sample(n * k, generator)).reshape(n, k)
         out = torch.empty(n, self.dim, dtype=torch.float64)
         out[:, 0::2] = a
-        out[:, 1::2] = torch.randn(n, k, dtype=torch.float64, generator=generator)
+        out[:, 1::2] = torch.randn(n, k, dtype=torch.float64, generator=generator,
+                                   device=self._rng_device(generator)).cpu()
         return out.to(dtype=self.dtype, device=self.device)
 
 
