@@ -224,7 +224,7 @@ def test_cupy_kernel_source_on_host_compiler(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
         np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
         fin = np.isfinite(ref)
-        assert np.max(np.abs(y[fin] - ref[fin]) / np.maximum(np.abs(ref[fin]), 1.0)) <= 1e-13
+        assert np.max(np.abs(y[fin] - ref[fin]) / np.maximum(np.abs(ref[fin]), 1e-2)) <= 1e-13
 
 
 def test_cupy_fallback_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,9 +59,7 @@ DEVFN double debye_sum(double s, double w, int n, double sgn) {
 }
 
 DEVFN int debye_terms(double rho) {
-    if (rho >= 1900.0) return 4;
     if (rho >= 290.0) return 6;
-    if (rho >= 112.0) return 8;
     if (rho >= 44.0) return 12;
     return 20;
 }
@@ -69,7 +67,16 @@ DEVFN int debye_terms(double rho) {
 DEVFN double series_log_i(double v, double x) {
     double y = 0.25 * x * x, lx2 = log(0.5 * x);
     double ks = floor(0.5 * (hypot(v, x) - v));
-    double logt0 = (2.0 * ks + v) * lx2 - lgamma(ks + 1.0) - lgamma(ks + v + 1.0);
+    double lg;
+    if (ks == 0.0 && v <= 1.5) {  /* lgamma(1 + v) without rounding 1 + v (zeros at v = 0, 1) */
+        const double a[22] = {RGAMMA1P};
+        double t = (v <= 0.5) ? v : v - 1.0, acc = a[21];
+        for (int k = 20; k >= 1; --k) acc = acc * t + a[k];
+        lg = -log1p(t * acc) + ((v <= 0.5) ? 0.0 : log(v));
+    } else {
+        lg = lgamma(ks + v + 1.0);
+    }
+    double logt0 = (2.0 * ks + v) * lx2 - lgamma(ks + 1.0) - lg;
     double rest = 0.0, term = 1.0, k = ks;
     for (int it = 0; it < 400; ++it) {
         k += 1.0;

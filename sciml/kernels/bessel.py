@@ -42,7 +42,7 @@ __all__ = ["log_iv", "log_kv", "log_bessel_ratio", "RHO_SMALL", "DEBYE_TIERS"]
 #: Elements with sqrt(v^2 + x^2) below this use the series / continued-fraction methods.
 RHO_SMALL = 23.0
 #: (lower bound on rho, number of Debye terms), tested in order.
-DEBYE_TIERS: tuple[tuple[float, int], ...] = ((1900.0, 4), (290.0, 6), (112.0, 8), (44.0, 12), (RHO_SMALL, 20))
+DEBYE_TIERS: tuple[tuple[float, int], ...] = ((290.0, 6), (44.0, 12), (RHO_SMALL, 20))
 
 _EPS = 1e-17
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -79,7 +79,10 @@ def _debye(v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool)
     rho = torch.hypot(v, x)
     w = 1.0 / rho
     s = (v * w) ** 2
-    spow = torch.cat([torch.ones_like(s).unsqueeze(1), s.unsqueeze(1).expand(-1, n)], 1).cumprod(1)
+    spow = torch.empty(s.numel(), n + 1, dtype=s.dtype, device=s.device)
+    spow[:, 0] = 1.0
+    spow[:, 1:] = s.unsqueeze(1)
+    spow = spow.cumprod(1)
     wpow = w.unsqueeze(1).expand(-1, n).cumprod(1)  # (m, n)
     terms = (spow @ c) * wpow  # P_k(s) / rho^k
     lx = torch.log(x / (v + rho))
@@ -122,6 +125,13 @@ def _debye(v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool)
 
 
 # ----------------------------------------------------------------------------- small rho, I
+def _split(done: Tensor, where: Tensor, state: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """(positions of done elements in state, their global indices, remaining indices, compacted state)."""
+    fin = done.nonzero().squeeze(1)
+    keep = (~done).nonzero().squeeze(1)
+    return fin, where.index_select(0, fin), where.index_select(0, keep), [t.index_select(0, keep) for t in state]
+
+
 def _lgamma_1p(v: Tensor) -> Tensor:
     """lgamma(1 + v) without rounding 1 + v (lgamma has zeros at 1 and 2), for 0 <= v."""
     near = v <= 1.5
@@ -139,43 +149,75 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     y = 0.25 * x * x
     lx2 = torch.log(0.5 * x)
     kstar = torch.floor(0.5 * (torch.hypot(v, x) - v))
-    lg = torch.where(kstar == 0, _lgamma_1p(v), torch.lgamma(kstar + v + 1.0))
+    lg = torch.lgamma(kstar + v + 1.0)
+    near = ((kstar == 0) & (v <= 1.5)).nonzero().squeeze(1)  # lgamma(1 + v) has zeros at v = 0, 1
+    lg[near] = _lgamma_1p(v[near])
     log_t0 = (2.0 * kstar + v) * lx2 - torch.lgamma(kstar + 1.0) - lg
     rest = torch.zeros_like(v)  # sum of the other terms relative to the anchor (anchor = 1)
     if grad:
         psi0 = torch.digamma(kstar + v + 1.0)
         sx = 2.0 * kstar  # sum term * 2k
         sv = psi0.clone()  # sum term * psi(k + v + 1)
-    # forward from the anchor: terms decrease monotonically
-    term = torch.ones_like(v)
-    k = kstar.clone()
-    psi = psi0.clone() if grad else None
+    # forward from the anchor (terms decrease monotonically); converged elements leave the loop
+    where = torch.arange(v.numel(), device=v.device)
+    state = [torch.ones_like(v), kstar.clone(), torch.zeros_like(v), v, y]
+    if grad:
+        state += [psi0.clone(), torch.zeros_like(v), torch.zeros_like(v)]
     for it in range(1, 400):
+        term, k, acc, vv, yy = state[:5]
         k = k + 1.0
-        term = term * y / (k * (k + v))
-        rest = rest + term
+        term = term * yy / (k * (k + vv))
+        acc = acc + term
+        state[:5] = [term, k, acc, vv, yy]
         if grad:
-            psi = psi + 1.0 / (k + v)
-            sx = sx + term * (2.0 * k)
-            sv = sv + term * psi
-        if it % 4 == 0 and not bool((term > _EPS * (1.0 + rest)).any()):
-            break
-    # backward from the anchor down to k = 0
-    nback = int(kstar.max().item()) if kstar.numel() else 0
-    term = torch.ones_like(v)
-    k = kstar.clone()
-    psi = psi0.clone() if grad else None
-    for _ in range(nback):
-        active = k >= 1.0
-        ratio = torch.where(active, k * (k + v) / torch.where(active, y, 1.0), 0.0)
+            psi, ax, av = state[5:]
+            psi = psi + 1.0 / (k + vv)
+            state[5:] = [psi, ax + term * (2.0 * k), av + term * psi]
+        if it % 4 == 0 or it == 399:
+            done = term <= _EPS * (1.0 + acc)
+            if it == 399:
+                done = torch.ones_like(done)
+            if bool(done.any()):
+                fin, dst, where, new_state = _split(done, where, state)
+                rest[dst] += acc[fin]
+                if grad:
+                    sx[dst] += state[6][fin]
+                    sv[dst] += state[7][fin]
+                state = new_state
+                if where.numel() == 0:
+                    break
+    # backward from the anchor down to k = 0, on the elements with kstar >= 1 sorted by kstar
+    # (descending) so that the ones still active at step j are a prefix
+    back = (kstar >= 1).nonzero().squeeze(1)
+    if back.numel():
+        kb = kstar[back]
+        order = torch.argsort(kb, descending=True)
+        back = back[order]
+        kb = kb[order]
+        vb, yb = v[back], y[back]
+        counts = torch.bincount(kb.long()).flip(0).cumsum(0).flip(0)  # counts[j] = #(kstar >= j)
+        term = torch.ones_like(vb)
+        k = kb.clone()
+        accb = torch.zeros_like(vb)
         if grad:
-            psi = torch.where(active, psi - 1.0 / (k + v), psi)
-        term = term * ratio
-        k = torch.where(active, k - 1.0, k)
-        rest = rest + term
+            psi = psi0[back].clone()
+            ax = torch.zeros_like(vb)
+            av = torch.zeros_like(vb)
+        for j in range(1, counts.numel()):
+            m = int(counts[j])
+            km = k[:m]
+            term[:m] *= km * (km + vb[:m]) / yb[:m]
+            if grad:
+                psi[:m] -= 1.0 / (km + vb[:m])
+            k[:m] -= 1.0
+            accb[:m] += term[:m]
+            if grad:
+                ax[:m] += term[:m] * (2.0 * k[:m])
+                av[:m] += term[:m] * psi[:m]
+        rest[back] += accb
         if grad:
-            sx = sx + term * (2.0 * k)
-            sv = sv + term * psi
+            sx[back] += ax
+            sv[back] += av
     out = {"i": log_t0 + torch.log1p(rest)}
     if grad:
         total = 1.0 + rest
@@ -229,13 +271,12 @@ def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         if i % 4 == 0 or i == 79:
             done = (delta.abs() <= _EPS * total.abs()) | (i == 79)
             if bool(done.any()):
-                out_total[where[done]] = total[done]
-                out_total1[where[done]] = total1[done]
-                keep = ~done
-                where = where[keep]
+                fin, dst, where, new_state = _split(done, where, state)
+                out_total[dst] = total[fin]
+                out_total1[dst] = total1[fin]
+                state = new_state
                 if where.numel() == 0:
                     break
-                state = [t[keep] for t in state]
     return torch.log(out_total), out_total1 * (2.0 / x) / out_total
 
 
@@ -267,13 +308,12 @@ def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         if i % 4 == 0 or i == 999:
             done = (dels.abs() <= _EPS * s.abs()) | (i == 999)
             if bool(done.any()):
-                out_h[where[done]] = h[done]
-                out_s[where[done]] = s[done]
-                keep = ~done
-                where = where[keep]
+                fin, dst, where, new_state = _split(done, where, state)
+                out_h[dst] = h[fin]
+                out_s[dst] = s[fin]
+                state = new_state
                 if where.numel() == 0:
                     break
-                state = [t[keep] for t in state]
     h = a1 * out_h
     log_k = 0.5 * (_LOG_PI_2 - torch.log(x)) - x - torch.log(out_s)
     return log_k, (mu + x + 0.5 - h) / x
@@ -404,8 +444,9 @@ def _evaluate(v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool) -> d
         idx = None
         vo, xo = v, x
     rho = torch.hypot(vo, xo)
-    bounds = torch.tensor([lo for lo, _ in DEBYE_TIERS][::-1], dtype=torch.float64, device=v.device)
-    tier = torch.bucketize(rho, bounds, right=True)  # 0: small region, len(bounds): first tier
+    tier = torch.zeros(rho.shape, dtype=torch.int8, device=rho.device)  # 0: small, len(tiers): first
+    for lower, _ in DEBYE_TIERS:
+        tier += rho >= lower
     for pos, (_lower, nterms) in enumerate(DEBYE_TIERS):
         sel = (tier == len(DEBYE_TIERS) - pos).nonzero().squeeze(1)
         if sel.numel() == 0:
