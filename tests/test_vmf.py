@@ -154,3 +154,10 @@ def test_input_errors() -> None:
     with pytest.raises(ValueError, match="r"):
         vmf_kappa_mle(1.5, 10)
     assert float(vmf_kappa_mle(0.0, 10)) == 0.0 and math.isinf(float(vmf_kappa_mle(1.0, 10)))
+
+
+def test_python_float_statistic_keeps_float64() -> None:
+    p, kappa = 32768, 3e4
+    r = float(mean_resultant_length(torch.tensor(kappa, dtype=F64), p))
+    k = vmf_kappa_mle(r, p)
+    assert k.dtype == F64 and abs(float(k) / kappa - 1) <= 1e-10

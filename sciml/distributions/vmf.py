@@ -200,7 +200,7 @@ def vmf_kappa_mle(r: Tensor | float, p: int, *, tol: float = 1e-15, max_iter: in
     p = check_positive_int("p", p)
     if p < 2:
         raise ValueError(f"p must be >= 2, got {p}")
-    r_t = torch.as_tensor(r)
+    r_t = r if isinstance(r, Tensor) else torch.tensor(r, dtype=torch.float64)  # Python floats are float64
     dtype = r_t.dtype if r_t.is_floating_point() else torch.float64
     r64 = r_t.to(torch.float64)
     if bool(torch.isnan(r64).any()) or bool(((r64 < 0) | (r64 > 1)).any()):
