@@ -14,7 +14,8 @@ precision).
 Speed-ups over the reference (Adam on everything for 1e5+ steps):
 
 * For fixed kernel parameters the loss is quadratic in the interior values (linear operators), so
-  ``U`` is eliminated exactly; for ``phi != 0`` it is minimised by Gauss-Newton. Only the
+  ``U`` is eliminated exactly; for ``phi != 0`` it is minimised by Gauss-Newton (dense path) or
+  found by Newton-GMRES on the collocation equations (large grids). Only the
   ``3 Q d`` kernel parameters are optimised, by L-BFGS on the profiled loss, whose gradient is
   the partial gradient at the optimal ``U`` (envelope theorem).
 * Kernel matrices on the uniform grid are Toeplitz: built from ``n`` lags, ``O(n Q)``.
@@ -64,7 +65,8 @@ class GPPDESolver(Solver):
     Product kernel of per-dimension spectral mixtures (``kernel="gm"``) or Student-t mixtures
     (Matern-5/2 x cosine, ``kernel="stm"``), log-domain weights (Jeffreys prior), grid
     collocation with Kronecker structure, grid values eliminated exactly and kernel
-    hyper-parameters fitted by L-BFGS on the profiled negative log joint.
+    hyper-parameters fitted by L-BFGS on the profiled loss (by default the marginal likelihood
+    of the PDE data; see ``objective``).
 
     Args:
         n_components: mixture components ``Q`` per dimension.
@@ -77,8 +79,8 @@ class GPPDESolver(Solver):
         jitter: added to each kernel factor, relative to its diagonal ``k_j(0)``.
         max_evals: budget of loss / gradient evaluations of the kernel optimisation (0 keeps the
             initial kernel).
-        newton_steps: maximal Gauss-Newton (or, on large grids, fixed-point) steps per solve
-            for nonlinear operators.
+        newton_steps: maximal Gauss-Newton (dense path) or Newton-GMRES (fast-diagonalisation
+            path) steps per solve for nonlinear operators.
         dense_limit: grids with at most this many points use the dense interior solve.
         init_noise: standard deviation of the random perturbation of the initial frequencies,
             relative to their spacing (0 gives a deterministic start).
