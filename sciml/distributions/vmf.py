@@ -228,7 +228,8 @@ def fit_vmf(x: Tensor, *, tol: float = 1e-15, max_iter: int = 100) -> tuple[Tens
 
     Args:
         x: samples, shape ``(n, p)`` (rows are normalised to unit length; zero rows are an error).
-        tol, max_iter: Newton controls (see :func:`vmf_kappa_mle`).
+        tol: Newton stopping tolerance (relative step, see :func:`vmf_kappa_mle`).
+        max_iter: Newton iteration cap.
 
     Returns:
         ``(loc, kappa)``: the mean direction (shape ``(p,)``) and the concentration (scalar tensor),
