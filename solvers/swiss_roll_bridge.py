@@ -48,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="Adam steps")
     parser.add_argument("--n", type=int, default=8000, help="training samples per side")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     import matplotlib
 
