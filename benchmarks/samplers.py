@@ -210,6 +210,7 @@ def run(targets: Sequence[str], samplers: Sequence[str], num_samples: int, budge
         score = ks if tname == "funnel" else w2
         for name in samplers:
             note = ""
+            t_start = time.perf_counter()
             if name == "nuts":
                 nuts_budget = min(num_samples * budget, nuts_max_evals)
                 x, evals, seconds, note = _nuts(target, num_samples, nuts_budget, seed)
@@ -235,7 +236,7 @@ def run(targets: Sequence[str], samplers: Sequence[str], num_samples: int, budge
                       seconds, diverged, PUBLISHED.get(name, {}).get(tname), note)
             rows.append(row)
             log(f"  {tname:11s} {name:10s} {metric_name} {value:8.3f}  modes {covered:6s} "
-                f"evals {evals:.2e}  {seconds:6.1f} s  {note}")
+                f"evals {evals:.2e}  {seconds:6.1f} s (with metrics {time.perf_counter() - t_start:.0f} s)  {note}")
     return rows
 
 

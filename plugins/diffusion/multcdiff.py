@@ -52,7 +52,7 @@ class MultCDiff(DiffusionSamplerBase):
     The diffusion time ``s`` runs from ``horizon`` down to ``s_min`` over ``num_steps`` steps
     (``schedule`` sets the spacing of ``s``: ``"geometric"`` refines near ``s = 0`` where the
     dynamics is stiff); optionally ``final_steps`` steps of plain Langevin dynamics on the target
-    follow. Returns the slow states.
+    follow. Returns the fast states (``return_state="fast"``, exact ``pi``-marginal) or the slow ones.
 
     Args:
         num_steps: number of reverse-time steps.
@@ -74,6 +74,10 @@ class MultCDiff(DiffusionSamplerBase):
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         final_steps: plain (unadjusted) Langevin steps on the target at the end.
         final_step_size: step of those Langevin steps.
+        return_state: ``"fast"`` (default) returns the fast states ``Y``: at diffusion time ``s`` the
+            pair ``(X, Y) ~ q_s(x) p_s(y | x)`` has ``Y``-marginal exactly ``pi``, whereas ``X`` is a
+            draw of ``q_{s_min}``, ``pi`` blurred by noise of variance ``1 - e^{-2 s_min}``;
+            ``"slow"`` returns ``X``. The plain Langevin steps, when asked for, move the returned state.
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
         progress: show a tqdm progress bar.
     """
@@ -83,7 +87,7 @@ class MultCDiff(DiffusionSamplerBase):
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40, fast_init_scale: float = 5.0, final_steps: int = 0,
-                 final_step_size: float = 0.01, reference: str = "gaussian", init_std: float = 1.0,
+                 final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -109,6 +113,7 @@ class MultCDiff(DiffusionSamplerBase):
             raise ValueError(f"final_steps must be an int >= 0, got {final_steps!r}")
         self.final_steps = final_steps
         self.final_step_size = check_positive("final_step_size", final_step_size)
+        self.return_state = check_choice("return_state", return_state, ("fast", "slow"))
         if check_choice("reference", reference, ("gaussian", "student-t")) != "gaussian":
             raise ValueError("MultCDiff supports reference='gaussian' only: with a Student-t reference "
                              "the noising process has no Gaussian transition (no Tweedie formula); "
@@ -155,8 +160,12 @@ class MultCDiff(DiffusionSamplerBase):
         times = self.diffusion_times().tolist()
         self._lip, self._stage_counts, self._n_fallback = LipschitzTracker(), [], 0
         x = x0.clone()
+        if self.integrator == "srock" and self.stages is None:  # a first secant estimate of L
+            probe = x0 + 0.1 * randn_like(x0, generator)
+            self._lip.update(x0, target.grad(x0))
+            self._lip.update(probe, target.grad(probe))
         if self.underdamped:
-            x = self._run_underdamped(target, x, times, generator, bar)
+            x, y = self._run_underdamped(target, x, times, generator, bar)
         else:
             c = min(math.exp(times[0]), self.fast_init_scale)
             y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
@@ -169,6 +178,8 @@ class MultCDiff(DiffusionSamplerBase):
                 centre = 2.0 * e * y / (var * b)
                 x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, generator))
                 bar.update(1)
+        if self.return_state == "fast":
+            x = y
         hf = self.final_step_size
         for _ in range(self.final_steps):
             x = x + hf * target.grad(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
@@ -180,7 +191,7 @@ class MultCDiff(DiffusionSamplerBase):
         return x, {"diagnostics": diagnostics}
 
     def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
-                         generator: torch.Generator | None, bar: Any) -> Tensor:
+                         generator: torch.Generator | None, bar: Any) -> tuple[Tensor, Tensor]:
         v = randn_like(x, generator)
 
         def coefficients(s: float) -> tuple[float, float, float]:
@@ -219,4 +230,4 @@ class MultCDiff(DiffusionSamplerBase):
             x, v = (p00 * x + p01 * v + g0 * y + r00 * n1 + r01 * n2,
                     p10 * x + p11 * v + g1 * y + r10 * n1 + r11 * n2)
             bar.update(1)
-        return x
+        return x, y
