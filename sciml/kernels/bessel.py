@@ -320,7 +320,7 @@ def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     return log_k, (mu + x + 0.5 - h) / x
 
 
-def _small_k(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
+def _small_k(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str, Tensor]:
     n = torch.floor(v + 0.5)
     mu = v - n
     log_k = torch.empty_like(v)
@@ -359,7 +359,8 @@ def _small_k(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     out = {"k": log_k}
     if grad:
         out["dkx"] = v / x - ratio  # K_v'/K_v = v/x - K_{v+1}/K_v
-        out["dkv"] = _dlogk_dv_quad(v, x)
+        # quadrature only when the order needs a gradient (the costly part of this region)
+        out["dkv"] = _dlogk_dv_quad(v, x) if grad_v else torch.zeros_like(v)
     return out
 
 
@@ -414,7 +415,9 @@ def _prepare(v: object, x: object, validate: bool) -> tuple[Tensor, Tensor, torc
     return v, x, dtype
 
 
-def _evaluate(v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool) -> dict[str, Tensor]:
+def _evaluate(
+    v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool, grad_v: bool = True
+) -> dict[str, Tensor]:
     """Flattened float64 evaluation of every requested quantity (values and, if grad, d/dx, d/dv)."""
     v, x = torch.broadcast_tensors(v.to(torch.float64), x.to(torch.float64))
     shape = v.shape
@@ -465,21 +468,21 @@ def _evaluate(v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool) -> d
         if want_i:
             res.update(_series_i(vs, xs, grad))
         if want_k:
-            res.update(_small_k(vs, xs, grad))
+            res.update(_small_k(vs, xs, grad, grad_v))
         dst = sel if idx is None else idx[sel]
         for nm, val in res.items():
             out[nm][dst] = val
     return {k: t.reshape(shape) for k, t in out.items()}
 
 
-def _compute(v: Tensor, x: Tensor, kind: str, grad: bool) -> dict[str, Tensor]:
+def _compute(v: Tensor, x: Tensor, kind: str, grad: bool, grad_v: bool = True) -> dict[str, Tensor]:
     if v.is_cuda or x.is_cuda:
         from . import _bessel_cupy
 
         res = _bessel_cupy.evaluate(v, x, kind, grad)
         if res is not None:
             return res
-    return _evaluate(v, x, kind == "i", kind == "k", grad)
+    return _evaluate(v, x, kind == "i", kind == "k", grad, grad_v)
 
 
 class _LogBessel(torch.autograd.Function):
@@ -488,7 +491,7 @@ class _LogBessel(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v: Tensor, x: Tensor, kind: str) -> Tensor:  # type: ignore[override]
         grad = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
-        res = _compute(v, x, kind, grad)
+        res = _compute(v, x, kind, grad, bool(ctx.needs_input_grad[0]))
         value = res[kind].to(v.dtype)
         if grad:
             ctx.save_for_backward(res["d" + kind + "v"], res["d" + kind + "x"])
@@ -556,5 +559,5 @@ def log_bessel_ratio(v: Tensor | float, x: Tensor | float, *, validate: bool = F
     """
     vt, xt, dtype = _prepare(v, x, validate)
     vv, xx = torch.broadcast_tensors(vt.to(torch.float64), xt.to(torch.float64))
-    res = _evaluate(vv, xx, True, False, True)  # torch path (any device): it carries the ratio formulas
+    res = _evaluate(vv, xx, True, False, True, False)  # torch path (any device): it carries the ratio formulas
     return res["ri"].to(dtype)
