@@ -256,3 +256,15 @@ def test_gpu_matches_cpu() -> None:
         cv, cx = torch.autograd.grad(fn(vc, xc).sum(), (vc, xc))
         torch.testing.assert_close(gx.cpu(), cx, rtol=1e-12, atol=0)
         torch.testing.assert_close(gv.cpu(), cv, rtol=1e-10, atol=1e-12)
+
+
+def test_x_only_gradient_and_float32_grad() -> None:
+    v = torch.tensor([0.5, 3.0, 100.0, 7.2])
+    x = torch.tensor([2.0, 0.1, 50.0, 1.3], requires_grad=True)
+    y = log_kv(v, x)
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert y.dtype == gx.dtype == torch.float32
+    ref = v.double() / x.detach().double() - torch.exp(log_kv(v.double() + 1, x.detach().double())
+                                                        - log_kv(v.double(), x.detach().double()))
+    torch.testing.assert_close(gx.double(), ref, rtol=1e-6, atol=0)
+    assert abs(float(gx[0]) - (-1.25)) <= 1e-6
