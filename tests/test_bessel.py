@@ -205,7 +205,7 @@ def test_cupy_kernel_source_on_host_compiler(tmp_path: Path) -> None:
         pytest.skip("no C compiler")
     src = tmp_path / "k.c"
     src.write_text(
-        "#include <math.h>\n#define DEVFN static\n#define DEVCONST static const\n"
+        _bessel_cupy.HOST_PREAMBLE
         + _bessel_cupy.kernel_source()
         + "\nvoid run(const double* v, const double* x, double* y, long n, int kind)"
         " { for (long i = 0; i < n; ++i) y[i] = log_bessel(v[i], x[i], kind); }\n"

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from . import _debye
 
-__all__ = ["available", "evaluate", "kernel_source"]
+__all__ = ["available", "evaluate", "kernel_source", "GPU_PREAMBLE", "HOST_PREAMBLE"]
 
 _NMAX = 20
 
@@ -154,7 +154,7 @@ DEVFN double small_log_k(double v, double x) {
 }
 
 DEVFN double log_bessel(double v, double x, int kind) {  /* kind 0: log I, 1: log K */
-    double nan = NAN, inf = INFINITY;
+    double nan = SCIML_NAN, inf = SCIML_INF;
     if (isnan(v) || isnan(x) || v < 0.0 || x < 0.0) return nan;
     if (x == 0.0) return kind ? inf : (v == 0.0 ? 0.0 : -inf);
     if (isinf(x)) return kind ? -inf : inf;
@@ -173,8 +173,21 @@ DEVFN double log_bessel(double v, double x, int kind) {  /* kind 0: log I, 1: lo
 """
 
 
+#: Macros the kernel source expects, for NVRTC (no <math.h> NAN / INFINITY there).
+GPU_PREAMBLE = (
+    "#define DEVFN __device__\n#define DEVCONST __device__ const\n"
+    "#define SCIML_NAN __longlong_as_double(0x7ff8000000000000LL)\n"
+    "#define SCIML_INF __longlong_as_double(0x7ff0000000000000LL)\n"
+)
+#: The same macros for a host C compiler (used by the tests).
+HOST_PREAMBLE = (
+    "#include <math.h>\n#define DEVFN static\n#define DEVCONST static const\n"
+    "#define SCIML_NAN NAN\n#define SCIML_INF INFINITY\n"
+)
+
+
 def kernel_source() -> str:
-    """C source of the per-element routine ``log_bessel(v, x, kind)`` (needs DEVFN / DEVCONST)."""
+    """C source of ``log_bessel(v, x, kind)``; prepend GPU_PREAMBLE or HOST_PREAMBLE to compile."""
     from .bessel import _RGAMMA1P
 
     body = _BODY.replace("RGAMMA1P", ", ".join(repr(a) for a in _RGAMMA1P[:22]))
@@ -193,7 +206,7 @@ def _warn(reason: str) -> None:
 def _build() -> dict[str, Any]:
     import cupy
 
-    preamble = "#define DEVFN __device__\n#define DEVCONST __device__ const\n" + kernel_source()
+    preamble = GPU_PREAMBLE + kernel_source()
     kernels = {}
     for kind, flag in (("i", 0), ("k", 1)):
         kernels[kind] = cupy.ElementwiseKernel(
@@ -240,8 +253,9 @@ def evaluate(v: Tensor, x: Tensor, kind: str, grad: bool) -> dict[str, Tensor] |
 
     vv, xx = torch.broadcast_tensors(v.to(torch.float64), x.to(torch.float64))
     shape = vv.shape
-    with cupy.cuda.Device(vv.device.index or 0):
+    stream = torch.cuda.current_stream(vv.device)
+    with cupy.cuda.Device(vv.device.index or 0), cupy.cuda.ExternalStream(stream.cuda_stream):
         cv = cupy.from_dlpack(vv.contiguous().reshape(-1))
         cx = cupy.from_dlpack(xx.contiguous().reshape(-1))
-        out = _state["kernels"][kind](cv, cx)
+        out = _state["kernels"][kind](cv, cx)  # runs on torch's current stream
     return {kind: torch.from_dlpack(out).reshape(shape)}
