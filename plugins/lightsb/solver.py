@@ -55,7 +55,7 @@ class LightSB(Solver):
         objective: ``"lightsb"`` or ``"matching"``.
         n_steps: maximum number of Adam steps.
         batch_size: minibatch size (of each of p0 and p1).
-        lr: Adam learning rate.
+        lr: Adam learning rate (the rotation parameters of full covariances use ``lr / D``).
         lr_schedule: ``"cosine"`` (decay to ``lr / 100`` over ``n_steps``) or ``"constant"`` (Adam).
         optimizer: ``"adam"`` (minibatches) or ``"lbfgs"`` (full batch: all training samples, or
             one fixed draw of ``batch_size`` from a sampler; one L-BFGS iteration with strong-Wolfe
@@ -303,9 +303,16 @@ class LightSB(Solver):
                 full_aux = (torch.rand(n_f, generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap),
                             torch.randn(full[0].shape, generator=generator, dtype=dtype, device=rdev).to(device))
         else:
-            opt = torch.optim.Adam(potential.parameters(), lr=self.lr)
+            # Adam moves every skew entry by ~lr, so the rotation moves by ~lr * D per step: scale
+            # the rotation's learning rate by 1 / D to keep its step comparable to the others.
+            groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
+            if potential.skew is not None:
+                groups.append({"params": [potential.skew], "lr": self.lr / dim})
+            opt = torch.optim.Adam(groups, lr=self.lr)
             if self.lr_schedule == "cosine":
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.n_steps, eta_min=self.lr / 100)
+                total = self.n_steps
+                sched = torch.optim.lr_scheduler.LambdaLR(  # cosine from 1 to 1/100 of each group's lr
+                    opt, lambda i: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(i, total) / total)))
 
         history: list[float] = []
         val_history: list[float] = []
