@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns 0 on success."""
     parser = argparse.ArgumentParser(prog="sciml run multimodal_sampling", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs", help="folder for the figure (default outputs/)")
-    parser.add_argument("--num-samples", type=int, default=1000, help="draws per method")
-    parser.add_argument("--steps", type=int, default=150, help="MultALMC slow steps")
+    parser.add_argument("--num-samples", type=int, default=500, help="draws per method")
+    parser.add_argument("--steps", type=int, default=300, help="MultALMC slow steps")
     parser.add_argument("--seed", type=int, default=0)
     ns = parser.parse_args(argv)
     if ns.num_samples < 2 or ns.steps < 1:
