@@ -101,7 +101,7 @@ class GPPDESolver(Solver):
 
     def __init__(self, n_components: int = 30, freq_scale: float | list[float] = 20.0, kernel: str = "gm",
                  log_lengthscale: float = 0.0, residual_precision: float = 1e16, jitter: float = 1e-8,
-                 max_evals: int = 150, newton_steps: int = 30, dense_limit: int = 2048,
+                 max_evals: int = 150, newton_steps: int = 60, dense_limit: int = 2048,
                  init_noise: float = 0.0, objective: str = "marginal", boundary_iters: int = 0,
                  mean_boundary: bool = False, progress: bool = True) -> None:
         self.n_components = check_positive_int("n_components", n_components)
@@ -479,7 +479,15 @@ class _Context:
             H = P + tau * A_ii.T @ A_ii
             u_i = torch.linalg.solve(H, prior_rhs + tau * A_ii.T @ f_i)
         else:
-            u_i = torch.zeros_like(f_i) if warm is None else warm.reshape(-1)[inner].clone()
+            # start from the solution linearised at u = 0 (warm starts from earlier kernels can lead
+            # Gauss-Newton to a spurious branch of the nonlinear equations)
+            zero = torch.zeros_like(f_i)
+            with torch.enable_grad():
+                z = zero.clone().requires_grad_(True)
+                phi0 = phi(z)
+                (slope0,) = torch.autograd.grad(phi0.sum(), z)
+            J0 = A_ii + torch.diag(slope0.detach())
+            u_i = torch.linalg.solve(P + tau * J0.T @ J0, prior_rhs + tau * J0.T @ (f_i - phi0.detach()))
 
             def obj(v: Tensor) -> tuple[Tensor, Tensor]:
                 r = A_ii @ v + phi(v) - f_i
