@@ -62,74 +62,93 @@ _coef_cache: dict[tuple[int, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
 
 
 def _debye_tables(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """(C, dC, k) with C[j, k-1] = coef of s^j in P_k, dC the s-derivative rows, k = 1..n."""
+    """(C, dC, k): C[k-1, j] = coef of s^j in P_k, dC[k-1, j] = coef of s^j in P_k', k = 1..n (column)."""
     key = (n, device)
     if key not in _coef_cache:
-        c = torch.tensor(_debye_poly.coefficients(n), dtype=torch.float64, device=device)
+        c = torch.tensor(_debye_poly.coefficients(n), dtype=torch.float64, device=device)  # (n+1, n)
         j = torch.arange(1, n + 1, dtype=torch.float64, device=device).unsqueeze(1)
         dc = c[1:] * j  # d/ds: row j-1 gets j * c_j
-        k = torch.arange(1, n + 1, dtype=torch.float64, device=device)
-        _coef_cache[key] = (c, dc, k)
+        k = torch.arange(1, n + 1, dtype=torch.float64, device=device).unsqueeze(1)
+        _coef_cache[key] = (c.T.contiguous(), dc.T.contiguous(), k)
     return _coef_cache[key]
 
 
+def _horner(rows: Tensor, z: Tensor) -> Tensor:
+    """sum_{k=1..n} rows[k-1] z^k for rows of shape (n, m) (Horner's rule, one pass per k)."""
+    acc = rows[-1]
+    for k in range(rows.shape[0] - 2, -1, -1):
+        acc = torch.addcmul(rows[k], acc, z)
+    return acc * z
+
+
 # ----------------------------------------------------------------------------- Debye region
-def _debye(v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool) -> dict[str, Tensor]:
+def _debye(
+    v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool, rho: Tensor | None = None
+) -> dict[str, Tensor]:
     c, dc, kk = _debye_tables(n, v.device)
-    rho = torch.hypot(v, x)
+    if rho is None:
+        rho = torch.hypot(v, x)
     w = 1.0 / rho
-    s = (v * w) ** 2
-    spow = torch.empty(s.numel(), n + 1, dtype=s.dtype, device=s.device)
-    spow[:, 0] = 1.0
-    spow[:, 1:] = s.unsqueeze(1)
-    spow = spow.cumprod(1)
-    wpow = w.unsqueeze(1).expand(-1, n).cumprod(1)  # (m, n)
-    terms = (spow @ c) * wpow  # P_k(s) / rho^k
+    s = v * w
+    s = s * s
+    spow = torch.empty(n + 1, s.numel(), dtype=s.dtype, device=s.device)  # rows s^j, j = 0..n
+    spow[0] = 1.0
+    spow[1] = s
+    for j in range(2, n + 1):
+        torch.mul(spow[j - 1], s, out=spow[j])
+    p = c @ spow  # (n, m): row k-1 = P_k(s)
     lx = torch.log(x / (v + rho))
     veta = rho + v * lx
     half = 0.5 * torch.log(rho)
     out: dict[str, Tensor] = {}
-    sign = (-1.0) ** kk
     if grad:
-        dterms_s = (spow[:, :n] @ dc) * wpow  # P_k'(s) / rho^k
-        ds_dx = -2.0 * s * x * w * w
-        ds_dv = 2.0 * v * (x * w * w) ** 2
-        kw = terms * kk  # k P_k / rho^k ; d(rho^-k)/dq = -k rho^-k (drho/dq) / rho
+        dp = dc @ spow[:n]  # row k-1 = P_k'(s)
+        kp = p * kk  # k P_k ; d(rho^-k)/dq = -k rho^-k (drho/dq) / rho
         drho_dx_over_rho = x * w * w
+        ds_dx = -2.0 * s * drho_dx_over_rho
+        ds_dv = 2.0 * v * drho_dx_over_rho * drho_dx_over_rho
         drho_dv_over_rho = v * w * w
-    for name, flag, sg in (("i", want_i, None), ("k", want_k, sign)):
+    for name, flag, z in (("i", want_i, w), ("k", want_k, -w)):
         if not flag:
             continue
-        tt = terms if sg is None else terms * sg
-        ssum = tt.sum(1)
-        if sg is None:
+        ssum = _horner(p, z)  # sum_k (+-1)^k P_k(s) / rho^k
+        if name == "i":
             out[name] = veta - 0.5 * _LOG_2PI - half + torch.log1p(ssum)
         else:
             out[name] = -veta + 0.5 * _LOG_PI_2 - half + torch.log1p(ssum)
         if grad:
-            dts = dterms_s if sg is None else dterms_s * sg
-            kws = kw if sg is None else kw * sg
-            a = dts.sum(1)
-            b = kws.sum(1)
+            a = _horner(dp, z)
+            b = _horner(kp, z)
             dsum_dx = a * ds_dx - b * drho_dx_over_rho
             dsum_dv = a * ds_dv - b * drho_dv_over_rho
             one = 1.0 + ssum
-            sgn = 1.0 if sg is None else -1.0
-            if sg is None:  # I_{v+1}/I_v = x / (v + rho) - x / (2 rho^2) + S'/(1 + S), no cancellation
+            if name == "i":  # I_{v+1}/I_v = x / (v + rho) - x / (2 rho^2) + S'/(1 + S), no cancellation
                 out["ri"] = x / (v + rho) - 0.5 * drho_dx_over_rho + dsum_dx / one
                 out["dix"] = out["ri"] + v / x
+                out["div"] = lx - 0.5 * drho_dv_over_rho + dsum_dv / one
             else:
                 out["dkx"] = -rho / x - 0.5 * drho_dx_over_rho + dsum_dx / one
-            out["d" + name + "v"] = sgn * lx - 0.5 * drho_dv_over_rho + dsum_dv / one
+                out["dkv"] = -lx - 0.5 * drho_dv_over_rho + dsum_dv / one
     return out
 
 
 # ----------------------------------------------------------------------------- small rho, I
-def _split(done: Tensor, where: Tensor, state: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
-    """(positions of done elements in state, their global indices, remaining indices, compacted state)."""
-    fin = done.nonzero().squeeze(1)
-    keep = (~done).nonzero().squeeze(1)
-    return fin, where.index_select(0, fin), where.index_select(0, keep), [t.index_select(0, keep) for t in state]
+def _unsort(order: Tensor, *vals: Tensor) -> list[Tensor]:
+    """Scatter values computed in ``order`` back to the original element order."""
+    outs = []
+    for val in vals:
+        res = torch.empty_like(val)
+        res[order] = val
+        outs.append(res)
+    return outs
+
+
+def _order(key: Tensor) -> Tensor:
+    """Permutation sorting the small integer-valued float ``key`` ascending (int32 radix sort)."""
+    k = key.to(torch.int32)
+    if k.numel():
+        k = k - k.min()
+    return torch.sort(k, stable=True).indices
 
 
 def _lgamma_1p(v: Tensor) -> Tensor:
@@ -146,62 +165,62 @@ def _lgamma_1p(v: Tensor) -> Tensor:
 
 def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     """Power series of I_v, summed outward from its largest term (rho < RHO_SMALL)."""
+    # elements sorted by the position of the largest term, descending: the backward sum is active on a
+    # prefix, and so (nearly) is the forward one, which shrinks without copying its state (elements of
+    # the prefix that have converged just add smaller terms)
+    kc = 0.5 * (torch.hypot(v, x) - v)
+    order = _order(-torch.floor(64.0 * kc))  # floor(kc) is constant on each bucket of 1/64
+    v = v[order]
+    x = x[order]
+    kstar = torch.floor(kc[order])
     y = 0.25 * x * x
     lx2 = torch.log(0.5 * x)
-    kstar = torch.floor(0.5 * (torch.hypot(v, x) - v))
     lg = torch.lgamma(kstar + v + 1.0)
     near = ((kstar == 0) & (v <= 1.5)).nonzero().squeeze(1)  # lgamma(1 + v) has zeros at v = 0, 1
     lg[near] = _lgamma_1p(v[near])
     log_t0 = (2.0 * kstar + v) * lx2 - torch.lgamma(kstar + 1.0) - lg
-    rest = torch.zeros_like(v)  # sum of the other terms relative to the anchor (anchor = 1)
+    rest = torch.empty_like(v)  # sum of the other terms relative to the anchor (anchor = 1)
     if grad:
         psi0 = torch.digamma(kstar + v + 1.0)
-        sx = 2.0 * kstar  # sum term * 2k
-        sv = psi0.clone()  # sum term * psi(k + v + 1)
-    # forward from the anchor (terms decrease monotonically); converged elements leave the loop
-    where = torch.arange(v.numel(), device=v.device)
-    state = [torch.ones_like(v), kstar.clone(), torch.zeros_like(v), v, y]
+        sx = torch.empty_like(v)  # sum term * 2k (anchor included)
+        sv = torch.empty_like(v)  # sum term * psi(k + v + 1) (anchor included)
+    # forward from the anchor (terms decrease monotonically)
+    term, k, acc, vv, yy = torch.ones_like(v), kstar, torch.zeros_like(v), v, y
     if grad:
-        state += [psi0.clone(), torch.zeros_like(v), torch.zeros_like(v)]
+        psi, ax, av = psi0, 2.0 * kstar, psi0
+    m = v.numel()
     for it in range(1, 400):
-        term, k, acc, vv, yy = state[:5]
         k = k + 1.0
         term = term * yy / (k * (k + vv))
         acc = acc + term
-        state[:5] = [term, k, acc, vv, yy]
         if grad:
-            psi, ax, av = state[5:]
             psi = psi + 1.0 / (k + vv)
-            state[5:] = [psi, ax + term * (2.0 * k), av + term * psi]
+            ax = ax + term * (2.0 * k)
+            av = av + term * psi
         if it % 4 == 0 or it == 399:
-            done = term <= _EPS * (1.0 + acc)
-            if it == 399:
-                done = torch.ones_like(done)
-            ndone = int(done.sum())  # compact once >= 1/8 are done (extra terms are harmless)
-            if ndone == done.numel() or 8 * ndone >= done.numel():
-                fin, dst, where, new_state = _split(done, where, state)
-                rest[dst] += acc[fin]
+            busy = (~(term <= _EPS * (1.0 + acc))).nonzero()
+            new_m = int(busy[-1]) + 1 if (busy.numel() and it < 399) else 0
+            if new_m < m:
+                rest[new_m:m] = acc[new_m:]
                 if grad:
-                    sx[dst] += state[6][fin]
-                    sv[dst] += state[7][fin]
-                state = new_state
-                if where.numel() == 0:
+                    sx[new_m:m] = ax[new_m:]
+                    sv[new_m:m] = av[new_m:]
+                m = new_m
+                if m == 0:
                     break
-    # backward from the anchor down to k = 0, on the elements with kstar >= 1 sorted by kstar
-    # (descending) so that the ones still active at step j are a prefix
-    back = (kstar >= 1).nonzero().squeeze(1)
-    if back.numel():
-        kb = kstar[back]
-        order = torch.argsort(kb, descending=True)
-        back = back[order]
-        kb = kb[order]
-        vb, yb = v[back], y[back]
-        counts = torch.bincount(kb.long()).flip(0).cumsum(0).flip(0)  # counts[j] = #(kstar >= j)
+                term, k, acc, vv, yy = term[:m], k[:m], acc[:m], vv[:m], yy[:m]
+                if grad:
+                    psi, ax, av = psi[:m], ax[:m], av[:m]
+    # backward from the anchor down to k = 0: the elements with kstar >= j are a prefix
+    counts = torch.bincount(kstar.long()).flip(0).cumsum(0).flip(0)  # counts[j] = #(kstar >= j)
+    if counts.numel() > 1:
+        nb = int(counts[1])
+        vb, yb = v[:nb], y[:nb]
         term = torch.ones_like(vb)
-        k = kb.clone()
+        k = kstar[:nb].clone()
         accb = torch.zeros_like(vb)
         if grad:
-            psi = psi0[back].clone()
+            psi = psi0[:nb].clone()
             ax = torch.zeros_like(vb)
             av = torch.zeros_like(vb)
         for j in range(1, counts.numel()):
@@ -215,17 +234,23 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
             if grad:
                 ax[:m] += term[:m] * (2.0 * k[:m])
                 av[:m] += term[:m] * psi[:m]
-        rest[back] += accb
+        rest[:nb] += accb
         if grad:
-            sx[back] += ax
-            sv[back] += av
-    out = {"i": log_t0 + torch.log1p(rest)}
-    if grad:
-        total = 1.0 + rest
-        out["ri"] = sx / (x * total)  # I_{v+1}/I_v = sum t_k 2k / (x sum t_k)
-        out["dix"] = out["ri"] + v / x
-        out["div"] = lx2 - sv / total
-    return out
+            sx[:nb] += ax
+            sv[:nb] += av
+    log_i = log_t0 + torch.log1p(rest)
+    if not grad:
+        (log_i,) = _unsort(order, log_i)
+        return {"i": log_i}
+    total = 1.0 + rest
+    ri = sx / (x * total)  # I_{v+1}/I_v = sum t_k 2k / (x sum t_k)
+    div = lx2 - sv / total
+    log_i, ri, div = _unsort(order, log_i, ri, div)
+    xo = x.new_empty(x.shape)
+    xo[order] = x
+    vo = v.new_empty(v.shape)
+    vo[order] = v
+    return {"i": log_i, "ri": ri, "dix": ri + vo / xo, "div": div}
 
 
 # ----------------------------------------------------------------------------- small rho, K
@@ -238,6 +263,11 @@ def _poly(coefs: tuple[float, ...], z: Tensor) -> Tensor:
 
 def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """log K_mu(x) and K_{mu+1}/K_mu for |mu| <= 1/2, 0 < x <= 2 (Temme's series)."""
+    # elements sorted by x, descending: the ones still summing are (nearly) a prefix, which shrinks
+    # without copying the state (elements of the prefix that have converged just add smaller terms)
+    order = _order(-torch.floor(1024.0 * x))
+    mu = mu[order]
+    x = x[order]
     m2 = mu * mu
     even = _RGAMMA1P[0:22:2]  # |a_k| 2^-k < 1e-18 beyond k = 21 (|mu| <= 1/2)
     odd = _RGAMMA1P[1:22:2]
@@ -255,109 +285,126 @@ def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     ee = torch.exp(e)
     p = 0.5 * ee / gampl
     q = 0.5 / (ee * gammi)
-    state = [ff, ff.clone(), p, p.clone(), q, torch.ones_like(x), 0.25 * x * x, mu, m2]
+    # c_i = dd^i / i! is carried as dd^i with 1/i! folded into the (fused) accumulations
+    total, total1, cc, dd = ff, p, torch.ones_like(x), 0.25 * x * x
     out_total = torch.empty_like(x)
     out_total1 = torch.empty_like(x)
-    where = torch.arange(x.numel(), device=x.device)
+    m = x.numel()
+    inv_fact = 1.0
     for i in range(1, 80):
-        ff, total, p, total1, q, c, dd, mu_, m2_ = state
-        ff = (i * ff + p + q) / (i * i - m2_)
-        c = c * dd / i
-        p = p / (i - mu_)
-        q = q / (i + mu_)
-        delta = c * ff
-        total = total + delta
-        total1 = total1 + c * (p - i * ff)
-        state = [ff, total, p, total1, q, c, dd, mu_, m2_]
+        inv_fact /= i
+        ff = torch.add(p, ff, alpha=i).add_(q).div_(i * i - m2)
+        p = p / (i - mu)
+        q = q / (i + mu)
+        cc = cc * dd
+        total = torch.addcmul(total, cc, ff, value=inv_fact)
+        total1 = torch.addcmul(total1, cc, torch.sub(p, ff, alpha=i), value=inv_fact)
         if i % 4 == 0 or i == 79:
-            done = (delta.abs() <= _EPS * total.abs()) | (i == 79)
-            if bool(done.any()):
-                fin, dst, where, new_state = _split(done, where, state)
-                out_total[dst] = total[fin]
-                out_total1[dst] = total1[fin]
-                state = new_state
-                if where.numel() == 0:
+            busy = (~((cc * ff).abs() * inv_fact <= _EPS * total.abs())).nonzero()
+            new_m = int(busy[-1]) + 1 if (busy.numel() and i < 79) else 0
+            if new_m < m:
+                out_total[new_m:m] = total[new_m:]
+                out_total1[new_m:m] = total1[new_m:]
+                m = new_m
+                if m == 0:
                     break
-    return torch.log(out_total), out_total1 * (2.0 / x) / out_total
+                ff, total, p, total1, q, cc, dd, mu, m2 = (
+                    t[:m] for t in (ff, total, p, total1, q, cc, dd, mu, m2)
+                )
+    log_k = torch.log(out_total)
+    return tuple(_unsort(order, log_k, out_total1 * (2.0 / x) / out_total))  # type: ignore[return-value]
 
 
 def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """log K_mu(x) and K_{mu+1}/K_mu for |mu| <= 1/2, x > 2 (Steed's method, CF2)."""
+    # elements sorted by x, ascending (CF2 converges faster for larger x): see _temme
+    order = _order(torch.floor(16.0 * x))
+    mu = mu[order]
+    x = x[order]
     b = 2.0 * (1.0 + x)
     d = 1.0 / b
     a1 = 0.25 - mu * mu
-    # state: a, c, q1, q2, q, b, d, delh, h, s
-    state = [-a1, a1.clone(), torch.zeros_like(x), torch.ones_like(x), a1.clone(), b, d, d.clone(), d.clone(),
-             1.0 + a1 * d]
+    # recurrences of Numerical Recipes' bessik, with a_i = -a1 - i (i - 1) in closed form and the
+    # products fused (addcmul) to cut the number of passes over the elements
+    na1, c, q1, q2, q = -a1, a1, torch.zeros_like(x), torch.ones_like(x), a1
+    delh = h = d
+    s = 1.0 + a1 * d
+    minus_one = torch.tensor(-1.0, dtype=x.dtype, device=x.device)
     out_h = torch.empty_like(x)
     out_s = torch.empty_like(x)
-    where = torch.arange(x.numel(), device=x.device)
+    m = x.numel()
     for i in range(2, 1000):
-        a, c, q1, q2, q, b, d, delh, h, s = state
-        a = a - 2.0 * (i - 1)
-        c = -a * c / i
-        qnew = (q1 - b * q2) / a
+        a = na1 - float(i * (i - 1))
+        c = c * (a * (-1.0 / i))
+        qnew = torch.addcmul(q1, b, q2, value=-1.0) / a
         q1, q2 = q2, qnew
-        q = q + c * qnew
+        q = torch.addcmul(q, c, qnew)
         b = b + 2.0
-        d = 1.0 / (b + a * d)
-        delh = (b * d - 1.0) * delh
+        d = torch.reciprocal(torch.addcmul(b, a, d))
+        delh = torch.addcmul(minus_one, b, d) * delh
         h = h + delh
-        dels = q * delh
-        s = s + dels
-        state = [a, c, q1, q2, q, b, d, delh, h, s]
+        s = torch.addcmul(s, q, delh)
         if i % 4 == 0 or i == 999:
-            done = (dels.abs() <= _EPS * s.abs()) | (i == 999)
-            if bool(done.any()):
-                fin, dst, where, new_state = _split(done, where, state)
-                out_h[dst] = h[fin]
-                out_s[dst] = s[fin]
-                state = new_state
-                if where.numel() == 0:
+            busy = (~((q * delh).abs() <= _EPS * s.abs())).nonzero()
+            new_m = int(busy[-1]) + 1 if (busy.numel() and i < 999) else 0
+            if new_m < m:
+                out_h[new_m:m] = h[new_m:]
+                out_s[new_m:m] = s[new_m:]
+                m = new_m
+                if m == 0:
                     break
+                na1, c, q1, q2, q, b, d, delh, h, s = (
+                    t[:m] for t in (na1, c, q1, q2, q, b, d, delh, h, s)
+                )
     h = a1 * out_h
     log_k = 0.5 * (_LOG_PI_2 - torch.log(x)) - x - torch.log(out_s)
-    return log_k, (mu + x + 0.5 - h) / x
+    return tuple(_unsort(order, log_k, (mu + x + 0.5 - h) / x))  # type: ignore[return-value]
 
 
 def _small_k(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str, Tensor]:
+    # elements sorted by n = round(v), descending, so that the ones still recurring upward at step i
+    # are a prefix (see below)
     n = torch.floor(v + 0.5)
-    mu = v - n
-    log_k = torch.empty_like(v)
-    ratio = torch.empty_like(v)
-    low = x <= 2.0
-    for mask, fn in ((low, _temme), (~low, _steed)):
-        if bool(mask.any()):
-            lk, r = fn(mu[mask], x[mask])
-            log_k[mask] = lk
-            ratio[mask] = r
-    # upward recurrence on ratios r_i = K_{mu+i+1}/K_{mu+i}, elements sorted by n (descending) so
-    # that the elements still recurring at step i are a prefix; r_i <= (2 i + 1) / x, so a few
-    # ratios are multiplied before one log is taken (no overflow for x >= 1e-60)
-    order = torch.argsort(n, descending=True)
-    n_sorted = n[order]
-    counts = torch.bincount(n_sorted.long()).flip(0).cumsum(0).flip(0)  # counts[i] = #(n >= i)
-    r = ratio[order]
-    mu_s = mu[order]
+    order = _order(-n)
+    n_s = n[order]
     x_s = x[order]
+    mu_s = v[order] - n_s
+    log_k = torch.empty_like(x_s)
+    r = torch.empty_like(x_s)
+    low = x_s <= 2.0
+    for mask, fn in ((low, _temme), (~low, _steed)):
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel():
+            lk, rk = fn(mu_s[idx], x_s[idx])
+            log_k[idx] = lk
+            r[idx] = rk
+    # upward recurrence on ratios r_i = K_{mu+i+1}/K_{mu+i} = 2 (mu + i) / x + 1 / r_{i-1};
+    # r_i <= (2 i + 1) / x, so a few ratios are multiplied before one log is taken (no overflow for
+    # x >= 1e-60)
+    counts = torch.bincount(n_s.long()).flip(0).cumsum(0).flip(0)  # counts[i] = #(n >= i)
+    nmax = counts.numel() - 1
+    if nmax >= 1:
+        m1 = int(counts[1])
+        two_x = 2.0 / x_s[:m1]
+        two_mu_x = mu_s[:m1] * two_x
     acc = torch.zeros_like(r)
     chunk = 4 if (x.numel() == 0 or float(x.min()) >= 1e-60) else 1
     prod = torch.ones_like(r)
-    for i in range(1, counts.numel()):
+    for i in range(1, nmax + 1):
         m = int(counts[i])
-        prod[:m] *= r[:m]
-        r[:m] = 2.0 * (mu_s[:m] + i) / x_s[:m] + 1.0 / r[:m]
+        rm = r[:m]
+        prod[:m] *= rm
+        torch.add(torch.add(two_mu_x[:m], two_x[:m], alpha=i), rm.reciprocal(), out=rm)
         if i % chunk == 0:
             m0 = int(counts[i - chunk + 1])  # every element touched in this chunk
             acc[:m0] += torch.log(prod[:m0])
             prod[:m0] = 1.0
     acc += torch.log(prod)
-    inv = torch.empty_like(order)
-    inv[order] = torch.arange(order.numel(), device=order.device)
-    log_k = log_k + acc[inv]
-    ratio = r[inv]
+    log_k += acc
+    (log_k,) = _unsort(order, log_k)
     out = {"k": log_k}
     if grad:
+        (ratio,) = _unsort(order, r)
         out["dkx"] = v / x - ratio  # K_v'/K_v = v/x - K_{v+1}/K_v
         # quadrature only when the order needs a gradient (the costly part of this region)
         out["dkv"] = _dlogk_dv_quad(v, x) if grad_v else torch.zeros_like(v)
@@ -457,7 +504,7 @@ def _evaluate(
         sel = (tier == len(DEBYE_TIERS) - pos).nonzero().squeeze(1)
         if sel.numel() == 0:
             continue
-        res = _debye(vo[sel], xo[sel], nterms, want_i, want_k, grad)
+        res = _debye(vo[sel], xo[sel], nterms, want_i, want_k, grad, rho[sel])
         dst = sel if idx is None else idx[sel]
         for nm, val in res.items():
             out[nm][dst] = val
