@@ -56,10 +56,10 @@ PUBLISHED: dict[str, dict[str, float]] = {
 # Per-target hyper-parameters (everything else: the plugins' defaults). Step sizes follow the
 # targets' curvature: rings (radial sd 0.15) and the double wells (quartic) need small steps.
 _STEP = {"8-mog": 0.1, "40-mog-d2": 0.1, "40-mog-d50": 0.05, "rings": 0.01, "funnel": 0.01,
-         "dw5": 0.02, "dw10": 0.02, "dw50": 0.01}
+         "dw5": 0.005, "dw10": 0.005, "dw50": 0.005}
 _LANGEVIN_STEP = {"8-mog": 0.05, "40-mog-d2": 0.1, "40-mog-d50": 0.1, "rings": 0.002, "funnel": 0.01,
                   "dw5": 0.01, "dw10": 0.01, "dw50": 0.01}
-_FAST_INIT = {"40-mog-d2": 40.0, "40-mog-d50": 40.0, "funnel": 2.0, "dw5": 2.0, "dw10": 2.0, "dw50": 2.0}
+_FAST_INIT = {"40-mog-d2": 40.0, "40-mog-d50": 40.0, "funnel": 2.0, "dw5": 1.0, "dw10": 1.0, "dw50": 1.0}
 _HORIZON = {"40-mog-d2": 6.0, "40-mog-d50": 6.0}
 
 

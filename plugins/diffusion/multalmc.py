@@ -168,7 +168,17 @@ class MultALMC(DiffusionSamplerBase):
             return g / sl
 
         if self.stages is None:
-            stiff = (1.0 / (1.0 - lam) + self._lip.value / lam) / eps
+            # local curvature of log pi at the current fast states (one directional difference per
+            # chain, 2 gradient evaluations): the secant estimate alone lags behind on targets whose
+            # curvature grows without bound (double wells), which makes the step unstable
+            u = y / sl
+            direction = randn_like(u, gen)
+            direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            delta = 1e-4 * (1.0 + u.norm(dim=-1, keepdim=True))
+            diff = (target.grad(u + delta * direction) - target.grad(u)).norm(dim=-1, keepdim=True) / delta
+            finite = diff[torch.isfinite(diff)]
+            local = 2.0 * float(finite.max()) if finite.numel() else 0.0
+            stiff = (1.0 / (1.0 - lam) + max(self._lip.value, local) / lam) / eps
             if self.reference == "student-t":  # the diffusion a(y) <= max_diffusion scales the drift
                 stiff *= self.max_diffusion
             stages = stages_for(stiff, h, self.max_stages)
