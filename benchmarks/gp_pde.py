@@ -32,7 +32,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "allen-cahn1d-sin6x-cos100x": {"freq_scale": 20, "jitter": 1e-9, "max_evals": 150},
     "poisson2d-sin100x-sin100y": {"freq_scale": 20, "jitter": 1e-8, "max_evals": 0},
     "poisson2d-sin6x-cos20x": {"freq_scale": 10, "jitter": 1e-8, "max_evals": 0},
-    "allen-cahn2d": {"freq_scale": 30, "jitter": 1e-8, "max_evals": 0, "newton_steps": 8},
+    "allen-cahn2d": {"freq_scale": 30, "jitter": 1e-7, "max_evals": 0, "newton_steps": 8},
     "advection": {"freq_scale": [2, 40], "jitter": 1e-8, "max_evals": 0},
 }
 

@@ -16,6 +16,8 @@ from .kernels import grid_kernel_matrix, mixture_kernel
 
 __all__ = ["GPPDESolution"]
 
+_BLOCK = 256  # points per block in scattered evaluation
+
 
 class GPPDESolution(Solution):
     """GP posterior of ``u`` given the collocated grid values.
@@ -106,7 +108,10 @@ class GPPDESolution(Solution):
         orders = list(orders)
         if len(orders) != self.dim or any(m not in (0, 1, 2) for m in orders):
             raise ValueError(f"orders must hold {self.dim} entries in (0, 1, 2), got {orders}")
-        return eval_tensor_field(self._rows(x, orders), self.alpha)
+        # kernel rows cost (points x grid x components) memory: evaluate in blocks of points
+        out = [eval_tensor_field(self._rows(x[i:i + _BLOCK], orders), self.alpha)
+               for i in range(0, x.shape[0], _BLOCK)]
+        return torch.cat(out) if out else x.new_zeros(0)
 
     def on_grid(self, axes: Sequence[Tensor], orders: Sequence[int] | None = None) -> Tensor:
         """Mean (or a derivative) on a tensor grid given by per-dimension axes; shape ``(len(a_1), ...)``."""
@@ -123,6 +128,8 @@ class GPPDESolution(Solution):
         ``q_j = k_j(x_j, X_j) K_j^{-1} k_j(X_j, x_j)``.
         """
         x = self._check_points(x)
+        if x.shape[0] > _BLOCK:
+            return torch.cat([self.std(x[i:i + _BLOCK]) for i in range(0, x.shape[0], _BLOCK)])
         rows = self._rows(x, [0] * self.dim)
         prior, quad = 1.0, 1.0
         for j, r in enumerate(rows):
