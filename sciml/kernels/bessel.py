@@ -58,6 +58,9 @@ _RGAMMA1P = (
     -1.1812593016974588e-16, 1.1866922547516004e-18, 1.4123806553180319e-18, -2.29874568443537e-19,
 )
 
+# log(k!) for k = 0..63 (anchors of the power series of I_v)
+_LOG_FACT = torch.tensor([math.lgamma(k + 1.0) for k in range(64)], dtype=torch.float64)
+
 _coef_cache: dict[tuple[int, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
 
 
@@ -178,21 +181,26 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     lg = torch.lgamma(kstar + v + 1.0)
     near = ((kstar == 0) & (v <= 1.5)).nonzero().squeeze(1)  # lgamma(1 + v) has zeros at v = 0, 1
     lg[near] = _lgamma_1p(v[near])
-    log_t0 = (2.0 * kstar + v) * lx2 - torch.lgamma(kstar + 1.0) - lg
+    ks = kstar.long()
+    if ks.numel() and int(ks[0]) < _LOG_FACT.numel():  # ks[0] is the largest
+        log_kfact = _LOG_FACT.to(v.device)[ks]
+    else:
+        log_kfact = torch.lgamma(kstar + 1.0)
+    log_t0 = (2.0 * kstar + v) * lx2 - log_kfact - lg
     rest = torch.empty_like(v)  # sum of the other terms relative to the anchor (anchor = 1)
     if grad:
         psi0 = torch.digamma(kstar + v + 1.0)
         sx = torch.empty_like(v)  # sum term * 2k (anchor included)
         sv = torch.empty_like(v)  # sum term * psi(k + v + 1) (anchor included)
     # forward from the anchor (terms decrease monotonically)
-    term, k, acc, vv, yy = torch.ones_like(v), kstar, torch.zeros_like(v), v, y
+    term, k, acc, vv, yy = torch.ones_like(v), kstar.clone(), torch.zeros_like(v), v, y
     if grad:
         psi, ax, av = psi0, 2.0 * kstar, psi0
     m = v.numel()
     for it in range(1, 400):
-        k = k + 1.0
-        term = term * yy / (k * (k + vv))
-        acc = acc + term
+        k += 1.0  # in place (prefix views): fewer temporaries
+        term.mul_(yy).div_(torch.add(k, vv).mul_(k))  # t_k = t_{k-1} y / (k (k + v))
+        acc += term
         if grad:
             psi = psi + 1.0 / (k + vv)
             ax = ax + term * (2.0 * k)
@@ -472,11 +480,18 @@ def _evaluate(
     x = x.reshape(-1)
     names = ([("i", "dix", "div")] if want_i else []) + ([("k", "dkx", "dkv")] if want_k else [])
     out: dict[str, Tensor] = {}
+    # fast check that every element is regular (NaN fails both comparisons)
+    if v.numel():
+        (vmin, vmax), (xmin, xmax) = torch.aminmax(v), torch.aminmax(x)
+        all_ok = 0.0 < float(xmin) and float(xmax) < math.inf and 0.0 <= float(vmin) and float(vmax) < math.inf
+    else:
+        all_ok = True
+    fill = torch.empty_like if all_ok else (lambda t: torch.full_like(t, math.nan))
     for group in names:
         for nm in (group + (("ri",) if group[0] == "i" else ())) if grad else group[:1]:
-            out[nm] = torch.full_like(v, math.nan)
-    ok = (x > 0) & (x < math.inf) & (v >= 0) & (v < math.inf)
-    if not bool(ok.all()):
+            out[nm] = fill(v)
+    ok = None if all_ok else (x > 0) & (x < math.inf) & (v >= 0) & (v < math.inf)
+    if ok is not None and not bool(ok.all()):
         zero = (x == 0) & (v >= 0)
         xinf = torch.isinf(x) & (v >= 0) & torch.isfinite(v)
         vinf = torch.isinf(v) & (v > 0) & (x > 0) & torch.isfinite(x)
