@@ -141,7 +141,7 @@ def _unsort(order: Tensor, *vals: Tensor) -> list[Tensor]:
     outs = []
     for val in vals:
         res = torch.empty_like(val)
-        res[order] = val
+        res.index_copy_(0, order, val)
         outs.append(res)
     return outs
 
@@ -173,9 +173,9 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     # the prefix that have converged just add smaller terms)
     kc = 0.5 * (torch.hypot(v, x) - v)
     order = _order(-torch.floor(64.0 * kc))  # floor(kc) is constant on each bucket of 1/64
-    v = v[order]
-    x = x[order]
-    kstar = torch.floor(kc[order])
+    v = v.index_select(0, order)
+    x = x.index_select(0, order)
+    kstar = torch.floor(kc.index_select(0, order))
     y = 0.25 * x * x
     lx2 = torch.log(0.5 * x)
     lg = torch.lgamma(kstar + v + 1.0)
@@ -274,8 +274,8 @@ def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     # elements sorted by x, descending: the ones still summing are (nearly) a prefix, which shrinks
     # without copying the state (elements of the prefix that have converged just add smaller terms)
     order = _order(-torch.floor(1024.0 * x))
-    mu = mu[order]
-    x = x[order]
+    mu = mu.index_select(0, order)
+    x = x.index_select(0, order)
     m2 = mu * mu
     even = _RGAMMA1P[0:22:2]  # |a_k| 2^-k < 1e-18 beyond k = 21 (|mu| <= 1/2)
     odd = _RGAMMA1P[1:22:2]
@@ -327,8 +327,8 @@ def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """log K_mu(x) and K_{mu+1}/K_mu for |mu| <= 1/2, x > 2 (Steed's method, CF2)."""
     # elements sorted by x, ascending (CF2 converges faster for larger x): see _temme
     order = _order(torch.floor(16.0 * x))
-    mu = mu[order]
-    x = x[order]
+    mu = mu.index_select(0, order)
+    x = x.index_select(0, order)
     b = 2.0 * (1.0 + x)
     d = 1.0 / b
     a1 = 0.25 - mu * mu
@@ -374,18 +374,18 @@ def _small_k(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str,
     # are a prefix (see below)
     n = torch.floor(v + 0.5)
     order = _order(-n)
-    n_s = n[order]
-    x_s = x[order]
-    mu_s = v[order] - n_s
+    n_s = n.index_select(0, order)
+    x_s = x.index_select(0, order)
+    mu_s = v.index_select(0, order) - n_s
     log_k = torch.empty_like(x_s)
     r = torch.empty_like(x_s)
     low = x_s <= 2.0
     for mask, fn in ((low, _temme), (~low, _steed)):
         idx = mask.nonzero().squeeze(1)
         if idx.numel():
-            lk, rk = fn(mu_s[idx], x_s[idx])
-            log_k[idx] = lk
-            r[idx] = rk
+            lk, rk = fn(mu_s.index_select(0, idx), x_s.index_select(0, idx))
+            log_k.index_copy_(0, idx, lk)
+            r.index_copy_(0, idx, rk)
     # upward recurrence on ratios r_i = K_{mu+i+1}/K_{mu+i} = 2 (mu + i) / x + 1 / r_{i-1};
     # r_i <= (2 i + 1) / x, so a few ratios are multiplied before one log is taken (no overflow for
     # x >= 1e-60)
@@ -512,20 +512,21 @@ def _evaluate(
         idx = None
         vo, xo = v, x
     rho = torch.hypot(vo, xo)
-    tier = torch.zeros(rho.shape, dtype=torch.int8, device=rho.device)  # 0: small, len(tiers): first
-    for lower, _ in DEBYE_TIERS:
-        tier += rho >= lower
-    for pos, (_lower, nterms) in enumerate(DEBYE_TIERS):
-        sel = (tier == len(DEBYE_TIERS) - pos).nonzero().squeeze(1)
+    upper = math.inf
+    for lower, nterms in DEBYE_TIERS:
+        above = rho >= lower
+        sel = (above if upper == math.inf else above & (rho < upper)).nonzero().squeeze(1)
+        upper = lower
         if sel.numel() == 0:
             continue
-        res = _debye(vo[sel], xo[sel], nterms, want_i, want_k, grad, rho[sel])
+        vs, xs, rs = (t.index_select(0, sel) for t in (vo, xo, rho))
+        res = _debye(vs, xs, nterms, want_i, want_k, grad, rs)
         dst = sel if idx is None else idx[sel]
         for nm, val in res.items():
-            out[nm][dst] = val
-    sel = (tier == 0).nonzero().squeeze(1)
+            out[nm].index_copy_(0, dst, val)
+    sel = (rho < RHO_SMALL).nonzero().squeeze(1)
     if sel.numel():
-        vs, xs = vo[sel], xo[sel]
+        vs, xs = vo.index_select(0, sel), xo.index_select(0, sel)
         res = {}
         if want_i:
             res.update(_series_i(vs, xs, grad))
@@ -533,7 +534,7 @@ def _evaluate(
             res.update(_small_k(vs, xs, grad, grad_v))
         dst = sel if idx is None else idx[sel]
         for nm, val in res.items():
-            out[nm][dst] = val
+            out[nm].index_copy_(0, dst, val)
     return {k: t.reshape(shape) for k, t in out.items()}
 
 
