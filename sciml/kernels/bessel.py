@@ -45,6 +45,8 @@ RHO_SMALL = 23.0
 DEBYE_TIERS: tuple[tuple[float, int], ...] = ((290.0, 6), (44.0, 12), (RHO_SMALL, 20))
 
 _EPS = 1e-17
+# elements per block of the Debye evaluation: its ~30 elementwise passes then run on cache-resident data
+_CHUNK = 32768
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI_2 = math.log(math.pi / 2.0)
 # Taylor coefficients of 1 / Gamma(1 + z) about z = 0 (mpmath, 40 digits, rounded to float64).
@@ -519,11 +521,12 @@ def _evaluate(
         upper = lower
         if sel.numel() == 0:
             continue
-        vs, xs, rs = (t.index_select(0, sel) for t in (vo, xo, rho))
-        res = _debye(vs, xs, nterms, want_i, want_k, grad, rs)
         dst = sel if idx is None else idx[sel]
-        for nm, val in res.items():
-            out[nm].index_copy_(0, dst, val)
+        for part, dpart in zip(sel.split(_CHUNK), dst.split(_CHUNK)):  # chunks: temporaries stay in cache
+            vs, xs, rs = (t.index_select(0, part) for t in (vo, xo, rho))
+            res = _debye(vs, xs, nterms, want_i, want_k, grad, rs)
+            for nm, val in res.items():
+                out[nm].index_copy_(0, dpart, val)
     sel = (rho < RHO_SMALL).nonzero().squeeze(1)
     if sel.numel():
         vs, xs = vo.index_select(0, sel), xo.index_select(0, sel)
