@@ -149,10 +149,12 @@ def _unsort(order: Tensor, *vals: Tensor) -> list[Tensor]:
 
 
 def _order(key: Tensor) -> Tensor:
-    """Permutation sorting the small integer-valued float ``key`` ascending (int32 radix sort)."""
-    k = key.to(torch.int32)
-    if k.numel():
-        k = k - k.min()
+    """Permutation sorting the small integer-valued float ``key`` ascending (int16/int32 radix sort)."""
+    if key.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=key.device)
+    lo, hi = torch.aminmax(key)
+    small = float(hi - lo) < 32767.0
+    k = (key - lo).to(torch.int16 if small else torch.int32)
     return torch.sort(k, stable=True).indices
 
 
