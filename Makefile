@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,docs]"
 	touch $(STAMP)
 
+# The main example: list the plugins, then solve high-frequency Poisson problems with gp-pde
+# (prints the error table, writes outputs/poisson_highfreq.png).
 example: $(STAMP)
-	$(BIN)/sciml plugins --check
+	$(BIN)/sciml plugins
+	$(BIN)/sciml run poisson_highfreq
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
