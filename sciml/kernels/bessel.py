@@ -164,7 +164,7 @@ def _lgamma_1p(v: Tensor) -> Tensor:
     a = torch.where(v <= 0.5, v, v - 1.0)  # v - 1 is exact for v in [0.5, 2]
     acc = torch.full_like(a, _RGAMMA1P[21])
     for c in reversed(_RGAMMA1P[1:21]):
-        acc = acc * a + c
+        acc.mul_(a).add_(c)
     base = -torch.log1p(a * acc)  # log(1 / Gamma(1 + a)) = log1p(a * sum_k a_k a^(k-1))
     small = torch.where(v <= 0.5, base, base + torch.log(torch.where(near, v, 1.0)))
     return torch.where(near, small, torch.lgamma(v + 1.0))
@@ -269,7 +269,7 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
 def _poly(coefs: tuple[float, ...], z: Tensor) -> Tensor:
     acc = torch.full_like(z, coefs[-1])
     for c in reversed(coefs[:-1]):
-        acc = acc * z + c
+        acc.mul_(z).add_(c)
     return acc
 
 
@@ -298,19 +298,19 @@ def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     p = 0.5 * ee / gampl
     q = 0.5 / (ee * gammi)
     # c_i = dd^i / i! is carried as dd^i with 1/i! folded into the (fused) accumulations
-    total, total1, cc, dd = ff, p, torch.ones_like(x), 0.25 * x * x
+    total, total1, cc, dd = ff.clone(), p.clone(), torch.ones_like(x), 0.25 * x * x
     out_total = torch.empty_like(x)
     out_total1 = torch.empty_like(x)
     m = x.numel()
     inv_fact = 1.0
     for i in range(1, 80):
         inv_fact /= i
-        ff = torch.add(p, ff, alpha=i).add_(q).div_(i * i - m2)
-        p = p / (i - mu)
-        q = q / (i + mu)
-        cc = cc * dd
-        total = torch.addcmul(total, cc, ff, value=inv_fact)
-        total1 = torch.addcmul(total1, cc, torch.sub(p, ff, alpha=i), value=inv_fact)
+        ff.mul_(i).add_(p).add_(q).div_(i * i - m2)  # in place (prefix views): fewer temporaries
+        p.div_(i - mu)
+        q.div_(i + mu)
+        cc.mul_(dd)
+        total.addcmul_(cc, ff, value=inv_fact)
+        total1.addcmul_(cc, torch.sub(p, ff, alpha=i), value=inv_fact)
         if i % 4 == 0 or i == 79:
             busy = (~((cc * ff).abs() * inv_fact <= _EPS * total.abs())).nonzero()
             new_m = int(busy[-1]) + 1 if (busy.numel() and i < 79) else 0
@@ -338,24 +338,24 @@ def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     a1 = 0.25 - mu * mu
     # recurrences of Numerical Recipes' bessik, with a_i = -a1 - i (i - 1) in closed form and the
     # products fused (addcmul) to cut the number of passes over the elements
-    na1, c, q1, q2, q = -a1, a1, torch.zeros_like(x), torch.ones_like(x), a1
-    delh = h = d
+    na1, c, q1, q2, q = -a1, a1.clone(), torch.zeros_like(x), torch.ones_like(x), a1.clone()
+    delh, h = d.clone(), d.clone()
     s = 1.0 + a1 * d
     minus_one = torch.tensor(-1.0, dtype=x.dtype, device=x.device)
     out_h = torch.empty_like(x)
     out_s = torch.empty_like(x)
     m = x.numel()
     for i in range(2, 1000):
-        a = na1 - float(i * (i - 1))
-        c = c * (a * (-1.0 / i))
-        qnew = torch.addcmul(q1, b, q2, value=-1.0) / a
-        q1, q2 = q2, qnew
-        q = torch.addcmul(q, c, qnew)
-        b = b + 2.0
-        d = torch.reciprocal(torch.addcmul(b, a, d))
-        delh = torch.addcmul(minus_one, b, d) * delh
-        h = h + delh
-        s = torch.addcmul(s, q, delh)
+        a = na1 - float(i * (i - 1))  # the rest in place (prefix views): fewer temporaries
+        c.mul_(a * (-1.0 / i))
+        q1.addcmul_(b, q2, value=-1.0).div_(a)  # the new q2, in the buffer of q1
+        q1, q2 = q2, q1
+        q.addcmul_(c, q2)
+        b.add_(2.0)
+        d.mul_(a).add_(b).reciprocal_()
+        delh.mul_(torch.addcmul(minus_one, b, d))
+        h.add_(delh)
+        s.addcmul_(q, delh)
         if i % 4 == 0 or i == 999:
             busy = (~((q * delh).abs() <= _EPS * s.abs())).nonzero()
             new_m = int(busy[-1]) + 1 if (busy.numel() and i < 999) else 0
