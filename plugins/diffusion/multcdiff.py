@@ -40,7 +40,13 @@ from torch import Tensor
 from sciml.validation import check_nonnegative, check_positive, check_positive_int
 
 from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like
-from .integrators import LipschitzTracker, ou_exponential_step, skrock_step, stages_for
+from .integrators import (
+    LipschitzTracker,
+    ou_exponential_step,
+    skrock_stability_length,
+    skrock_step,
+    stages_for,
+)
 from .schedules import annealing_schedule
 
 __all__ = ["MultCDiff"]
@@ -63,8 +69,9 @@ class MultCDiff(DiffusionSamplerBase):
             callable ``tau -> [0, 1]``).
         integrator: fast-process integrator, ``"exponential"`` (1 gradient per step; the target
             part is explicit, stable while ``h L / eps < 2``) or ``"srock"`` (SK-ROCK, ``stages``
-            gradients per step; a step that would need more than ``max_stages`` stages, or one
-            where a single stage suffices, uses the exponential integrator instead).
+            gradients per step; a step that would need more than ``max_stages`` stages is split into
+            sub-steps, unless only the Gaussian part is that stiff, in which case it, like a step
+            where a single stage suffices, uses the exponential integrator).
         underdamped: use the critically damped (position, velocity) forward process instead of OU.
         stages: SK-ROCK stages; ``None`` chooses them each step from the stiffness
             ``(L + k) / eps`` (``k`` the precision ratio of the Gaussian factor, ``L`` tracked from
@@ -139,12 +146,17 @@ class MultCDiff(DiffusionSamplerBase):
             self._lip.update(z, g)
             return g
 
-        stages = 1
+        stages, n_sub = 1, 1
         if self.integrator == "srock":
-            stages = self.stages or stages_for((self._lip.value + k) / eps, h, self.max_stages + 1)
-            if stages > self.max_stages:  # too stiff for the stage budget: the Gaussian part exactly
-                stages = 1
-                self._n_fallback += 1
+            stiff = (self._lip.value + k) / eps
+            stages = self.stages or stages_for(stiff, h, self.max_stages + 1)
+            if stages > self.max_stages:
+                if self._lip.value * h / eps < 1.6:  # only the Gaussian part is too stiff: solve it exactly
+                    stages = 1
+                    self._n_fallback += 1
+                else:  # split the step into sub-steps that max_stages stages keep stable
+                    n_sub = math.ceil(h * stiff / (0.8 * skrock_stability_length(self.max_stages)))
+                    stages = stages_for(stiff, h / n_sub, self.max_stages)
         if self.integrator == "exponential" or stages == 1:
             self._stage_counts.append(1)
             return ou_exponential_step(y, k / eps, m, grad(y) / eps, h, 1.0 / eps, xi)
@@ -152,8 +164,12 @@ class MultCDiff(DiffusionSamplerBase):
         def drift(z: Tensor) -> Tensor:
             return (grad(z) + k * (m - z)) / eps
 
-        self._stage_counts.append(stages)
-        return skrock_step(y, drift, h, math.sqrt(2.0 * h / eps) * xi, stages)
+        self._stage_counts.append(stages * n_sub)
+        hs = h / n_sub
+        for j in range(n_sub):
+            noise = xi if j == 0 else randn_like(y, gen)
+            y = skrock_step(y, drift, hs, math.sqrt(2.0 * hs / eps) * noise, stages)
+        return y
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
