@@ -167,6 +167,8 @@ def _lgamma_1p(v: Tensor) -> Tensor:
         acc.mul_(a).add_(c)
     base = -torch.log1p(a * acc)  # log(1 / Gamma(1 + a)) = log1p(a * sum_k a_k a^(k-1))
     small = torch.where(v <= 0.5, base, base + torch.log(torch.where(near, v, 1.0)))
+    if bool(near.all()):  # the power series only asks for v <= 1.5
+        return small
     return torch.where(near, small, torch.lgamma(v + 1.0))
 
 
