@@ -45,7 +45,8 @@ RHO_SMALL = 23.0
 DEBYE_TIERS: tuple[tuple[float, int], ...] = ((290.0, 6), (44.0, 12), (RHO_SMALL, 20))
 
 _EPS = 1e-17
-# elements per block of the Debye evaluation: its ~30 elementwise passes then run on cache-resident data
+# elements per block of the Debye evaluation and of Temme's series / CF2: their elementwise passes
+# then run on cache-resident data
 _CHUNK = 32768
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI_2 = math.log(math.pi / 2.0)
@@ -387,8 +388,7 @@ def _small_k(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str,
     r = torch.empty_like(x_s)
     low = x_s <= 2.0
     for mask, fn in ((low, _temme), (~low, _steed)):
-        idx = mask.nonzero().squeeze(1)
-        if idx.numel():
+        for idx in mask.nonzero().squeeze(1).split(_CHUNK):  # blocks: see _CHUNK
             lk, rk = fn(mu_s.index_select(0, idx), x_s.index_select(0, idx))
             log_k.index_copy_(0, idx, lk)
             r.index_copy_(0, idx, rk)
