@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -33,7 +34,30 @@ def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:
     return w / w.sum()
 
 
-class GaussianMixture(Target):
+class _Mixture(Target, abc.ABC):
+    """A finite mixture: subclasses give per-component log-densities (with log-weights) and gradients."""
+
+    @abc.abstractmethod
+    def _component_log_probs(self, x: Tensor) -> Tensor:
+        """``log w_m + log p_m(x)``, shape ``(..., M)``."""
+
+    @abc.abstractmethod
+    def _component_grads(self, x: Tensor) -> Tensor:
+        """``grad_x log p_m(x)``, shape ``(..., M, dim)``."""
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        self._check_x(x)
+        return torch.logsumexp(self._component_log_probs(x), dim=-1)
+
+    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_x(x)
+        x = x.detach()
+        comp = self._component_log_probs(x)
+        resp = torch.softmax(comp, dim=-1)  # (..., M) responsibilities
+        return torch.logsumexp(comp, dim=-1), (resp[..., None] * self._component_grads(x)).sum(-2)
+
+
+class GaussianMixture(_Mixture):
     """Mixture of Gaussians with diagonal covariances, normalised (``log_z = 0``).
 
     Args:
@@ -75,18 +99,8 @@ class GaussianMixture(Target):
             - 0.5 * (self.variances.log().sum(-1) + self.dim * _LOG_2PI)
         )
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        self._check_x(x)
-        return torch.logsumexp(self._component_log_probs(x), dim=-1)
-
-    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check_x(x)
-        x = x.detach()
-        comp = self._component_log_probs(x)
-        lp = torch.logsumexp(comp, dim=-1)
-        resp = torch.softmax(comp, dim=-1)  # (..., M)
-        grad = (resp[..., None] * (self.means - x[..., None, :]) / self.variances).sum(-2)
-        return lp, grad
+    def _component_grads(self, x: Tensor) -> Tensor:
+        return (self.means - x[..., None, :]) / self.variances
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         idx = self._categorical(self.log_weights.exp(), n, generator)
@@ -117,7 +131,7 @@ def mog40(dim: int = 2, seed: int = 0, *, dtype: torch.dtype = torch.float64,
     return GaussianMixture(means, 1.0, dtype=dtype, device=device)
 
 
-class StudentTMixture(Target):
+class StudentTMixture(_Mixture):
     """Mixture of products of independent Student-t densities, normalised (``log_z = 0``).
 
     Component ``k`` has density ``prod_j t_df((x_j - loc_kj) / scale) / scale``.
@@ -149,19 +163,9 @@ class StudentTMixture(Target):
         per_coord = self._log_c - 0.5 * (self.df + 1) * torch.log1p(z * z / self.df)
         return self.log_weights + per_coord.sum(-1)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        self._check_x(x)
-        return torch.logsumexp(self._component_log_probs(x), dim=-1)
-
-    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        self._check_x(x)
-        x = x.detach()
-        comp = self._component_log_probs(x)
-        lp = torch.logsumexp(comp, dim=-1)
-        resp = torch.softmax(comp, dim=-1)
+    def _component_grads(self, x: Tensor) -> Tensor:
         z = (x[..., None, :] - self.locs) / self.scale
-        dcomp = -(self.df + 1) * z / (self.df + z * z) / self.scale  # (..., M, d)
-        return lp, (resp[..., None] * dcomp).sum(-2)
+        return -(self.df + 1) * z / (self.df + z * z) / self.scale
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         from scipy.special import stdtrit
