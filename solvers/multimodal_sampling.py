@@ -12,7 +12,6 @@ printed table gives, per method, the modes covered, the total-variation error of
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Sequence
 
@@ -58,10 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.num_samples < 2 or ns.steps < 1:
         parser.error("--num-samples must be >= 2 and --steps >= 1")
 
-    import matplotlib
+    from sciml_solvers._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     import sciml
     from sciml.targets import mog40
@@ -92,11 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ax.set_aspect("equal")
     fig.suptitle("40-MoG: component means (circles) and samples")
     fig.tight_layout()
-    os.makedirs(ns.out, exist_ok=True)
-    path = os.path.join(ns.out, "multimodal_sampling.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"figure: {path}")
+    save_figure(fig, ns.out, "multimodal_sampling")
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from collections.abc import Sequence
 
@@ -53,10 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    import matplotlib
+    from sciml_solvers._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     gen = torch.Generator().manual_seed(args.seed)
     x0 = torch.randn(args.n, 2, generator=gen)
@@ -111,11 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ax.set_ylim(-3.5, 3.5)
     fig.suptitle(f"LightSB, eps = {args.eps}, K = {args.components}")
     fig.tight_layout()
-    os.makedirs(args.out, exist_ok=True)
-    out = os.path.join(args.out, "swiss_roll_bridge.png")
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    print(f"figure: {out}")
+    save_figure(fig, args.out, "swiss_roll_bridge")
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from collections.abc import Sequence
 
@@ -57,10 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.dim < 2 or ns.num_samples < 2 or not kappas or any(k <= 0 for k in kappas):
         parser.error("--dim and --num-samples must be >= 2 and every kappa > 0")
 
-    import matplotlib
+    from sciml_solvers._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from sciml.distributions import VonMisesFisher, fit_vmf, mean_resultant_length, vmf_kappa_mle
 
@@ -90,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {kappa:.6g} | {exact:.10g} ({abs(exact / kappa - 1):.1e}) | {khat:.6g} | {expected:.6g} "
               f"| {cos:.4f} | {sci:.6g} |")
 
-    os.makedirs(ns.out, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ks = [r[0] for r in rows]
     ax.loglog(ks, ks, "k-", lw=1, label="truth")
@@ -102,11 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ax.set_title(f"von Mises-Fisher fit, p = {p}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = os.path.join(ns.out, "vmf_highdim.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     print()
-    print(f"figure: {path}")
+    save_figure(fig, ns.out, "vmf_highdim", dpi=120)
     return 0
 
 
