@@ -77,6 +77,8 @@ class MultCDiff(DiffusionSamplerBase):
             ``(L + k) / eps`` (``k`` the precision ratio of the Gaussian factor, ``L`` tracked from
             gradient secants).
         max_stages: cap on the adaptive number of stages.
+        max_substeps: cap on the SK-ROCK sub-steps of one over-stiff fast step (beyond it the
+            exponential integrator is used and counted in ``diagnostics["exponential_fallback_steps"]``).
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         final_steps: plain (unadjusted) Langevin steps on the target at the end.
@@ -93,7 +95,8 @@ class MultCDiff(DiffusionSamplerBase):
 
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
-                 integrator: str = "srock", stages: int | None = None, max_stages: int = 40, fast_init_scale: float = 5.0, final_steps: int = 0,
+                 integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
+                 max_substeps: int = 8, fast_init_scale: float = 5.0, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -110,6 +113,7 @@ class MultCDiff(DiffusionSamplerBase):
         self.integrator = check_choice("integrator", integrator, ("srock", "exponential"))
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
+        self.max_substeps = check_positive_int("max_substeps", max_substeps)
         if not isinstance(underdamped, bool):
             raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
         self.underdamped = underdamped
@@ -151,11 +155,12 @@ class MultCDiff(DiffusionSamplerBase):
             stiff = (self._lip.value + k) / eps
             stages = self.stages or stages_for(stiff, h, self.max_stages + 1)
             if stages > self.max_stages:
-                if self._lip.value * h / eps < 1.6:  # only the Gaussian part is too stiff: solve it exactly
-                    stages = 1
+                n_sub = math.ceil(h * stiff / (0.8 * skrock_stability_length(self.max_stages)))
+                if self._lip.value * h / eps < 1.6 or n_sub > self.max_substeps:
+                    # only the Gaussian part is too stiff (solved exactly), or too many sub-steps needed
+                    stages, n_sub = 1, 1
                     self._n_fallback += 1
                 else:  # split the step into sub-steps that max_stages stages keep stable
-                    n_sub = math.ceil(h * stiff / (0.8 * skrock_stability_length(self.max_stages)))
                     stages = stages_for(stiff, h / n_sub, self.max_stages)
         if self.integrator == "exponential" or stages == 1:
             self._stage_counts.append(1)
