@@ -237,3 +237,25 @@ def test_benchmark_problems_exact() -> None:
     x = torch.rand(5, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     ac = allen_cahn(2)
     assert torch.allclose(prob.source(x), ac.apply(prob.exact, x))
+
+
+def test_dense_result_independent_of_thread_count() -> None:
+    """The dense path pins torch's thread count, so the optimised kernel and error do not depend on it."""
+    prob = manufactured_problem(_sin100, "laplacian", domain=[(0.0, 1.0)], grid=120)
+    saved = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            sol = GPPDESolver(freq_scale=20, jitter=1e-9, max_evals=15, progress=False).solve(prob)
+            assert torch.get_num_threads() == threads  # restored after the solve
+            out.append(sol)
+    finally:
+        torch.set_num_threads(saved)
+    a, b = out
+    assert torch.equal(a.values, b.values)
+    for pa, pb in zip(a.params, b.params):
+        assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert a.relative_l2(_sin100) == b.relative_l2(_sin100) < 1e-3
+    with pytest.raises(ValueError, match="dense_threads"):
+        GPPDESolver(dense_threads=0)

@@ -94,6 +94,10 @@ class GPPDESolver(Solver):
             path; may diverge, off by default).
         mean_boundary: dense path: impose the Dirichlet data on the posterior mean
             ``k(x_b, X) K^{-1} U`` (a KKT solve) instead of on the jittered grid values ``U``.
+        dense_threads: torch intra-op threads used while solving on the dense path (restored
+            afterwards; ``None`` leaves torch's setting). The kernel optimisation is sensitive to
+            floating-point summation order, which depends on the thread count, so a fixed count
+            (default 1) makes the dense-path result the same on every machine setting.
         progress: show a tqdm progress bar.
     """
 
@@ -103,7 +107,7 @@ class GPPDESolver(Solver):
                  log_lengthscale: float = 0.0, residual_precision: float = 1e16, jitter: float = 1e-8,
                  max_evals: int = 150, newton_steps: int = 60, dense_limit: int = 2048,
                  init_noise: float = 0.0, objective: str = "marginal", boundary_iters: int = 0,
-                 mean_boundary: bool = False, progress: bool = True) -> None:
+                 mean_boundary: bool = False, dense_threads: int | None = 1, progress: bool = True) -> None:
         self.n_components = check_positive_int("n_components", n_components)
         fs = freq_scale if isinstance(freq_scale, (list, tuple)) else [freq_scale]
         self.freq_scale = [check_positive("freq_scale", f) for f in fs]
@@ -128,6 +132,7 @@ class GPPDESolver(Solver):
             raise ValueError(f"boundary_iters must be an int >= 0, got {boundary_iters!r}")
         self.boundary_iters = boundary_iters
         self.mean_boundary = bool(mean_boundary)
+        self.dense_threads = None if dense_threads is None else check_positive_int("dense_threads", dense_threads)
         self.progress = bool(progress)
 
     # ------------------------------------------------------------------ public entry point
@@ -164,6 +169,18 @@ class GPPDESolver(Solver):
         t0 = time.perf_counter()
         params = self._init_params(problem, fs, dtype, generator)
         ctx = _Context(problem, f_grid, g, self, dtype)
+        saved_threads = torch.get_num_threads()
+        pin = ctx.path == "dense" and self.dense_threads is not None and self.dense_threads != saved_threads
+        if pin:
+            torch.set_num_threads(self.dense_threads)
+        try:
+            return self._solve_in(problem, ctx, params, t0)
+        finally:
+            if pin:
+                torch.set_num_threads(saved_threads)
+
+    def _solve_in(self, problem: PDEProblem, ctx: _Context, params: list[dict[str, Tensor]],
+                  t0: float) -> GPPDESolution:
         history: list[float] = []
         state: dict[str, Any] = {"U": None}
         if self.max_evals > 0:
