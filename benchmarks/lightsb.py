@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge"]
+__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_FULL", "AUTO_FULL_MAX_DIM", "PUBLISHED_CONFIG"]
 
 #: Published LightSB cB-W2^2-UVP (%) keyed by (eps, D).
 PUBLISHED: dict[tuple[float, int], float] = {
@@ -69,22 +69,46 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     x0 = torch.cat([bench.sample_p0(c, gen) for c in _chunks(n_pool)]).to(dtype)
     x1 = torch.cat([bench.sample_p1(c, gen) for c in _chunks(n_pool)]).to(dtype)
     gen_s = time.perf_counter() - t0
-    cov, k = args.covariance, args.components
-    solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=args.steps,
-                     batch_size=args.batch_size, lr=args.lr, init_scale=args.init_scale, val_fraction=0.02,
+    cfg = cell_config(dim, args)
+    cov, k = cfg["covariance"], cfg["components"]
+    solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=cfg["steps"],
+                     batch_size=args.batch_size, lr=args.lr, init_scale=args.init_scale, init=cfg["init"],
+                     init_spread=args.init_spread,
+                     val_fraction=0.02,
                      eval_every=250, patience=args.patience, progress=args.progress)
     t0, c0 = time.perf_counter(), time.process_time()
     bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     out = {"exact": cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, generator=torch.Generator().manual_seed(1)),
            "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["steps"]), "n_pool": float(n_pool),
-           "config": f"{k} {cov}"}
+           "config": f"{k} {cov}" if cfg["init"] == "identity" else f"{k} {cov}, Gaussian start, {cfg['steps']} steps"}
     if args.sampled:
         out["sampled"] = cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, n_samples=1000,
                                          generator=torch.Generator().manual_seed(2))
         out["floor"] = cbw2_uvp_bridge(exact_bridge(bench), bench, n_test=args.n_test, n_samples=1000,
                                        generator=torch.Generator().manual_seed(2))
     return out
+
+
+#: The ``auto`` preset: a rule on D alone, fixed before training (see docs/benchmarks/lightsb.md).
+AUTO_FULL_MAX_DIM = 16
+AUTO_FULL = {"covariance": "full", "components": 10, "steps": 8000, "init": "gaussian"}
+PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity"}
+
+
+def cell_config(dim: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Model / training configuration of one cell: the preset, overridden by explicit options.
+
+    ``auto``: full covariances (K = 10, Gaussian closed-form start, 8000 steps) for
+    ``D <= AUTO_FULL_MAX_DIM``, the published diagonal setting (K = 50, 10 000 steps) above, where
+    K full D x D rotations do not fit the time budget. ``published``: the diagonal setting everywhere.
+    """
+    base = AUTO_FULL if args.preset == "auto" and dim <= AUTO_FULL_MAX_DIM else PUBLISHED_CONFIG
+    cfg = dict(base)
+    for key in cfg:
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
 
 
 def _chunks(n: int, size: int = 10000) -> list[int]:
@@ -96,12 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="sciml bench lightsb", description=__doc__.splitlines()[0])
     p.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64, 128])
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 1.0, 10.0])
-    p.add_argument("--components", type=int, default=50, help="K (published: 50)")
-    p.add_argument("--covariance", choices=["diag", "full"], default="diag", help="published: diag")
-    p.add_argument("--steps", type=int, default=10000, help="Adam steps (published: 10000)")
+    p.add_argument("--preset", choices=["auto", "published"], default="published",
+                   help="auto: full K=10 Gaussian-started for D <= 16, published diag K=50 above; published: diag everywhere")
+    p.add_argument("--components", type=int, default=None, help="K (overrides the preset; published: 50)")
+    p.add_argument("--covariance", choices=["diag", "full"], default=None, help="overrides the preset (published: diag)")
+    p.add_argument("--steps", type=int, default=None, help="Adam steps (overrides the preset; published: 10000)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-2, help="initial learning rate (cosine decay to lr/100)")
     p.add_argument("--init-scale", type=float, default=1.0)
+    p.add_argument("--init", choices=["identity", "gaussian"], default=None,
+                   help="S_k start (overrides the preset): identity (published) or the Gaussian closed-form S*")
+    p.add_argument("--init-spread", type=float, default=0.3, help="spread of the r_k (--init gaussian)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (evaluations)")
     p.add_argument("--pool", type=int, default=200_000, help="training samples drawn per side")
     p.add_argument("--pool-floats", type=float, default=1.3e7, help="cap on pool size x D")
@@ -114,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    print(f"LightSB benchmark: {args.steps} Adam steps, batch {args.batch_size}, "
+    print(f"LightSB benchmark: preset {args.preset}, batch {args.batch_size}, "
           f"lr {args.lr} (cosine), {args.dtype}, {args.threads} thread(s), instances make_benchmark(D, eps, seed={args.seed})")
     head = "| eps | D | K, covariance | cB-W2^2-UVP % (exact moments) |"
     sep = "| --- | --- | --- | --- |"

@@ -328,3 +328,19 @@ def test_cuda_device_follows_inputs() -> None:
     path = bridge.trajectory(x0[:10].to(dev), n_steps=5, generator=torch.Generator(device=dev).manual_seed(2))
     assert path.device.type == "cuda" and bool(torch.isfinite(path).all())
     assert bridge.log_prob(y, x0[:10].to(dev)).device.type == "cuda"
+
+
+def test_gaussian_init_starts_at_the_closed_form_plan() -> None:
+    # init="gaussian" with K = 1 full covariance starts at the exact minimiser of the K = 1 objective
+    x0, x1 = _gaussian_pair(3, 4000, seed=11)
+    eps = 0.5
+    solver = LightSB(eps=eps, n_components=1, covariance="full", init="gaussian", init_spread=0.0, n_steps=1, lr=1e-12,
+                     val_fraction=0.0, progress=False)
+    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
+    plan = _empirical_plan(x0, x1, eps)
+    xt = x0[:20]
+    mean, cov = bridge.potential.conditional_moments(xt)
+    torch.testing.assert_close(mean, plan.conditional_mean(xt), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(cov, plan.conditional_cov.expand(20, 3, 3), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="init"):
+        LightSB(init="random")

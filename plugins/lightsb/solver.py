@@ -61,7 +61,15 @@ class LightSB(Solver):
             one fixed draw of ``batch_size`` from a sampler; one L-BFGS iteration with strong-Wolfe
             line search per step; ``lr`` is then the L-BFGS step scale, 1 is the usual choice).
             L-BFGS converges to the exact minimiser on small problems (e.g. K = 1 Gaussians).
-        init_scale: initial eigenvalues of every ``S_k``.
+        init_scale: initial eigenvalues of every ``S_k`` (``init="identity"``).
+        init: ``"identity"`` (``S_k = init_scale I``, ``r_k`` = K samples of p1, as published) or
+            ``"gaussian"``: every ``S_k`` starts at the closed-form ``S*`` of the EOT between the
+            Gaussians moment-matched to the training samples (its diagonal for ``covariance="diag"``;
+            for ``"full"`` the rotations start at its eigenbasis), and
+            ``r_k = m1 - S_k m0 + init_spread (y_k - m1)`` with ``y_k`` K samples of p1 and ``m0``,
+            ``m1`` the sample means (``init_spread = 0``, K = 1, full: the exact Gaussian plan).
+        init_spread: spread of the initial ``r_k`` around the Gaussian plan's intercept
+            (``init="gaussian"`` only).
         val_fraction: fraction of the given samples held out for early stopping (tensor inputs);
             0 disables the held-out loss (callable inputs draw ``val_size`` fresh samples instead).
         val_size: held-out sample count for callable inputs.
@@ -87,6 +95,8 @@ class LightSB(Solver):
         lr_schedule: str = "cosine",
         optimizer: str = "adam",
         init_scale: float = 1.0,
+        init: str = "identity",
+        init_spread: float = 1.0,
         val_fraction: float = 0.1,
         val_size: int = 2048,
         eval_every: int = 100,
@@ -110,6 +120,10 @@ class LightSB(Solver):
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = check_positive("lr", lr)
         self.init_scale = check_positive("init_scale", init_scale)
+        if init not in ("identity", "gaussian"):
+            raise ValueError(f"init must be 'identity' or 'gaussian', got {init!r}")
+        self.init = init
+        self.init_spread = check_nonnegative("init_spread", init_spread)
         self.val_fraction = check_nonnegative("val_fraction", val_fraction)
         if self.val_fraction >= 1:
             raise ValueError(f"val_fraction must be < 1, got {val_fraction}")
@@ -136,6 +150,36 @@ class LightSB(Solver):
         if x.shape[0] != n or (dim is not None and x.shape[1] != dim):
             raise ValueError(f"{name}(n, generator) must return shape ({n}, {dim or 'D'}), got {tuple(x.shape)}")
         return x
+
+    def _gaussian_init(self, potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None,
+                       init_means: Tensor) -> None:
+        """Start every ``S_k`` at the Gaussian closed-form ``S*`` (see ``init`` in the class doc)."""
+        from .gaussian import gaussian_eot
+
+        if x0 is None or x1 is None:
+            raise ValueError("init='gaussian' needs samples of both p0 and p1")
+        a, b = x0.detach().to(torch.float64).cpu(), x1.detach().to(torch.float64).cpu()
+        d = a.shape[1]
+        m0, m1 = a.mean(0), b.mean(0)
+        if a.shape[0] <= d or b.shape[0] <= d:
+            raise ValueError(f"init='gaussian' needs more than D={d} samples of p0 and p1 to estimate covariances")
+        c0 = torch.cov(a.T, correction=0).reshape(d, d)
+        c1 = torch.cov(b.T, correction=0).reshape(d, d)
+        plan = gaussian_eot(m0, c0, m1, c1, self.eps)
+        vals, vecs = torch.linalg.eigh(plan.S_star)
+        vals = vals.clamp_min(1e-6)
+        kw = {"dtype": potential.means.dtype, "device": potential.means.device}
+        with torch.no_grad():
+            if potential.covariance == "full":
+                S = plan.S_star
+                potential.log_scales.copy_(vals.log().expand(potential.n_components, d).to(**kw))
+                potential.base_rotation.copy_(vecs.expand(potential.n_components, d, d).to(**kw))
+            else:
+                diag = torch.diagonal(plan.S_star).clamp_min(1e-6)
+                S = torch.diag(diag)
+                potential.log_scales.copy_(diag.log().expand(potential.n_components, d).to(**kw))
+            y = init_means.detach().to(torch.float64).cpu()
+            potential.means.copy_((m1 - S @ m0 + self.init_spread * (y - m1)).to(**kw))
 
     # ------------------------------------------------------------------ solve
     def solve(  # type: ignore[override]
@@ -247,6 +291,8 @@ class LightSB(Solver):
             init = self._draw("x1", x1, K, generator, dim)
         potential = GaussianMixturePotential(dim, K, self.eps, self.covariance, init_means=init,
                                              init_scale=self.init_scale, dtype=dtype, device=device)
+        if self.init == "gaussian":
+            self._gaussian_init(potential, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), init)
 
         def batch() -> tuple[Tensor, Tensor]:
             if paired_sampler:
