@@ -102,6 +102,23 @@ def test_importance_samplers_unequal_weights(name: str) -> None:
     assert torch.allclose(frac, target.mode_weights, atol=0.06), frac
 
 
+@pytest.mark.parametrize("name", ["mult-almc", "mult-cdiff"])
+def test_multiscale_unequal_weights(name: str) -> None:
+    """Separated modes (barriers ~25-70 nats) with weights 0.2 / 0.3 / 0.5: the fast Langevin process
+    cannot move mass between modes, so the weights come from its initialisation at ``rho_{l_delta}``
+    (sampling importance resampling); a start from the reference kernel alone gave ~1/3 each."""
+    target = GaussianMixture(torch.tensor([[-8.0, 0.0], [8.0, 0.0], [0.0, 10.0]]), 0.5, torch.tensor([0.2, 0.3, 0.5]))
+    n = 2000
+    s = sciml.load("sampler", name)(progress=False, **MIX_CONFIG[name]).sample(target, n, generator=_gen(4))
+    x = s.x
+    nearest = torch.cdist(x, target.modes).argmin(1)
+    frac = torch.bincount(nearest, minlength=3).double() / n
+    # multinomial s.e. of a fraction near 0.5 with 2000 draws: 0.011
+    assert torch.allclose(frac, target.mode_weights, atol=0.04), frac
+    local = x - target.modes[nearest]
+    assert torch.allclose(local.var(0), torch.full((2,), 0.5, dtype=x.dtype), atol=0.1), local.var(0)
+
+
 class _ShiftedGaussian:
     """N(MEAN, COV) with log_prob shifted by a constant: log Z = shift."""
 

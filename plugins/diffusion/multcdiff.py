@@ -39,7 +39,7 @@ from torch import Tensor
 
 from sciml.validation import check_nonnegative, check_positive, check_positive_int
 
-from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like
+from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like, sample_target_sir
 from .integrators import (
     LipschitzTracker,
     ou_exponential_step,
@@ -81,6 +81,15 @@ class MultCDiff(DiffusionSamplerBase):
             exponential integrator is used and counted in ``diagnostics["exponential_fallback_steps"]``).
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
+        fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:
+            pooled sampling importance resampling from a Gaussian fitted to that kernel
+            (:func:`~sciml_plugins.diffusion._common.sample_target_sir`, ``K`` log-density
+            evaluations per chain), and (overdamped) the slow state is redrawn as
+            ``X = e^{-T} Y + sigma_T Z``, so ``(X, Y)`` starts from the joint law at ``s = T``. The
+            fast dynamics cannot move mass between separated modes, so the mode weights the fast
+            states start with are the weights returned; with ``K = 0`` they are those of the basins
+            of attraction of the start, not of ``pi``. ``diagnostics["init_ess"]``: the pool's
+            effective sample size.
         final_steps: plain (unadjusted) Langevin steps on the target at the end.
         final_step_size: step of those Langevin steps.
         return_state: ``"fast"`` (default) returns the fast states ``Y``: at diffusion time ``s`` the
@@ -96,7 +105,7 @@ class MultCDiff(DiffusionSamplerBase):
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
-                 max_substeps: int = 8, fast_init_scale: float = 5.0, final_steps: int = 0,
+                 max_substeps: int = 8, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -120,6 +129,8 @@ class MultCDiff(DiffusionSamplerBase):
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
+        self.fast_init_candidates = 0 if fast_init_candidates == 0 else check_positive_int(
+            "fast_init_candidates", fast_init_candidates)
         if isinstance(final_steps, bool) or not isinstance(final_steps, int) or final_steps < 0:
             raise ValueError(f"final_steps must be an int >= 0, got {final_steps!r}")
         self.final_steps = final_steps
@@ -180,6 +191,7 @@ class MultCDiff(DiffusionSamplerBase):
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
         times = self.diffusion_times().tolist()
         self._lip, self._stage_counts, self._n_fallback = LipschitzTracker(), [], 0
+        self._init_ess = float("nan")
         x = x0.clone()
         if self.integrator == "srock" and self.stages is None:  # a first secant estimate of L
             probe = x0 + 0.1 * randn_like(x0, generator)
@@ -189,7 +201,11 @@ class MultCDiff(DiffusionSamplerBase):
             x, y = self._run_underdamped(target, x, times, generator, bar)
         else:
             c = min(math.exp(times[0]), self.fast_init_scale)
-            y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
+            if self.fast_init_candidates:
+                y, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+                x = math.exp(-times[0]) * y + math.sqrt(-math.expm1(-2.0 * times[0])) * randn_like(x, generator)
+            else:
+                y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
             for k in range(self.num_steps):
                 s, h = times[k], times[k] - times[k + 1]
                 e = math.exp(-s)
@@ -206,7 +222,7 @@ class MultCDiff(DiffusionSamplerBase):
             x = x + hf * target.grad(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
             bar.update(1)
         counts = self._stage_counts
-        diagnostics = {"s_final": times[-1], "lipschitz_estimate": self._lip.value,
+        diagnostics = {"init_ess": self._init_ess, "s_final": times[-1], "lipschitz_estimate": self._lip.value,
                        "mean_stages": sum(counts) / len(counts) if counts else 1.0,
                        "exponential_fallback_steps": self._n_fallback}
         return x, {"diagnostics": diagnostics}
@@ -225,7 +241,10 @@ class MultCDiff(DiffusionSamplerBase):
         r2 = 1.0 - omr
         proj = (ax * x + av * v) / math.sqrt(r2)  # a.z / r ~ N(0, 1) under q_T
         c = min(1.0 / math.sqrt(r2), self.fast_init_scale)
-        y = c * proj + math.sqrt(c * c - 1.0) * randn_like(x, generator)
+        if self.fast_init_candidates:  # (X, V) kept: at s = T the posterior is ~ pi (|a|^2 ~ 3e-3 at T = 5)
+            y, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+        else:
+            y = c * proj + math.sqrt(c * c - 1.0) * randn_like(x, generator)
         for k in range(self.num_steps):
             s, h = times[k], times[k] - times[k + 1]
             ax, av, omr = coefficients(s)
