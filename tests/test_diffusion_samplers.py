@@ -218,6 +218,17 @@ def test_bad_hyperparameters(cls: type) -> None:
         cls(num_steps=0)
 
 
+@pytest.mark.parametrize("cls", [MultALMC, MultCDiff])
+def test_bad_fast_init_candidates(cls: type) -> None:
+    with pytest.raises(ValueError, match="fast_init_candidates"):
+        cls(fast_init_candidates=-1)
+    with pytest.raises(TypeError, match="fast_init_candidates"):
+        cls(fast_init_candidates=2.5)
+    if cls is MultALMC:
+        with pytest.raises(TypeError, match="rescale_fast"):
+            cls(rescale_fast=1)
+
+
 class _WrongShape:
     dim, dtype, device = 2, torch.float64, torch.device("cpu")
 
