@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_FULL", "AUTO_FULL_MAX_DIM", "PUBLISHED_CONFIG"]
+__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_DIAG", "gaussian_basis", "rotate_bridge", "AUTO_FULL", "AUTO_FULL_MAX_DIM", "PUBLISHED_CONFIG"]
 
 #: Published LightSB cB-W2^2-UVP (%) keyed by (eps, D).
 PUBLISHED: dict[tuple[float, int], float] = {
@@ -57,6 +57,36 @@ def exact_bridge(bench):  # noqa: ANN001, ANN201 (benchmark -> Bridge; plugin ty
     return Bridge(pot)
 
 
+def gaussian_basis(x0: torch.Tensor, x1: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eigenbasis ``U`` (D, D), float64, of the closed-form ``S*`` between the moment-matched Gaussians."""
+    from sciml_plugins.lightsb import gaussian_eot
+
+    a, b = x0.to(torch.float64), x1.to(torch.float64)
+    plan = gaussian_eot(a.mean(0), torch.cov(a.T, correction=0), b.mean(0), torch.cov(b.T, correction=0), eps)
+    return torch.linalg.eigh(plan.S_star)[1]
+
+
+def rotate_bridge(bridge, basis: torch.Tensor):  # noqa: ANN001, ANN201
+    """A bridge trained on ``x @ U`` as a bridge on the original coordinates (float64, full).
+
+    ``<x0, x1>`` is invariant under the orthogonal change of coordinates, so the plan fitted on the
+    rotated samples with ``S_k = diag`` is the plan with ``S_k = U diag U^T``, ``r_k -> U r_k``.
+    """
+    from sciml_plugins.lightsb import Bridge, GaussianMixturePotential
+
+    p = bridge.potential
+    k, d = p.means.shape
+    if p.covariance != "diag":
+        raise ValueError("rotate_bridge expects a diagonal-covariance bridge")
+    pot = GaussianMixturePotential(d, k, p.eps, "full", init_means=p.means.detach().to(torch.float64) @ basis.T,
+                                   dtype=torch.float64)
+    with torch.no_grad():
+        pot.log_scales.copy_(p.log_scales.detach().to(torch.float64))
+        pot.raw_log_alpha.copy_(p.raw_log_alpha.detach().to(torch.float64))
+        pot.base_rotation.copy_(basis.expand(k, d, d))
+    return Bridge(pot, bridge.loss_history, bridge.diagnostics)
+
+
 def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     """Build the instance, train, and measure one cell of the table."""
     from sciml_plugins.lightsb import LightSB, cbw2_uvp_bridge, make_benchmark
@@ -69,7 +99,7 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     x0 = torch.cat([bench.sample_p0(c, gen) for c in _chunks(n_pool)]).to(dtype)
     x1 = torch.cat([bench.sample_p1(c, gen) for c in _chunks(n_pool)]).to(dtype)
     gen_s = time.perf_counter() - t0
-    cfg = cell_config(dim, args)
+    cfg = cell_config(dim, eps, args)
     cov, k = cfg["covariance"], cfg["components"]
     solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=cfg["steps"],
                      batch_size=args.batch_size, lr=args.lr, init_scale=args.init_scale, init=cfg["init"],
@@ -77,11 +107,17 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
                      val_fraction=0.02,
                      eval_every=250, patience=args.patience, progress=args.progress)
     t0, c0 = time.perf_counter(), time.process_time()
-    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
+    if cfg["basis"] == "gaussian":
+        basis = gaussian_basis(x0, x1, eps)
+        bridge = solver.solve(x0 @ basis.to(dtype), x1 @ basis.to(dtype), generator=torch.Generator().manual_seed(args.seed))
+        bridge = rotate_bridge(bridge, basis)
+    else:
+        bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     out = {"exact": cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, generator=torch.Generator().manual_seed(1)),
            "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["steps"]), "n_pool": float(n_pool),
-           "config": f"{k} {cov}" if cfg["init"] == "identity" else f"{k} {cov}, Gaussian start, {cfg['steps']} steps"}
+           "config": (f"{k} {cov}" if cfg["init"] == "identity" else f"{k} {cov}, Gaussian start, {cfg['steps']} steps")
+           + (", Gaussian basis" if cfg["basis"] == "gaussian" else "")}
     if args.sampled:
         out["sampled"] = cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, n_samples=1000,
                                          generator=torch.Generator().manual_seed(2))
@@ -90,20 +126,26 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-#: The ``auto`` preset: a rule on D alone, fixed before training (see docs/benchmarks/lightsb.md).
+#: The ``auto`` preset: a rule on D and eps alone, fixed before training (see docs/benchmarks/lightsb.md).
 AUTO_FULL_MAX_DIM = 16
-AUTO_FULL = {"covariance": "full", "components": 10, "steps": 8000, "init": "gaussian"}
-PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity"}
+AUTO_FULL = {"covariance": "full", "components": 10, "steps": 8000, "init": "gaussian", "basis": "standard"}
+AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "gaussian", "basis": "gaussian"}
+PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity", "basis": "standard"}
 
 
-def cell_config(dim: int, args: argparse.Namespace) -> dict[str, Any]:
+def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     """Model / training configuration of one cell: the preset, overridden by explicit options.
 
     ``auto``: full covariances (K = 10, Gaussian closed-form start, 8000 steps) for
-    ``D <= AUTO_FULL_MAX_DIM``, the published diagonal setting (K = 50, 10 000 steps) above, where
-    K full D x D rotations do not fit the time budget. ``published``: the diagonal setting everywhere.
+    ``D <= AUTO_FULL_MAX_DIM``; above, where K full D x D rotations do not fit the time budget,
+    diagonal K = 50, 10 000 steps, trained in the eigenbasis of the Gaussian ``S*`` with the Gaussian
+    start for ``eps >= 1`` (rotated conditional covariances) and in the published setting for
+    ``eps < 1`` (nearly isotropic conditional covariances). ``published``: diagonal K = 50, identity start, standard basis everywhere.
     """
-    base = AUTO_FULL if args.preset == "auto" and dim <= AUTO_FULL_MAX_DIM else PUBLISHED_CONFIG
+    if args.preset == "auto":
+        base = AUTO_FULL if dim <= AUTO_FULL_MAX_DIM else AUTO_DIAG if eps >= 1 else PUBLISHED_CONFIG
+    else:
+        base = PUBLISHED_CONFIG
     cfg = dict(base)
     for key in cfg:
         if getattr(args, key) is not None:
@@ -131,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--init", choices=["identity", "gaussian"], default=None,
                    help="S_k start (overrides the preset): identity (published) or the Gaussian closed-form S*")
     p.add_argument("--init-spread", type=float, default=0.3, help="spread of the r_k (--init gaussian)")
+    p.add_argument("--basis", choices=["standard", "gaussian"], default=None,
+                   help="gaussian: train (diagonal) on samples rotated into the eigenbasis of the Gaussian S*")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (evaluations)")
     p.add_argument("--pool", type=int, default=200_000, help="training samples drawn per side")
     p.add_argument("--pool-floats", type=float, default=1.3e7, help="cap on pool size x D")

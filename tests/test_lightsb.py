@@ -344,3 +344,22 @@ def test_gaussian_init_starts_at_the_closed_form_plan() -> None:
     torch.testing.assert_close(cov, plan.conditional_cov.expand(20, 3, 3), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="init"):
         LightSB(init="random")
+
+
+def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
+    # training a diagonal model on x @ U is a model with S_k = U diag U^T: rotate_bridge must map
+    # the plan exactly (log-densities and conditional moments transform with U)
+    from sciml_benchmarks.lightsb import gaussian_basis, rotate_bridge
+
+    x0, x1 = _gaussian_pair(3, 2000, seed=12)
+    U = gaussian_basis(x0, x1, 0.5)
+    torch.testing.assert_close(U.T @ U, torch.eye(3, dtype=F64))
+    bridge = LightSB(eps=0.5, n_components=3, n_steps=50, val_fraction=0.0, progress=False).solve(
+        x0 @ U, x1 @ U, generator=torch.Generator().manual_seed(0))
+    back = rotate_bridge(bridge, U)
+    a, b = x0[:30], x1[:30]
+    torch.testing.assert_close(back.log_prob(b, a), bridge.log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
+    m, c = back.potential.conditional_moments(a)
+    m_r, c_r = bridge.potential.conditional_moments(a @ U)
+    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
