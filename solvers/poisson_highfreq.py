@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from collections.abc import Sequence
 
@@ -61,10 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    else "initial kernel (no optimisation)")
         print(f"{name:<26} {grid:>10} {err:>18.2e} {sec:>9.1f}  {learned}")
 
-    import matplotlib
+    from sciml_solvers._figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(2, 3, figsize=(13, 7))
     x = torch.linspace(0.0, 0.5, 600, dtype=torch.float64)[:, None]  # a window: 8 periods
@@ -88,11 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ax[1, k].set_title(title)
         fig.colorbar(im, ax=ax[1, k], fraction=0.046)
     fig.tight_layout()
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "poisson_highfreq.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"figure: {path}")
+    save_figure(fig, args.out, "poisson_highfreq")
     return 0
 
 

@@ -9,6 +9,7 @@ from sciml import cli
 SMALL_ARGS = {
     "vmf_highdim": ["--dim", "512", "--num-samples", "50", "--kappas", "100,1000"],
     "multimodal_sampling": ["--num-samples", "64", "--steps", "20"],
+    "poisson_highfreq": ["--max-evals", "3"],
 }
 
 
