@@ -83,7 +83,8 @@ class MultALMC(DiffusionSamplerBase):
             the widened kernel above (:func:`~sciml_plugins.diffusion._common.sample_target_sir`,
             ``K`` log-density evaluations per chain), ``Y = sqrt(l) U`` and the slow state is
             redrawn as ``X = Y + sqrt(1 - l) Z ~ mu_{l_delta}`` (the given start only places the
-            proposal; ``diagnostics["init_ess"]`` is the pool's effective sample size). The fast dynamics cannot move mass between separated modes, and
+            proposal; ``diagnostics["init_ess"]`` is the pool's effective sample size; if it is below the
+            number of chains the pool is degenerate and the kernel start is used instead). The fast dynamics cannot move mass between separated modes, and
             the mode weights of ``rho`` in target units do not change with ``l``, so the weights the
             fast states start with are the weights returned; without this step (``K = 0``) they are
             those of the basins of attraction of the start, not of ``pi``.
@@ -274,9 +275,10 @@ class MultALMC(DiffusionSamplerBase):
             # Y = sqrt(l) U, X = sqrt(l) U + sqrt(1 - l) Z ~ mu_{l_delta}
             prop = c if c > 1.0 + 1e-6 else 1.0 / math.sqrt(lam0)
             u, self._init_ess = sample_target_sir(target, x, prop, self.fast_init_candidates, generator)
+        if self.fast_init_candidates and self._init_ess >= x.shape[0]:
             y = math.sqrt(lam0) * u
             x = y + math.sqrt(1.0 - lam0) * randn_like(x, generator)
-        else:
+        else:  # no SIR, or a degenerate pool (ESS below the number of chains): the kernel start
             y = math.sqrt(lam0) * (c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator))
         if self.stages is None:  # a first secant estimate of L from the starting points
             u0 = y / math.sqrt(lam0)

@@ -89,7 +89,8 @@ class MultCDiff(DiffusionSamplerBase):
             fast dynamics cannot move mass between separated modes, so the mode weights the fast
             states start with are the weights returned; with ``K = 0`` they are those of the basins
             of attraction of the start, not of ``pi``. ``diagnostics["init_ess"]``: the pool's
-            effective sample size.
+            effective sample size; below the number of chains the pool is degenerate and the kernel
+            start is used instead.
         final_steps: plain (unadjusted) Langevin steps on the target at the end.
         final_step_size: step of those Langevin steps.
         return_state: ``"fast"`` (default) returns the fast states ``Y``: at diffusion time ``s`` the
@@ -202,9 +203,11 @@ class MultCDiff(DiffusionSamplerBase):
         else:
             c = min(math.exp(times[0]), self.fast_init_scale)
             if self.fast_init_candidates:
-                y, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+                u, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+            if self.fast_init_candidates and self._init_ess >= x.shape[0]:
+                y = u
                 x = math.exp(-times[0]) * y + math.sqrt(-math.expm1(-2.0 * times[0])) * randn_like(x, generator)
-            else:
+            else:  # no SIR, or a degenerate pool (ESS below the number of chains): the kernel start
                 y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
             for k in range(self.num_steps):
                 s, h = times[k], times[k] - times[k + 1]
@@ -242,7 +245,9 @@ class MultCDiff(DiffusionSamplerBase):
         proj = (ax * x + av * v) / math.sqrt(r2)  # a.z / r ~ N(0, 1) under q_T
         c = min(1.0 / math.sqrt(r2), self.fast_init_scale)
         if self.fast_init_candidates:  # (X, V) kept: at s = T the posterior is ~ pi (|a|^2 ~ 3e-3 at T = 5)
-            y, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+            u, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
+        if self.fast_init_candidates and self._init_ess >= x.shape[0]:
+            y = u
         else:
             y = c * proj + math.sqrt(c * c - 1.0) * randn_like(x, generator)
         for k in range(self.num_steps):
