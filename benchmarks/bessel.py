@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from sciml_benchmarks._report import save_table
 
 __all__ = ["main", "run"]
 
@@ -112,9 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--n, --repeats and --threads must be >= 1 and --mpmath-points >= 0")
     table = run(args.n, args.repeats, args.mpmath_points, args.threads, args.seed)
     print(table)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(table + "\n")
+    save_table(table, args.output)
     return 0
 
 

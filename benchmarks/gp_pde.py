@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from sciml_benchmarks._report import save_table
 
 __all__ = ["main", "SETTINGS", "run_row", "pinn_baseline"]
 
@@ -168,9 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{_fmt(row['ref_time'], '.0f')} | {_fmt(pinn)} |")
         lines.append(line)
         print(line, flush=True)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
+    save_table("\n".join(lines), args.output)
     return 0
 
 

@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
+from sciml_benchmarks._report import save_table
 from torch import Tensor
 
 __all__ = ["main", "run", "Row", "exp_kernel_factor"]
@@ -354,9 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     print()
     print(table)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(header + "\n\n" + table + "\n")
+    save_table(header + "\n\n" + table, args.output)
     return 0
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from sciml_benchmarks._report import save_table
 from torch import Tensor
 
 __all__ = ["main", "run", "Row", "PUBLISHED", "DEFAULT_TARGETS", "SAMPLERS"]
@@ -290,9 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = to_markdown(rows, num_samples, budget)
     print()
     print(table)
-    if ns.output:
-        with open(ns.output, "w", encoding="utf-8") as fh:
-            fh.write(table + "\n")
+    save_table(table, ns.output)
     return 0
 
 
