@@ -7,6 +7,7 @@ divergence tracking. Nothing here is specific to one algorithm.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -137,12 +138,14 @@ class DiffusionSamplerBase(Sampler):
         self.progress = progress
 
     # subclasses -----------------------------------------------------------------------------
+    @abc.abstractmethod
     def _num_iterations(self) -> int:
-        raise NotImplementedError
+        """Length of the progress bar (slow steps, temperatures, ...)."""
 
+    @abc.abstractmethod
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
-        raise NotImplementedError
+        """Run the chains from ``x0`` and return the final states and the extra Samples fields."""
 
     # driver ----------------------------------------------------------------------------------
     def sample(self, target: Any, num_samples: int, *, generator: torch.Generator | None = None,
