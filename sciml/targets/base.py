@@ -6,6 +6,7 @@ samples and the log normalising constant. Samplers accept anything :func:`as_tar
 
 from __future__ import annotations
 
+import abc
 import copy
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class Target:
+class Target(abc.ABC):
     """Base class of target densities ``pi(x) ~ exp(log_prob(x))`` on ``R^dim``.
 
     Subclasses implement :meth:`log_prob` (batched over leading dimensions) and, when they can
@@ -73,9 +74,9 @@ class Target:
         self.mode_weights = mode_weights
 
     # ------------------------------------------------------------------ density
+    @abc.abstractmethod
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density (unnormalised allowed): ``(..., dim) -> (...)``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement log_prob")
 
     def grad_log_prob(self, x: Tensor) -> Tensor:
         """Gradient of :meth:`log_prob` with respect to ``x``: ``(..., dim) -> (..., dim)``."""

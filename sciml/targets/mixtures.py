@@ -34,7 +34,7 @@ def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:
     return w / w.sum()
 
 
-class _Mixture(Target, abc.ABC):
+class _Mixture(Target):
     """A finite mixture: subclasses give per-component log-densities (with log-weights) and gradients."""
 
     @abc.abstractmethod
