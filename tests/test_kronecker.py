@@ -202,6 +202,8 @@ def test_eigendecomposition_cache_tracks_inplace_updates(gen: torch.Generator) -
     assert _rel(op.solve(b, 0.1), torch.linalg.solve(dense + 0.1 * torch.eye(12, dtype=DT), b)) < 1e-10
 
 
+# linear_operator itself calls torch.jit.script, which torch 2.13 deprecates (not our code).
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_linear_operator_round_trip(gen: torch.Generator) -> None:
     from linear_operator import settings
     from linear_operator.operators import KroneckerProductLinearOperator
