@@ -49,14 +49,14 @@ def skrock_stability_length(s: int, eta: float = 0.05) -> float:
     return 2.0 * w0 / w1
 
 
-def skrock_step(y: Tensor, drift: Callable[[Tensor], Tensor], h: float, noise: Tensor, stages: int,
+def skrock_step(y: Tensor, drift: Callable[[Tensor], Tensor], h: float | Tensor, noise: Tensor, stages: int,
                 eta: float = 0.05) -> Tensor:
     """One SK-ROCK step for ``dY = f(Y) dt + sigma dB`` with additive noise.
 
     Args:
         y: current state ``(n, d)``.
         drift: ``f``, evaluated ``stages`` times.
-        h: step size (> 0).
+        h: step size (> 0), a float or a ``(n, 1)`` tensor (one step per row).
         noise: the Brownian increment times the diffusion, ``sigma sqrt(h) xi``, shape of ``y``.
         stages: number of stages ``s >= 1`` (``s = 1`` is Euler-Maruyama).
         eta: damping parameter.
@@ -132,3 +132,42 @@ def stages_for(stiffness: float, h: float, max_stages: int, safety: float = 0.8,
 
 
 __all__ += ["LipschitzTracker", "stages_for"]
+
+
+def local_curvature(grad: Callable[[Tensor], Tensor], y: Tensor, direction: Tensor, iterations: int = 1,
+                    rel_delta: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """Per-row estimate of the largest curvature of ``log pi`` at ``y`` by power iteration.
+
+    Each iteration takes the finite-difference Hessian-vector product
+    ``H v ~ (grad(y + delta v) - grad(y)) / delta`` (``v`` a unit vector per row,
+    ``delta = rel_delta (1 + |y|)``) and replaces ``v`` by ``H v / |H v|``: the direction is carried
+    from one call to the next (pass the returned one back), so it follows the top eigenvector of the
+    Hessian as the states move, at one extra gradient per iteration. ``|H v|`` is a lower bound of
+    the spectral radius of ``H`` at ``y`` that converges to it; unlike a running maximum of secants
+    over all past evaluations it is local (it falls again when a state leaves a stiff region) and
+    per row (one state far out in a stiff tail does not set the step of all the others).
+
+    Args:
+        grad: ``grad log pi`` ``(n, d) -> (n, d)``.
+        y: ``(n, d)`` points.
+        direction: ``(n, d)`` current directions (any non-zero rows; normalised here).
+        iterations: power iterations (``iterations + 1`` gradient evaluations).
+        rel_delta: relative finite-difference step.
+
+    Returns:
+        ``(curvature, direction)``: ``(n,)`` estimates (NaN on rows where the gradient is not finite)
+        and the ``(n, d)`` updated unit directions.
+    """
+    g0 = grad(y)
+    delta = rel_delta * (1.0 + y.norm(dim=-1, keepdim=True))
+    v = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    curv = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+    for _ in range(max(int(iterations), 1)):
+        hv = (grad(y + delta * v) - g0) / delta
+        curv = hv.norm(dim=-1)
+        ok = torch.isfinite(curv) & (curv > 0)
+        v = torch.where(ok.unsqueeze(-1), hv / curv.clamp_min(1e-300).unsqueeze(-1), v)
+    return curv, v
+
+
+__all__ += ["local_curvature"]

@@ -41,7 +41,7 @@ from sciml.validation import check_nonnegative, check_positive, check_positive_i
 
 from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like, sample_target_sir
 from .integrators import (
-    LipschitzTracker,
+    local_curvature,
     ou_exponential_step,
     skrock_stability_length,
     skrock_step,
@@ -106,7 +106,7 @@ class MultCDiff(DiffusionSamplerBase):
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
-                 max_substeps: int = 8, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
+                 max_substeps: int = 64, curvature_safety: float = 2.0, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -124,6 +124,7 @@ class MultCDiff(DiffusionSamplerBase):
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
+        self.curvature_safety = check_positive("curvature_safety", curvature_safety)
         if not isinstance(underdamped, bool):
             raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
         self.underdamped = underdamped
@@ -153,51 +154,87 @@ class MultCDiff(DiffusionSamplerBase):
 
     def _fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
                    gen: torch.Generator | None) -> Tensor:
-        """Fast Langevin step on ``pi(y) N(y; m, I / k)`` (time ``h``, speed ``1/eps``)."""
+        """Fast Langevin step on ``pi(y) N(y; m, I / k)`` (time ``h``, speed ``1/eps``).
+
+        SK-ROCK with the stiffness estimated per chain: ``L_i`` is twice the local curvature of
+        ``log pi`` at the chain's fast state (power iteration on finite-difference Hessian-vector
+        products, 2 gradients per step), ``stiff_i = (L_i + k) / eps``. The number of stages ``s``
+        covers the 90 % quantile of ``stiff_i``; a chain that needs more is split into ``n_i``
+        sub-steps of ``h / n_i`` (at most ``max_substeps``; a chain beyond that is counted as
+        unresolved and reported, not silently integrated otherwise).
+        """
         eps = self.eps
-        xi = randn_like(y, gen)
+        if self.integrator == "exponential" or self.stages is not None:
+            self._stage_counts.append(self.stages or 1)
+            if self.integrator == "exponential" or self.stages == 1:
+                return ou_exponential_step(y, k / eps, m, target.grad(y) / eps, h, 1.0 / eps, randn_like(y, gen))
 
-        def grad(z: Tensor) -> Tensor:
-            g = target.grad(z)
-            self._lip.update(z, g)
-            return g
+            def drift_fixed(z: Tensor) -> Tensor:
+                return (target.grad(z) + k * (m - z)) / eps
 
-        stages, n_sub = 1, 1
-        if self.integrator == "srock":
-            stiff = (self._lip.value + k) / eps
-            stages = self.stages or stages_for(stiff, h, self.max_stages + 1)
-            if stages > self.max_stages:
-                n_sub = math.ceil(h * stiff / (0.8 * skrock_stability_length(self.max_stages)))
-                if self._lip.value * h / eps < 1.6 or n_sub > self.max_substeps:
-                    # only the Gaussian part is too stiff (solved exactly), or too many sub-steps needed
-                    stages, n_sub = 1, 1
-                    self._n_fallback += 1
-                else:  # split the step into sub-steps that max_stages stages keep stable
-                    stages = stages_for(stiff, h / n_sub, self.max_stages)
-        if self.integrator == "exponential" or stages == 1:
+            return skrock_step(y, drift_fixed, h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.stages)
+
+        if self._direction is None:
+            self._direction = randn_like(y, gen)
+        iters = 3 if self._first_probe else 1
+        self._first_probe = False
+        curv, self._direction = local_curvature(target.grad, y, self._direction, iterations=iters)
+        lip = self.curvature_safety * curv  # (n,); NaN on non-finite chains
+        ok = torch.isfinite(lip)
+        if not bool(ok.any()):  # every chain diverged: nothing left to integrate
             self._stage_counts.append(1)
-            return ou_exponential_step(y, k / eps, m, grad(y) / eps, h, 1.0 / eps, xi)
+            return y + float("nan")
+        lip = torch.where(ok, lip, torch.zeros_like(lip))
+        stiff = (lip + k) / eps
+        self._lip_max = max(self._lip_max, float(lip.max()))
+        self._lip_q90.append(float(torch.quantile(lip[ok], 0.9)))
+        s_need = stages_for(float(stiff.max()), h, self.max_stages + 1)
+        if s_need == 1 or (s_need > self.max_stages and float(lip.max()) * h / eps < 1.6):
+            # a single stage suffices, or only the Gaussian part is stiff: it is solved exactly and the
+            # explicit target part is stable (h L / eps < 2)
+            self._stage_counts.append(1)
+            if s_need > 1:
+                self._n_exponential += 1
+            return ou_exponential_step(y, k / eps, m, target.grad(y) / eps, h, 1.0 / eps, randn_like(y, gen))
+        typical = float(torch.quantile(stiff[ok], 0.9))
+        stages = max(min(stages_for(typical, h, self.max_stages), s_need), 2)
+        reach = 0.8 * skrock_stability_length(stages)
+        n_sub = torch.ceil(h * stiff / reach).clamp(min=1).long()
+        unresolved = n_sub > self.max_substeps
+        if bool(unresolved.any()):
+            self._unresolved |= unresolved
+            self._n_unresolved_steps += int(unresolved.sum())
+            n_sub = n_sub.clamp(max=self.max_substeps)
+        hs = (h / n_sub.to(y.dtype)).unsqueeze(-1)  # (n, 1) per-chain sub-step
+        self._stage_counts.append(stages * float(n_sub.double().mean()))
+        y = y.clone()
+        for j in range(int(n_sub.max())):
+            rows = (n_sub > j).nonzero().squeeze(-1)
+            full = rows.numel() == y.shape[0]
+            ya = y if full else y[rows]
+            ma = m if full or m.dim() == 0 else m[rows]
+            ha = hs if full else hs[rows]
 
-        def drift(z: Tensor) -> Tensor:
-            return (grad(z) + k * (m - z)) / eps
+            def drift(z: Tensor, ma: Tensor = ma) -> Tensor:
+                return (target.grad(z) + k * (ma - z)) / eps
 
-        self._stage_counts.append(stages * n_sub)
-        hs = h / n_sub
-        for j in range(n_sub):
-            noise = xi if j == 0 else randn_like(y, gen)
-            y = skrock_step(y, drift, hs, math.sqrt(2.0 * hs / eps) * noise, stages)
+            noise = torch.sqrt(2.0 * ha / eps) * randn_like(ya, gen)
+            new = skrock_step(ya, drift, ha, noise, stages)
+            if full:
+                y = new
+            else:
+                y[rows] = new
         return y
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
         times = self.diffusion_times().tolist()
-        self._lip, self._stage_counts, self._n_fallback = LipschitzTracker(), [], 0
+        self._stage_counts, self._n_exponential, self._n_unresolved_steps = [], 0, 0
+        self._lip_max, self._lip_q90 = 0.0, []
+        self._direction, self._first_probe = None, True
+        self._unresolved = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
         self._init_ess = float("nan")
         x = x0.clone()
-        if self.integrator == "srock" and self.stages is None:  # a first secant estimate of L
-            probe = x0 + 0.1 * randn_like(x0, generator)
-            self._lip.update(x0, target.grad(x0))
-            self._lip.update(probe, target.grad(probe))
         if self.underdamped:
             x, y = self._run_underdamped(target, x, times, generator, bar)
         else:
@@ -225,9 +262,15 @@ class MultCDiff(DiffusionSamplerBase):
             x = x + hf * target.grad(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
             bar.update(1)
         counts = self._stage_counts
-        diagnostics = {"init_ess": self._init_ess, "s_final": times[-1], "lipschitz_estimate": self._lip.value,
+        q90 = self._lip_q90
+        diagnostics = {"init_ess": self._init_ess, "s_final": times[-1],
+                       "lipschitz_estimate": max(q90) if q90 else float("nan"),
+                       "max_local_lipschitz": self._lip_max,
                        "mean_stages": sum(counts) / len(counts) if counts else 1.0,
-                       "exponential_fallback_steps": self._n_fallback}
+                       "exponential_fallback_steps": self._n_exponential,
+                       "unresolved_chains": self._unresolved.clone(),
+                       "n_unresolved": int(self._unresolved.sum()),
+                       "unresolved_chain_steps": self._n_unresolved_steps}
         return x, {"diagnostics": diagnostics}
 
     def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
