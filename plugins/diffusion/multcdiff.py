@@ -43,7 +43,7 @@ from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_li
 from .integrators import (
     local_curvature,
     ou_exponential_step,
-    skrock_stability_length,
+    skrock_per_chain,
     skrock_step,
     stages_for,
 )
@@ -69,16 +69,22 @@ class MultCDiff(DiffusionSamplerBase):
             callable ``tau -> [0, 1]``).
         integrator: fast-process integrator, ``"exponential"`` (1 gradient per step; the target
             part is explicit, stable while ``h L / eps < 2``) or ``"srock"`` (SK-ROCK, ``stages``
-            gradients per step; a step that would need more than ``max_stages`` stages is split into
-            sub-steps, unless only the Gaussian part is that stiff, in which case it, like a step
-            where a single stage suffices, uses the exponential integrator).
+            gradients per step).
         underdamped: use the critically damped (position, velocity) forward process instead of OU.
-        stages: SK-ROCK stages; ``None`` chooses them each step from the stiffness
-            ``(L + k) / eps`` (``k`` the precision ratio of the Gaussian factor, ``L`` tracked from
-            gradient secants).
+        stages: SK-ROCK stages; ``None`` (default) chooses them each step from the per-chain
+            stiffness ``stiff_i = (L_i + k) / eps`` (``k`` the precision ratio of the Gaussian factor,
+            ``L_i = curvature_safety`` times the local curvature of ``log pi`` at chain ``i``'s fast
+            state, by one power iteration of finite-difference Hessian-vector products per step,
+            2 gradients, :func:`~sciml_plugins.diffusion.integrators.local_curvature`): ``s`` covers the
+            90 % quantile of ``stiff_i`` and a chain that needs more takes ``n_i`` sub-steps of
+            ``h / n_i``. When a single stage suffices, or only the Gaussian part is too stiff for
+            ``max_stages`` (``max L_i h / eps < 1.6``), the step uses the exponential integrator.
         max_stages: cap on the adaptive number of stages.
-        max_substeps: cap on the SK-ROCK sub-steps of one over-stiff fast step (beyond it the
-            exponential integrator is used and counted in ``diagnostics["exponential_fallback_steps"]``).
+        max_substeps: cap on the per-chain sub-steps ``n_i``; a chain that would need more is
+            integrated with ``max_substeps`` sub-steps (possibly unstable) and reported in
+            ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]``, never hidden.
+        curvature_safety: factor on the measured local curvature (the power iteration bounds the
+            largest Hessian eigenvalue from below, and the state moves during the step).
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:
@@ -196,34 +202,15 @@ class MultCDiff(DiffusionSamplerBase):
             if s_need > 1:
                 self._n_exponential += 1
             return ou_exponential_step(y, k / eps, m, target.grad(y) / eps, h, 1.0 / eps, randn_like(y, gen))
-        typical = float(torch.quantile(stiff[ok], 0.9))
-        stages = max(min(stages_for(typical, h, self.max_stages), s_need), 2)
-        reach = 0.8 * skrock_stability_length(stages)
-        n_sub = torch.ceil(h * stiff / reach).clamp(min=1).long()
-        unresolved = n_sub > self.max_substeps
+        def drift(z: Tensor, rows: Tensor | None) -> Tensor:
+            return (target.grad(z) + k * ((m if rows is None else m[rows]) - z)) / eps
+
+        y, stages, n_sub, unresolved = skrock_per_chain(y, drift, h, 2.0 / eps, stiff, self.max_stages,
+                                                        self.max_substeps, gen)
         if bool(unresolved.any()):
             self._unresolved |= unresolved
             self._n_unresolved_steps += int(unresolved.sum())
-            n_sub = n_sub.clamp(max=self.max_substeps)
-        hs = (h / n_sub.to(y.dtype)).unsqueeze(-1)  # (n, 1) per-chain sub-step
         self._stage_counts.append(stages * float(n_sub.double().mean()))
-        y = y.clone()
-        for j in range(int(n_sub.max())):
-            rows = (n_sub > j).nonzero().squeeze(-1)
-            full = rows.numel() == y.shape[0]
-            ya = y if full else y[rows]
-            ma = m if full or m.dim() == 0 else m[rows]
-            ha = hs if full else hs[rows]
-
-            def drift(z: Tensor, ma: Tensor = ma) -> Tensor:
-                return (target.grad(z) + k * (ma - z)) / eps
-
-            noise = torch.sqrt(2.0 * ha / eps) * randn_like(ya, gen)
-            new = skrock_step(ya, drift, ha, noise, stages)
-            if full:
-                y = new
-            else:
-                y[rows] = new
         return y
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
