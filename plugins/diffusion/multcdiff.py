@@ -44,6 +44,7 @@ from .integrators import (
     local_curvature,
     ou_exponential_step,
     skrock_per_chain,
+    skrock_stability_length,
     skrock_step,
     stages_for,
 )
@@ -85,6 +86,9 @@ class MultCDiff(DiffusionSamplerBase):
             ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]``, never hidden.
         curvature_safety: factor on the measured local curvature (the power iteration bounds the
             largest Hessian eigenvalue from below, and the state moves during the step).
+        step_check: check each SK-ROCK fast step a posteriori (the curvature at the new state, which is
+            the next step's estimate anyway) and redo, with more stages / sub-steps, the chains whose
+            step left its stability region (at most 3 times; see ``_check_step``).
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:
@@ -112,7 +116,7 @@ class MultCDiff(DiffusionSamplerBase):
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
-                 max_substeps: int = 64, curvature_safety: float = 2.0, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
+                 max_substeps: int = 64, curvature_safety: float = 2.0, step_check: bool = True, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
                  progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -131,6 +135,9 @@ class MultCDiff(DiffusionSamplerBase):
         self.max_stages = check_positive_int("max_stages", max_stages)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.curvature_safety = check_positive("curvature_safety", curvature_safety)
+        if not isinstance(step_check, bool):
+            raise TypeError(f"step_check must be a bool, got {type(step_check).__name__}")
+        self.step_check = step_check
         if not isinstance(underdamped, bool):
             raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
         self.underdamped = underdamped
@@ -180,11 +187,15 @@ class MultCDiff(DiffusionSamplerBase):
 
             return skrock_step(y, drift_fixed, h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.stages)
 
-        if self._direction is None:
-            self._direction = randn_like(y, gen)
-        iters = 3 if self._first_probe else 1
-        self._first_probe = False
-        curv, self._direction = local_curvature(target.grad, y, self._direction, iterations=iters)
+        if self._cache is not None and self._cache[0] is y:  # measured at the end of the previous step
+            curv, self._direction = self._cache[1], self._cache[2]
+        else:
+            if self._direction is None:
+                self._direction = randn_like(y, gen)
+            iters = 3 if self._first_probe else 1
+            self._first_probe = False
+            curv, self._direction = local_curvature(target.grad, y, self._direction, iterations=iters)
+        self._cache = None
         lip = self.curvature_safety * curv  # (n,); NaN on non-finite chains
         ok = torch.isfinite(lip)
         if not bool(ok.any()):  # every chain diverged: nothing left to integrate
@@ -205,20 +216,74 @@ class MultCDiff(DiffusionSamplerBase):
         def drift(z: Tensor, rows: Tensor | None) -> Tensor:
             return (target.grad(z) + k * ((m if rows is None else m[rows]) - z)) / eps
 
+        y_old = y
         y, stages, n_sub, unresolved = skrock_per_chain(y, drift, h, 2.0 / eps, stiff, self.max_stages,
                                                         self.max_substeps, gen)
+        if self.step_check:
+            y, unresolved = self._check_step(target, y_old, y, k, m, h, stiff, stages, n_sub, unresolved, gen)
         if bool(unresolved.any()):
             self._unresolved |= unresolved
             self._n_unresolved_steps += int(unresolved.sum())
         self._stage_counts.append(stages * float(n_sub.double().mean()))
         return y
 
+    def _check_step(self, target: CountedTarget, y_old: Tensor, y: Tensor, k: float, m: Tensor, h: float,
+                    stiff: Tensor, stages: int, n_sub: Tensor, unresolved: Tensor,
+                    gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """A posteriori stability check of a fast step, chain by chain.
+
+        The curvature is measured again at the new states (this is the next step's estimate, so it
+        costs nothing extra unless a chain is redone). A chain whose end state is stiffer than the
+        stability region its step used (``h (curv + k) / eps > n_i L_s``), or became non-finite, moved
+        into a stiffer region during the step (a quartic tail, the funnel's neck): its step is redone
+        from the old state with fresh noise and 4 times the stiffness (more stages / sub-steps), at most
+        3 times; chains still failing are added to ``unresolved``. Redoing a step depends on its noise,
+        so this is a (small) bias traded for stability; it is counted in ``diagnostics["redone_chain_steps"]``.
+        """
+        eps = self.eps
+        n = y.shape[0]
+        cap = n_sub.to(y.dtype) * skrock_stability_length(stages)
+        stiff_cur = stiff.clone()
+        curv_end = torch.empty(n, dtype=y.dtype, device=y.device)
+        dir_end = self._direction.clone()
+        check = torch.arange(n, device=y.device)
+        finite_before = torch.isfinite(y_old).all(-1)
+        y = y.clone()
+        for attempt in range(4):
+            c, d = local_curvature(target.grad, y[check], dir_end[check])
+            curv_end[check], dir_end[check] = c, d
+            bad = ~(h * (c + k) / eps <= cap[check]) & finite_before[check]
+            if not bool(bad.any()):
+                break
+            rows = check[bad]
+            if attempt == 3:
+                unresolved = unresolved.clone()
+                unresolved[rows] = True
+                break
+            self._n_redone += int(rows.numel())
+            stiff_cur[rows] = 4.0 * stiff_cur[rows]
+            m_rows = m[rows]
+
+            def drift(z: Tensor, sub: Tensor | None, m_rows: Tensor = m_rows) -> Tensor:
+                return (target.grad(z) + k * ((m_rows if sub is None else m_rows[sub]) - z)) / eps
+
+            y_r, st_r, ns_r, un_r = skrock_per_chain(y_old[rows], drift, h, 2.0 / eps, stiff_cur[rows],
+                                                     self.max_stages, self.max_substeps, gen)
+            y[rows] = y_r
+            cap[rows] = ns_r.to(y.dtype) * skrock_stability_length(st_r)
+            if bool(un_r.any()):
+                unresolved = unresolved.clone()
+                unresolved[rows[un_r]] = True
+            check = rows
+        self._cache = (y, curv_end, dir_end)
+        return y, unresolved
+
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              bar: Any) -> tuple[Tensor, dict[str, Any]]:
         times = self.diffusion_times().tolist()
         self._stage_counts, self._n_exponential, self._n_unresolved_steps = [], 0, 0
         self._lip_max, self._lip_q90 = 0.0, []
-        self._direction, self._first_probe = None, True
+        self._direction, self._first_probe, self._cache, self._n_redone = None, True, None, 0
         self._unresolved = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
         self._init_ess = float("nan")
         x = x0.clone()
@@ -257,7 +322,8 @@ class MultCDiff(DiffusionSamplerBase):
                        "exponential_fallback_steps": self._n_exponential,
                        "unresolved_chains": self._unresolved.clone(),
                        "n_unresolved": int(self._unresolved.sum()),
-                       "unresolved_chain_steps": self._n_unresolved_steps}
+                       "unresolved_chain_steps": self._n_unresolved_steps,
+                       "redone_chain_steps": self._n_redone}
         return x, {"diagnostics": diagnostics}
 
     def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
