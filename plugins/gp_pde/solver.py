@@ -93,11 +93,19 @@ class GPPDESolver(Solver):
             mean (not only the jittered grid values) matches the Dirichlet data (fast-diagonalisation
             path; may diverge, off by default).
         mean_boundary: dense path: impose the Dirichlet data on the posterior mean
-            ``k(x_b, X) K^{-1} U`` (a KKT solve) instead of on the jittered grid values ``U``.
+            ``k(x_b, X) K^{-1} U`` (a KKT solve) instead of on the jittered grid values ``U``; ``None``
+            (default): on for 1-D problems, off otherwise (on small 2-D dense grids the KKT matrix, with
+            entries up to ``1 / jitter^2``, is solved only to about 1e-6 and L-BFGS stalls early).
+            With the jitter the grid values are noisy observations of the latent function: fixing
+            ``U_b = g`` lets the reported mean miss the data by ``jitter * (K^{-1} U)_b``, a soft
+            (nearly affine) interior mode that the collocated ``K'' K^{-1}`` barely sees.
         dense_threads: torch intra-op threads used while solving on the dense path (restored
             afterwards; ``None`` leaves torch's setting). The kernel optimisation is sensitive to
             floating-point summation order, which depends on the thread count, so a fixed count
             (default 1) makes the dense-path result the same on every machine setting.
+        prune: when L-BFGS stalls, try dropping the lightest mixture components (per dimension,
+            keep the ``m`` heaviest) and keep the variant of lowest loss (marginal likelihood) if it
+            improves on the current kernel; L-BFGS then resumes (see ``_prune``).
         progress: show a tqdm progress bar.
     """
 
@@ -107,7 +115,8 @@ class GPPDESolver(Solver):
                  log_lengthscale: float = 0.0, residual_precision: float = 1e16, jitter: float = 1e-8,
                  max_evals: int = 150, newton_steps: int = 60, dense_limit: int = 2048,
                  init_noise: float = 0.0, objective: str = "marginal", boundary_iters: int = 0,
-                 mean_boundary: bool = False, dense_threads: int | None = 1, progress: bool = True) -> None:
+                 mean_boundary: bool | None = None, dense_threads: int | None = 1, prune: bool = True,
+                 progress: bool = True) -> None:
         self.n_components = check_positive_int("n_components", n_components)
         fs = freq_scale if isinstance(freq_scale, (list, tuple)) else [freq_scale]
         self.freq_scale = [check_positive("freq_scale", f) for f in fs]
@@ -131,8 +140,9 @@ class GPPDESolver(Solver):
         if isinstance(boundary_iters, bool) or not isinstance(boundary_iters, int) or boundary_iters < 0:
             raise ValueError(f"boundary_iters must be an int >= 0, got {boundary_iters!r}")
         self.boundary_iters = boundary_iters
-        self.mean_boundary = bool(mean_boundary)
+        self.mean_boundary = None if mean_boundary is None else bool(mean_boundary)
         self.dense_threads = None if dense_threads is None else check_positive_int("dense_threads", dense_threads)
+        self.prune = bool(prune)
         self.progress = bool(progress)
 
     # ------------------------------------------------------------------ public entry point
@@ -210,11 +220,15 @@ class GPPDESolver(Solver):
 
     def _optimise(self, ctx: _Context, params: list[dict[str, Tensor]], history: list[float],
                   state: dict[str, Any]) -> None:
+        """L-BFGS on the kernel parameters, alternated with marginal-likelihood pruning (``prune``).
+
+        ``params`` is updated in place (pruning replaces the per-dimension tensors by shorter ones).
+        """
         from tqdm.auto import tqdm
 
-        leaves = [p.requires_grad_(True) for dim in params for p in dim.values()]
         bar = tqdm(total=self.max_evals, desc="gp-pde", disable=not self.progress, leave=False)
         evals = [0]
+        leaves: list[Tensor] = []
 
         def closure() -> Tensor:
             opt.zero_grad()
@@ -236,11 +250,23 @@ class GPPDESolver(Solver):
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
             return loss
 
-        try:
+        def value(cand: list[dict[str, Tensor]]) -> float:
+            """Loss at candidate parameters (no gradient); ``inf`` where a factorisation fails."""
+            evals[0] += 1
+            bar.update(1)
+            try:
+                with torch.no_grad():
+                    U = ctx.solve_U(ctx.factors(cand), state["U"])
+                    return float(ctx.loss(cand, U))
+            except torch.linalg.LinAlgError:
+                return float("inf")
+
+        def lbfgs(limit: int) -> None:
+            nonlocal opt
             best = float("inf")
-            while evals[0] < self.max_evals:
-                opt = torch.optim.LBFGS(leaves, lr=1.0, max_iter=self.max_evals - evals[0],
-                                        max_eval=self.max_evals - evals[0], history_size=20,
+            while evals[0] < limit:
+                opt = torch.optim.LBFGS(leaves, lr=1.0, max_iter=limit - evals[0],
+                                        max_eval=limit - evals[0], history_size=20,
                                         line_search_fn="strong_wolfe", tolerance_grad=1e-10,
                                         tolerance_change=1e-12)
                 before = evals[0]
@@ -249,11 +275,66 @@ class GPPDESolver(Solver):
                 if evals[0] - before < 3 or not cur < best - 1e-9 * abs(best):
                     break
                 best = cur
-        finally:
-            bar.close()
+
+        def run(limit: int) -> None:
+            leaves[:] = [p.requires_grad_(True) for dim in params for p in dim.values()]
+            lbfgs(limit)
             for p in leaves:
                 p.requires_grad_(False)
                 p.grad = None
+
+        opt: torch.optim.LBFGS | None = None
+        try:
+            while True:
+                # keep enough of the budget for one pruning pass (one loss per candidate)
+                # (small budgets: no reserve, pruning only if L-BFGS stalls before the budget is spent)
+                reserve = sum(int(p["log_w"].numel()) for p in params) - len(params) + 1 if self.prune else 0
+                if reserve <= 1:
+                    run(self.max_evals)
+                    break
+                run(self.max_evals - (reserve if reserve <= self.max_evals // 2 else 0))
+                if evals[0] >= self.max_evals:
+                    break
+                pruned = self._prune(params, value, lambda: evals[0] < self.max_evals)
+                if pruned is None:
+                    run(self.max_evals)  # no pruning helps: the rest of the budget goes to L-BFGS
+                    break
+                params[:] = pruned
+                ctx.info.setdefault("components", []).append([int(p["log_w"].numel()) for p in params])
+        finally:
+            bar.close()
+            ctx.info["loss_evals"] = evals[0]  # L-BFGS evaluations plus the pruning candidates
+            for p in leaves:
+                p.requires_grad_(False)
+                p.grad = None
+
+    @staticmethod
+    def _prune(params: list[dict[str, Tensor]], value: Any, budget_left: Any) -> list[dict[str, Tensor]] | None:
+        """Backward elimination of mixture components by the marginal likelihood.
+
+        For each dimension, the candidates keep the ``m`` heaviest components (``m = 1 .. Q_j - 1``)
+        and leave the other dimensions unchanged. Returns the candidate of lowest loss if it is below
+        the loss of the current parameters, else ``None``. This accelerates the pruning that the
+        Jeffreys prior on the weights performs only slowly under gradient steps (a weight decays
+        to 0 in log space over many iterations).
+        """
+        with torch.no_grad():
+            params = [{k: v.detach().clone() for k, v in p.items()} for p in params]
+            base = value(params)
+            best, best_val = None, base
+            for j, p in enumerate(params):
+                q = int(p["log_w"].numel())
+                order = torch.argsort(p["log_w"], descending=True, stable=True)
+                for m in range(1, q):
+                    if not budget_left():
+                        break
+                    keep = order[:m].sort().values
+                    cand = list(params)
+                    cand[j] = {k: v[keep].clone() for k, v in p.items()}
+                    val = value(cand)
+                    if val < best_val - 1e-9 * abs(best_val):
+                        best, best_val = cand, val
+        return best
 
 
 class _Context:
@@ -268,7 +349,8 @@ class _Context:
         self.jitter = solver.jitter
         self.newton_steps = solver.newton_steps
         self.objective = solver.objective
-        self.mean_boundary = solver.mean_boundary
+        # default: on for 1-D problems (the KKT system of larger dense grids is too badly scaled)
+        self.mean_boundary = problem.dim == 1 if solver.mean_boundary is None else solver.mean_boundary
         self.multiplier: Tensor | None = None
         self.grid = list(problem.grid)
         self.h = problem.spacing()
@@ -423,10 +505,13 @@ class _Context:
         n, nb = A.shape[0], int(bnd.sum())
 
         def kkt(H: Tensor, rhs: Tensor, rhs_c: Tensor) -> tuple[Tensor, Tensor]:
-            top = torch.cat([H, M.T], 1)
-            bottom = torch.cat([M, torch.zeros(nb, nb, dtype=H.dtype)], 1)
-            sol = torch.linalg.solve(torch.cat([top, bottom], 0), torch.cat([rhs, rhs_c]))
-            return sol[:n], sol[n:]
+            # constraint rows scaled to the size of H (an unscaled KKT matrix mixes entries of order
+            # 1 / jitter and 1 and loses digits in the pivoting)
+            sc = float(H.diagonal().abs().max())
+            top = torch.cat([H, sc * M.T], 1)
+            bottom = torch.cat([sc * M, torch.zeros(nb, nb, dtype=H.dtype)], 1)
+            sol = torch.linalg.solve(torch.cat([top, bottom], 0), torch.cat([rhs, sc * rhs_c]))
+            return sol[:n], sc * sol[n:]
 
         def grad_of(u: Tensor) -> Tensor:
             r = A_i @ u - f_i
@@ -437,10 +522,19 @@ class _Context:
                                                            _elementwise_derivative(phi, u[inner]))
             return kinv @ u + tau * J.T @ r
 
-        u, _ = kkt(kinv + tau * A_i.T @ A_i, tau * A_i.T @ f_i, g)
-        if phi is not None:
-            if warm is not None:
-                u = warm.reshape(-1).clone()
+        if phi is None:
+            u, _ = kkt(kinv + tau * A_i.T @ A_i, tau * A_i.T @ f_i, g)
+        else:
+            # start from the solution linearised at u = 0, as on the fixed-boundary path (warm starts
+            # from earlier kernels can lead Gauss-Newton to a spurious branch)
+            zero = torch.zeros_like(f_i)
+            with torch.enable_grad():
+                z = zero.clone().requires_grad_(True)
+                phi0 = phi(z)
+                (slope0,) = torch.autograd.grad(phi0.sum(), z)
+            J0 = A_i.clone()
+            J0[:, inner] += torch.diag(slope0.detach())
+            u, _ = kkt(kinv + tau * J0.T @ J0, tau * J0.T @ (f_i - phi0.detach()), g)
 
             def obj(v: Tensor) -> Tensor:
                 r = A_i @ v + phi(v[inner]) - f_i
@@ -467,9 +561,11 @@ class _Context:
                 if done:
                     break
             self.info["newton_steps"] = steps
-        # multiplier: M^T lam = -grad J at the solution (least squares)
+        # multiplier: M^T lam = -grad J at the solution, in the least-squares sense through the small
+        # normal equations (M M^T is close to the identity); torch.linalg.lstsq was not bitwise
+        # reproducible between calls, which changed the L-BFGS path
         gj = grad_of(u)
-        self.multiplier = torch.linalg.lstsq(M.T, -gj[:, None]).solution[:, 0]
+        self.multiplier = torch.linalg.solve(M @ M.T, -(M @ gj))
         return u.reshape(self.grid)
 
     def _dense_ops(self, fac: list[_Factor]) -> tuple[Tensor, Tensor]:
