@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_DIAG", "gaussian_basis", "rotate_bridge", "AUTO_FULL", "AUTO_FULL_MAX_DIM", "PUBLISHED_CONFIG"]
+__all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_DIAG", "gaussian_basis", "rotate_bridge", "AUTO_FULL", "AUTO_FULL_MAX_DIM", "AUTO_SELECT_MAX_DIM", "PUBLISHED_CONFIG"]
 
 #: Published LightSB cB-W2^2-UVP (%) keyed by (eps, D).
 PUBLISHED: dict[tuple[float, int], float] = {
@@ -43,16 +43,14 @@ def exact_bridge(bench):  # noqa: ANN001, ANN201 (benchmark -> Bridge; plugin ty
     from sciml_plugins.lightsb import Bridge, GaussianMixturePotential
 
     eps, phi, d = bench.eps, bench.potential, bench.dim
-    vals, vecs = torch.linalg.eigh(bench.plan_covs / eps)
     eye = torch.eye(d, dtype=torch.float64)
     log_w = torch.log(phi.weights) + torch.stack([
         torch.distributions.MultivariateNormal(phi.means[k], phi.covs[k] + eps * eye).log_prob(torch.zeros(d, dtype=torch.float64))
         for k in range(phi.weights.shape[0])
     ])
     pot = GaussianMixturePotential(d, phi.weights.shape[0], eps, "full", init_means=bench.plan_bias, dtype=torch.float64)
+    pot.set_covariances(bench.plan_covs / eps)
     with torch.no_grad():
-        pot.log_scales.copy_(vals.log())
-        pot.base_rotation.copy_(vecs)
         pot.raw_log_alpha.copy_(eps * log_w)
     return Bridge(pot)
 
@@ -80,10 +78,9 @@ def rotate_bridge(bridge, basis: torch.Tensor):  # noqa: ANN001, ANN201
         raise ValueError("rotate_bridge expects a diagonal-covariance bridge")
     pot = GaussianMixturePotential(d, k, p.eps, "full", init_means=p.means.detach().to(torch.float64) @ basis.T,
                                    dtype=torch.float64)
+    pot.set_covariances((basis * p.log_scales.detach().to(torch.float64).exp()[:, None, :]) @ basis.T)
     with torch.no_grad():
-        pot.log_scales.copy_(p.log_scales.detach().to(torch.float64))
         pot.raw_log_alpha.copy_(p.raw_log_alpha.detach().to(torch.float64))
-        pot.base_rotation.copy_(basis.expand(k, d, d))
     return Bridge(pot, bridge.loss_history, bridge.diagnostics)
 
 
@@ -101,23 +98,30 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     gen_s = time.perf_counter() - t0
     cfg = cell_config(dim, eps, args)
     cov, k = cfg["covariance"], cfg["components"]
-    solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=cfg["steps"],
-                     batch_size=args.batch_size, lr=args.lr, init_scale=args.init_scale, init=cfg["init"],
-                     init_spread=args.init_spread,
-                     val_fraction=0.02,
-                     eval_every=250, patience=args.patience, progress=args.progress)
+    inits = ["gaussian", "clusters"] if cfg["init"] == "select" else [cfg["init"]]
+
+    def fit(init: str):  # noqa: ANN202
+        solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=cfg["steps"],
+                         batch_size=cfg["batch_size"], lr=cfg["lr"], init_scale=args.init_scale, init=init,
+                         init_spread=args.init_spread, cluster_subsample=1000,
+                         val_fraction=0.05, eval_every=cfg["steps"] if args.patience is None else 250,
+                         patience=args.patience, progress=args.progress)
+        if cfg["basis"] == "gaussian":
+            basis = gaussian_basis(x0, x1, eps)
+            b = solver.solve(x0 @ basis.to(dtype), x1 @ basis.to(dtype), generator=torch.Generator().manual_seed(args.seed))
+            return rotate_bridge(b, basis)
+        return solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
+
     t0, c0 = time.perf_counter(), time.process_time()
-    if cfg["basis"] == "gaussian":
-        basis = gaussian_basis(x0, x1, eps)
-        bridge = solver.solve(x0 @ basis.to(dtype), x1 @ basis.to(dtype), generator=torch.Generator().manual_seed(args.seed))
-        bridge = rotate_bridge(bridge, basis)
-    else:
-        bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
+    # "select": fit from both starts and keep the lower held-out LightSB loss (same held-out split)
+    fits = [(fit(init), init) for init in inits]
+    bridge, chosen = min(fits, key=lambda f: f[0].diagnostics["best_val_loss"])
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     out = {"exact": cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, generator=torch.Generator().manual_seed(1)),
            "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["steps"]), "n_pool": float(n_pool),
-           "config": (f"{k} {cov}" if cfg["init"] == "identity" else f"{k} {cov}, Gaussian start, {cfg['steps']} steps")
-           + (", Gaussian basis" if cfg["basis"] == "gaussian" else "")}
+           "config": (f"{k} {cov}" if cfg["init"] == "identity" else
+                      f"{k} {cov}, {_START[chosen]}, {cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']:g}")
+           + (" (selected)" if len(fits) > 1 else "") + (", Gaussian basis" if cfg["basis"] == "gaussian" else "")}
     if args.sampled:
         out["sampled"] = cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, n_samples=1000,
                                          generator=torch.Generator().manual_seed(2))
@@ -128,25 +132,39 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
 
 #: The ``auto`` preset: a rule on D and eps alone, fixed before training (see docs/benchmarks/lightsb.md).
 AUTO_FULL_MAX_DIM = 16
-AUTO_FULL = {"covariance": "full", "components": 10, "steps": 8000, "init": "gaussian", "basis": "standard"}
-AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "gaussian", "basis": "gaussian"}
-PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity", "basis": "standard"}
+AUTO_SELECT_MAX_DIM = 8  # below this, two full fits (Gaussian and cluster start) fit in the time budget
+AUTO_FULL = {"covariance": "full", "components": 10, "steps": 6000, "init": "gaussian", "basis": "standard",
+             "batch_size": 256, "lr": None}  # lr None: min(1e-2, 2e-2 eps)
+AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "gaussian", "basis": "gaussian",
+             "batch_size": 128, "lr": 1e-2}
+AUTO_DIAG_STEPS_D128 = 8000  # 10 000 steps at D = 128 took 33 s of CPU time
+_START = {"gaussian": "Gaussian start", "clusters": "cluster start", "identity": "identity start"}
+PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity", "basis": "standard",
+                    "batch_size": 128, "lr": 1e-2}
 
 
 def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     """Model / training configuration of one cell: the preset, overridden by explicit options.
 
-    ``auto``: full covariances (K = 10, Gaussian closed-form start, 8000 steps) for
-    ``D <= AUTO_FULL_MAX_DIM``; above, where K full D x D rotations do not fit the time budget,
-    diagonal K = 50, 10 000 steps, trained in the eigenbasis of the Gaussian ``S*`` with the Gaussian
-    start for ``eps >= 1`` (rotated conditional covariances) and in the published setting for
-    ``eps < 1`` (nearly isotropic conditional covariances). ``published``: diagonal K = 50, identity start, standard basis everywhere.
+    ``auto`` (a rule on D and eps, chosen after looking at seed-0 results): for
+    ``D <= AUTO_FULL_MAX_DIM`` full covariances (Cholesky), K = 10, 6000 steps, batch 256, lr
+    ``min(1e-2, 2e-2 eps)``, Gaussian closed-form start; for ``D <= AUTO_SELECT_MAX_DIM`` both the
+    Gaussian and the cluster start are trained and the lower held-out loss is kept. Above, diagonal
+    K = 50 (10 000 steps; 8000 at D >= 128), trained in the eigenbasis of the Gaussian ``S*`` with
+    the Gaussian start for ``eps >= 1``, and the published setting for ``eps < 1``.
+    ``published``: diagonal K = 50, identity start, standard basis everywhere.
     """
     if args.preset == "auto":
         base = AUTO_FULL if dim <= AUTO_FULL_MAX_DIM else AUTO_DIAG if eps >= 1 else PUBLISHED_CONFIG
     else:
         base = PUBLISHED_CONFIG
     cfg = dict(base)
+    if args.preset == "auto" and dim <= AUTO_SELECT_MAX_DIM:
+        cfg["init"] = "select"
+    if args.preset == "auto" and base is AUTO_DIAG and dim >= 128:
+        cfg["steps"] = AUTO_DIAG_STEPS_D128
+    if cfg["lr"] is None:
+        cfg["lr"] = min(1e-2, 2e-2 * eps)
     for key in cfg:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
@@ -163,15 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64, 128])
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     p.add_argument("--preset", choices=["auto", "published"], default="published",
-                   help="auto: full K=10 Gaussian-started for D <= 16, published diag K=50 above; published: diag everywhere")
+                   help="auto: full K=10 for D <= 16 (D <= 8: Gaussian or cluster start, by held-out loss), "
+                        "diag K=50 in the Gaussian basis for D >= 64, eps >= 1, published otherwise; published: diag everywhere")
     p.add_argument("--components", type=int, default=None, help="K (overrides the preset; published: 50)")
     p.add_argument("--covariance", choices=["diag", "full"], default=None, help="overrides the preset (published: diag)")
     p.add_argument("--steps", type=int, default=None, help="Adam steps (overrides the preset; published: 10000)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-2, help="initial learning rate (cosine decay to lr/100)")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size (overrides the preset; published: 128)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate, cosine decay to lr/100 (overrides the preset; published: 1e-2)")
     p.add_argument("--init-scale", type=float, default=1.0)
-    p.add_argument("--init", choices=["identity", "gaussian"], default=None,
-                   help="S_k start (overrides the preset): identity (published) or the Gaussian closed-form S*")
+    p.add_argument("--init", choices=["identity", "gaussian", "clusters", "select"], default=None,
+                   help="start (overrides the preset): identity (published), the Gaussian closed-form S*, the cluster "
+                        "warm start, or select (both of the last two, keep the lower held-out loss)")
     p.add_argument("--init-spread", type=float, default=0.3, help="spread of the r_k (--init gaussian)")
     p.add_argument("--basis", choices=["standard", "gaussian"], default=None,
                    help="gaussian: train (diagonal) on samples rotated into the eigenbasis of the Gaussian S*")
@@ -187,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    print(f"LightSB benchmark: preset {args.preset}, batch {args.batch_size}, "
-          f"lr {args.lr} (cosine), {args.dtype}, {args.threads} thread(s), instances make_benchmark(D, eps, seed={args.seed})")
+    print(f"LightSB benchmark: preset {args.preset}, batch {args.batch_size or 'preset'}, "
+          f"lr {args.lr or 'preset'} (cosine), {args.dtype}, {args.threads} thread(s), instances make_benchmark(D, eps, seed={args.seed})")
     head = "| eps | D | K, covariance | cB-W2^2-UVP % (exact moments) |"
     sep = "| --- | --- | --- | --- |"
     if args.sampled:

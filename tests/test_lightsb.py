@@ -235,6 +235,13 @@ def test_bad_inputs_raise() -> None:
         solver.solve(x0, x1, generator=0)
     with pytest.raises(TypeError, match="x0"):
         solver.solve([[0.0, 1.0]], x1)
+    with pytest.raises(TypeError, match="problem object"):
+        solver.solve(object())
+    # a problem object with sample tensors is the same as passing the tensors
+    from types import SimpleNamespace
+    a = solver.solve(SimpleNamespace(x0=x0, x1=x1), generator=torch.Generator().manual_seed(4))
+    b = solver.solve(x0, x1, generator=torch.Generator().manual_seed(4))
+    assert a.loss_history == b.loss_history
     with pytest.raises(ValueError, match="rows"):
         LightSB(objective="matching", n_steps=2, progress=False).solve(x0, x1[:40])
     bridge = solver.solve(x0, x1)
@@ -299,8 +306,7 @@ def test_benchmark_plan_is_exact_and_metric() -> None:
     # the exact plan scores ~0 and a fitted LightSB scores low on a 2-D instance
     bench2 = make_benchmark(2, 1.0, seed=0)
     bridge = LightSB(eps=1.0, n_components=5, covariance="full", n_steps=1500, lr=1e-2, batch_size=256,
-                     progress=False, patience=None).solve(bench2.sample_p0, bench2.sample_p1,
-                                                          generator=torch.Generator().manual_seed(0))
+                     progress=False, patience=None).solve(bench2, generator=torch.Generator().manual_seed(0))
     uvp = cbw2_uvp_bridge(bridge, bench2, n_test=500, generator=torch.Generator().manual_seed(1))
     assert uvp < 1.0, uvp
 
@@ -312,6 +318,10 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
     assert bench_main(["--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50", "--pool", "2000"]) == 0
     out = capsys.readouterr().out
     assert "| 1 | 2 | 50 diag |" in out and "0.05" in out  # the published figure beside ours
+    assert bench_main(["--preset", "auto", "--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50",
+                       "--pool", "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | 2 | 10 full, " in out and "(selected)" in out
     assert example_main(["--steps", "20", "--n", "500", "--components", "10", "--no-progress",
                          "--out", str(tmp_path)]) == 0
     assert (tmp_path / "swiss_roll_bridge.png").stat().st_size > 10_000
@@ -363,3 +373,110 @@ def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
     m_r, c_r = bridge.potential.conditional_moments(a @ U)
     torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
+
+
+def _random_full_potential(d: int, k: int, eps: float, seed: int) -> GaussianMixturePotential:
+    g = torch.Generator().manual_seed(seed)
+    pot = GaussianMixturePotential(d, k, eps, "full", init_means=torch.randn(k, d, generator=g, dtype=F64), dtype=F64)
+    a = torch.randn(k, d, d, generator=g, dtype=F64) / math.sqrt(d)
+    pot.set_covariances(a @ a.transpose(-1, -2) + 0.3 * torch.eye(d, dtype=F64))
+    with torch.no_grad():
+        pot.raw_log_alpha.copy_(eps * torch.randn(k, generator=g, dtype=F64))
+    return pot
+
+
+def test_full_covariance_cholesky_parametrisation() -> None:
+    # set_covariances stores the Cholesky factor: covariances() gives S back, log det S = sum(s_k),
+    # and the component densities are the multivariate normals N(r_k, eps S_k)
+    d, k, eps = 4, 3, 0.7
+    pot = _random_full_potential(d, k, eps, seed=20)
+    g = torch.Generator().manual_seed(21)
+    a = torch.randn(k, d, d, generator=g, dtype=F64)
+    S = a @ a.transpose(-1, -2) + 0.5 * torch.eye(d, dtype=F64)
+    pot.set_covariances(S)
+    torch.testing.assert_close(pot.covariances(), S, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(pot.log_scales.sum(-1), torch.logdet(S), rtol=1e-12, atol=1e-12)
+    y = torch.randn(6, d, generator=g, dtype=F64)
+    want = torch.stack([MultivariateNormal(pot.means[j], covariance_matrix=eps * S[j]).log_prob(y) for j in range(k)], -1)
+    torch.testing.assert_close(pot.component_log_density(y, pot.means), want, rtol=1e-10, atol=1e-10)
+    # normaliser: log ∫ exp(<x0, y> / eps) v(y) dy in closed form per component
+    x0 = torch.randn(5, d, generator=g, dtype=F64)
+    quad = torch.einsum("nd,kde,ne->nk", x0, S, x0)
+    want_c = torch.logsumexp(pot.log_alpha + (quad + 2 * x0 @ pot.means.T) / (2 * eps), -1)
+    torch.testing.assert_close(pot.log_normaliser(x0), want_c, rtol=1e-10, atol=1e-10)
+
+
+def test_full_covariance_drift_matches_quadrature_on_both_paths() -> None:
+    # g(x, t) = eps grad log h(x, t), h(x, t) = ∫ N(y | x, eps (1 - t) I) phi(y) dy, by quadrature on
+    # a 2-D grid; the eigenbasis path (no gradients) and the Cholesky-solve path (gradients, used
+    # by the matching objective) must both agree with it
+    eps = 0.5
+    pot = _random_full_potential(2, 2, eps, seed=22)
+    bridge = Bridge(pot)
+    u = torch.linspace(-12, 12, 601, dtype=F64)
+    y = torch.cartesian_prod(u, u)
+    log_phi = bridge.log_potential(y) + (y * y).sum(-1) / (2 * eps)
+    x = torch.tensor([[0.4, -0.3]], dtype=F64)
+    for t in (0.0, 0.4, 0.8):
+        xr = x.clone().requires_grad_(True)
+        log_h = torch.logsumexp(-((y - xr) ** 2).sum(-1) / (2 * eps * (1 - t)) + log_phi, 0)
+        (grad,) = torch.autograd.grad(log_h, xr)
+        torch.testing.assert_close(bridge.drift(x, t), eps * grad, rtol=1e-6, atol=1e-6)
+        pot.chol_lower.requires_grad_(True)
+        with torch.enable_grad():
+            direct = pot.drift(x, torch.full((1,), t, dtype=F64))
+        pot.chol_lower.requires_grad_(False)
+        torch.testing.assert_close(direct.detach(), eps * grad, rtol=1e-6, atol=1e-6)
+
+
+def test_cluster_warm_start_recovers_separated_components() -> None:
+    # data from a known LightSB plan whose source clusters are far apart: the cluster warm start
+    # (k-means + Sinkhorn + per-piece Gaussian EOT) recovers each component's S_k and r_k
+    from sciml_plugins.lightsb.warmstart import cluster_init
+
+    d, eps, n = 3, 0.5, 8000
+    g = torch.Generator().manual_seed(23)
+    truth = _random_full_potential(d, 2, eps, seed=24)
+    centres = torch.tensor([[-6.0, 0.0, 0.0], [6.0, 0.0, 0.0]], dtype=F64)
+    lab = torch.randint(2, (n,), generator=g)
+    x0 = centres[lab] + 0.7 * torch.randn(n, d, generator=g, dtype=F64)
+    # intercepts far apart along the cluster axis: the gate term r_k^T x0 / eps sends cluster j to
+    # component j (checked below)
+    with torch.no_grad():
+        truth.means[:, 0] += torch.tensor([-8.0, 8.0], dtype=F64)
+        truth.raw_log_alpha.zero_()
+    w = torch.softmax(truth.conditional_logits(x0), -1).detach()
+    assert float((w[torch.arange(n), lab]).min()) > 0.999
+    x1 = Bridge(truth).sample(x0, generator=g)
+    _, r, S = cluster_init(x0, x1[torch.randperm(n, generator=g)], 2, eps, torch.Generator().manual_seed(0), n_sub=500)
+    order = ((r[:, None, :] - truth.means[None]) ** 2).sum(-1).argmin(1)
+    assert sorted(order.tolist()) == [0, 1]
+    S_true = truth.covariances()[order]
+    rel = torch.linalg.norm(S - S_true, dim=(-2, -1)) / torch.linalg.norm(S_true, dim=(-2, -1))
+    assert float(rel.max()) < 0.05, rel
+    torch.testing.assert_close(r, truth.means[order], rtol=0.0, atol=0.1 * float(truth.means.abs().max()))
+
+
+def test_version_1_full_covariance_file_loads(tmp_path) -> None:
+    # files written before the Cholesky parametrisation stored S_k = U_k diag(exp s_k) U_k^T with
+    # U_k = base_k cayley(B_k); they load as the same plan
+    d, k = 3, 2
+    g = torch.Generator().manual_seed(25)
+    skew = 0.3 * torch.randn(k, d, d, generator=g, dtype=F64)
+    base = torch.linalg.qr(torch.randn(k, d, d, generator=g, dtype=F64))[0]
+    log_scales = 0.4 * torch.randn(k, d, generator=g, dtype=F64)
+    means = torch.randn(k, d, generator=g, dtype=F64)
+    raw = torch.tensor([0.1, -0.2], dtype=F64)
+    state = {"raw_log_alpha": raw, "means": means, "log_scales": log_scales, "skew": skew, "base_rotation": base}
+    torch.save({"format": "sciml.lightsb.Bridge/1", "config": {"dim": d, "n_components": k, "eps": 0.5,
+                "covariance": "full"}, "state_dict": state, "loss_history": [], "diagnostics": {}}, tmp_path / "v1.pt")
+    bridge = Bridge.load(tmp_path / "v1.pt")
+    upper = torch.triu(skew, diagonal=1)
+    b = upper - upper.transpose(-1, -2)
+    eye = torch.eye(d, dtype=F64)
+    U = base @ torch.linalg.solve(eye - b, eye + b)
+    torch.testing.assert_close(U @ U.transpose(-1, -2), eye.expand(k, d, d))
+    want = (U * log_scales.exp()[:, None, :]) @ U.transpose(-1, -2)
+    torch.testing.assert_close(bridge.potential.covariances(), want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(bridge.potential.means, means)
+    torch.testing.assert_close(bridge.potential.raw_log_alpha, raw)

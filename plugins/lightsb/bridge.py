@@ -16,7 +16,8 @@ from .potential import GaussianMixturePotential
 
 __all__ = ["Bridge"]
 
-_FORMAT = "sciml.lightsb.Bridge/1"
+_FORMAT = "sciml.lightsb.Bridge/2"
+_FORMAT_V1 = "sciml.lightsb.Bridge/1"  # full covariances stored as rotations (Cayley), read for compatibility
 
 
 class Bridge(Solution):
@@ -123,7 +124,7 @@ class Bridge(Solution):
     def _sample(self, x: Tensor, generator: torch.Generator | None, chunk_size: int) -> Tensor:
         if x.shape[0] == 0:
             return x.clone()
-        if self.covariance == "full":  # a (chunk, D, D) gather of rotations per chunk
+        if self.covariance == "full":  # a (chunk, D, D) gather of Cholesky factors per chunk
             chunk_size = min(chunk_size, max(16, 2**22 // (self.dim * self.dim)))
         return torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)])
 
@@ -240,10 +241,23 @@ class Bridge(Solution):
     def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> Bridge:
         """Read a bridge written by :meth:`save`."""
         blob = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
+        if not isinstance(blob, dict) or blob.get("format") not in (_FORMAT, _FORMAT_V1):
             raise ValueError(f"{os.fspath(path)!r} is not a saved LightSB bridge")
-        state = blob["state_dict"]
+        state = dict(blob["state_dict"])
         ref = state["means"]
         pot = GaussianMixturePotential(**blob["config"], dtype=ref.dtype, device=ref.device)
-        pot.load_state_dict(state)
+        if blob["format"] == _FORMAT_V1 and "skew" in state:
+            # version 1: S_k = U_k diag(exp s_k) U_k^T, U_k = base_k (I - B_k)^{-1} (I + B_k)
+            skew, base = state.pop("skew").to(torch.float64), state.pop("base_rotation").to(torch.float64)
+            upper = torch.triu(skew, diagonal=1)
+            b = upper - upper.transpose(-1, -2)
+            eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
+            U = base @ torch.linalg.solve(eye - b, eye + b)
+            S = (U * state["log_scales"].to(torch.float64).exp()[:, None, :]) @ U.transpose(-1, -2)
+            with torch.no_grad():
+                pot.raw_log_alpha.copy_(state["raw_log_alpha"])
+                pot.means.copy_(state["means"])
+            pot.set_covariances(S)
+        else:
+            pot.load_state_dict(state)
         return cls(pot, blob.get("loss_history"), blob.get("diagnostics"))

@@ -96,9 +96,6 @@ def gaussian_bridge(plan: GaussianEOT, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> Bridge:
     """The exact LightSB bridge of a Gaussian plan: K = 1, full ``S = S*``, ``r = m1 - S* m0``."""
     d = plan.S_star.shape[0]
-    vals, vecs = torch.linalg.eigh(plan.S_star)
     pot = GaussianMixturePotential(d, 1, plan.eps, "full", init_means=plan.r[None], dtype=dtype, device=device)
-    with torch.no_grad():
-        pot.log_scales.copy_(vals.log()[None])
-        pot.base_rotation.copy_(vecs[None])
+    pot.set_covariances(plan.S_star)
     return Bridge(pot, diagnostics={"source": "gaussian closed form"})

@@ -3,12 +3,15 @@
 Notation (see ``docs/plugins/lightsb.md``): the reference process is ``dX_t = sqrt(eps) dW_t`` on
 ``t in [0, 1]``; the plan is ``pi(x1 | x0) ∝ exp(<x0, x1> / eps) v(x1)`` with the adjusted potential
 
-    v(y) = sum_k alpha_k N(y | r_k, eps S_k),   S_k = U_k diag(exp s_k) U_k^T,
+    v(y) = sum_k alpha_k N(y | r_k, eps S_k),   S_k = L_k L_k^T,
 
-``U_k`` orthogonal (identity for diagonal covariances). Every density, weight and normaliser is
-computed in log space; the closed forms used are
+``L_k`` lower triangular with diagonal ``exp(s_k / 2)`` (``L_k`` diagonal for diagonal covariances,
+so that ``S_k = diag(exp s_k)``; in both cases ``log det S_k = sum(s_k)``). Every density, weight
+and normaliser is computed in log space; the closed forms used are
 
-* ``log C(x0) = logsumexp_k [log alpha_k + (x0^T S_k x0 + 2 r_k^T x0) / (2 eps)]``;
+* ``log C(x0) = logsumexp_k [log alpha_k + (x0^T S_k x0 + 2 r_k^T x0) / (2 eps)]`` with
+  ``x0^T S_k x0 = |L_k^T x0|^2``;
+* ``log N(y | r_k, eps S_k)`` through the triangular solve ``L_k^{-1} (y - r_k)``;
 * ``pi(x1 | x0) = sum_k w_k(x0) N(x1 | r_k + S_k x0, eps S_k)``, ``w = softmax`` of the terms above;
 * the SB drift ``g(x, t) = (m(x, t) - x) / (1 - t)`` with ``m(x, t) = E[x1 | x_t = x]``, a
   mixture of the Gaussian posteriors of ``x1`` given ``x_t`` (see :meth:`GaussianMixturePotential.posterior_mean`).
@@ -30,11 +33,12 @@ class GaussianMixturePotential(nn.Module):
     """Gaussian-mixture adjusted potential ``v(y) = sum_k alpha_k N(y | r_k, eps S_k)``.
 
     Parameters (all trainable): ``raw_log_alpha`` (K,) with ``log alpha = raw_log_alpha / eps``;
-    ``means`` (K, D) the ``r_k``; ``log_scales`` (K, D) the log-eigenvalues ``s_k`` of ``S_k``;
-    for ``covariance="full"`` also ``skew`` (K, D, D), with the rotation
-    ``U_k = base_rotation_k @ cayley(A_k - A_k^T)`` with ``cayley(B) = (I - B)^{-1} (I + B)``
-    (``A_k`` the strict upper triangle of ``skew``; ``base_rotation`` is a fixed buffer, the
-    identity unless set).
+    ``means`` (K, D) the ``r_k``; ``log_scales`` (K, D), the ``s_k``; for ``covariance="diag"``
+    ``S_k = diag(exp s_k)``; for ``covariance="full"`` also ``chol_lower`` (K, D, D), whose strict
+    lower triangle (the rest is ignored) is the off-diagonal part of the Cholesky factor
+    ``L_k = tril(chol_lower_k, -1) + diag(exp(s_k / 2))`` of ``S_k = L_k L_k^T``. Every symmetric
+    positive definite ``S_k`` has exactly one such parametrisation, and densities, normalisers and
+    log-determinants cost triangular solves and products only.
 
     Args:
         dim: dimension D.
@@ -42,7 +46,7 @@ class GaussianMixturePotential(nn.Module):
         eps: reference-process variance (> 0).
         covariance: ``"diag"`` or ``"full"``.
         init_means: initial ``r_k``, shape (K, D) (typically K samples of p1).
-        init_scale: initial eigenvalues of every ``S_k``.
+        init_scale: initial eigenvalues of every ``S_k`` (``S_k = init_scale * I``).
     """
 
     def __init__(
@@ -67,11 +71,9 @@ class GaussianMixturePotential(nn.Module):
         self.means = nn.Parameter(means)
         self.log_scales = nn.Parameter(torch.full((K, D), math.log(init_scale), **kw))
         if covariance == "full":
-            self.skew = nn.Parameter(torch.zeros(K, D, D, **kw))
-            self.register_buffer("base_rotation", torch.eye(D, **kw).expand(K, D, D).clone())
+            self.chol_lower = nn.Parameter(torch.zeros(K, D, D, **kw))
         else:
-            self.skew = None
-            self.base_rotation = None
+            self.chol_lower = None
 
     # ------------------------------------------------------------------ components
     @property
@@ -79,63 +81,78 @@ class GaussianMixturePotential(nn.Module):
         """Unnormalised log mixture weights ``log alpha_k``, shape (K,)."""
         return self.raw_log_alpha / self.eps
 
-    def rotations(self) -> Tensor | None:
-        """Orthogonal ``U_k``, shape (K, D, D), or ``None`` for diagonal covariances."""
-        if self.skew is None:
+    def cholesky_factors(self) -> Tensor | None:
+        """Lower-triangular ``L_k`` with ``S_k = L_k L_k^T``, shape (K, D, D); ``None`` for diagonal."""
+        if self.chol_lower is None:
             return None
-        upper = torch.triu(self.skew, diagonal=1)
-        skew = upper - upper.transpose(-1, -2)
-        eye = torch.eye(self.dim, dtype=skew.dtype, device=skew.device)
-        # Cayley transform (I - A)^{-1} (I + A): orthogonal, det +1, identity at A = 0; much cheaper
-        # to differentiate than the matrix exponential.
-        return self.base_rotation @ torch.linalg.solve(eye - skew, eye + skew)
+        return torch.tril(self.chol_lower, diagonal=-1) + torch.diag_embed(torch.exp(0.5 * self.log_scales))
 
     def covariances(self) -> Tensor:
         """The matrices ``S_k`` (covariances of the components divided by eps), shape (K, D, D)."""
-        scales = self.log_scales.exp()
-        U = self.rotations()
-        if U is None:
-            return torch.diag_embed(scales)
-        return (U * scales[:, None, :]) @ U.transpose(-1, -2)
+        L = self.cholesky_factors()
+        if L is None:
+            return torch.diag_embed(self.log_scales.exp())
+        return L @ L.transpose(-1, -2)
 
-    @staticmethod
-    def _to_eig(U: Tensor | None, v: Tensor) -> Tensor:
-        """``U_k^T v`` for every component: v (n, D) -> (n, K, D), or (n, K, D) -> (n, K, D)."""
-        if U is None:
-            return v if v.ndim == 3 else v[:, None, :]
-        if v.ndim == 2:
-            return torch.einsum("kdj,nd->nkj", U, v)
-        return torch.einsum("kdj,nkd->nkj", U, v)
+    def set_covariances(self, S: Tensor) -> None:
+        """Set every ``S_k`` (in place, no gradient): ``S`` (D, D) for all components or (K, D, D).
 
-    @staticmethod
-    def _from_eig(U: Tensor | None, w: Tensor) -> Tensor:
-        """``U_k w_k``: (n, K, D) -> (n, K, D)."""
-        if U is None:
-            return w
-        return torch.einsum("kdj,nkj->nkd", U, w)
+        Full covariances store the Cholesky factor of ``S_k`` (symmetrised first); diagonal ones
+        keep the diagonal of ``S_k`` only.
+        """
+        K, D = self.n_components, self.dim
+        S = S.detach().to(torch.float64).cpu()
+        if S.ndim == 2:
+            S = S.expand(K, D, D)
+        if S.shape != (K, D, D):
+            raise ValueError(f"S must have shape ({D}, {D}) or ({K}, {D}, {D}), got {tuple(S.shape)}")
+        S = 0.5 * (S + S.transpose(-1, -2))
+        kw = {"dtype": self.means.dtype, "device": self.means.device}
+        with torch.no_grad():
+            if self.chol_lower is None:
+                self.log_scales.copy_(torch.diagonal(S, dim1=-2, dim2=-1).log().to(**kw))
+            else:
+                L = torch.linalg.cholesky(S)
+                d = torch.diagonal(L, dim1=-2, dim2=-1)
+                self.log_scales.copy_((2.0 * d.log()).to(**kw))
+                self.chol_lower.copy_(torch.tril(L, diagonal=-1).to(**kw))
+
+    def eigh(self) -> tuple[Tensor | None, Tensor]:
+        """Eigendecomposition ``S_k = U_k diag(lam_k) U_k^T``: ``(U, lam)``, shapes (K, D, D), (K, D).
+
+        ``U`` is ``None`` for diagonal covariances (``lam = exp(s_k)``).
+        """
+        if self.chol_lower is None:
+            return None, self.log_scales.exp()
+        lam, U = torch.linalg.eigh(self.covariances())
+        return U, lam.clamp_min(torch.finfo(lam.dtype).tiny)
 
     # ------------------------------------------------------------------ densities
-    def component_log_density(self, y: Tensor, centres: Tensor, U: Tensor | None = None) -> Tensor:
+    def component_log_density(self, y: Tensor, centres: Tensor, L: Tensor | None = None) -> Tensor:
         """``log N(y | centres_k, eps S_k)`` for every component.
 
         Args:
             y: points, shape (n, D).
             centres: component means, shape (K, D) or (n, K, D).
-            U: rotations (computed if ``None`` and the covariance is full).
+            L: Cholesky factors (computed if ``None`` and the covariance is full).
         Returns:
             shape (n, K).
         """
-        if U is None and self.skew is not None:
-            U = self.rotations()
-        inv_scales = torch.exp(-self.log_scales)
-        if U is None and centres.ndim == 2:
-            # diagonal, shared centres: three matmuls, no (n, K, D) intermediate
-            rs = centres * inv_scales
-            quad = (y * y) @ inv_scales.T - 2.0 * (y @ rs.T) + (centres * rs).sum(-1)
+        if L is None and self.chol_lower is not None:
+            L = self.cholesky_factors()
+        if L is None:
+            inv_scales = torch.exp(-self.log_scales)
+            if centres.ndim == 2:
+                # diagonal, shared centres: three matmuls, no (n, K, D) intermediate
+                rs = centres * inv_scales
+                quad = (y * y) @ inv_scales.T - 2.0 * (y @ rs.T) + (centres * rs).sum(-1)
+            else:
+                diff = y[:, None, :] - centres
+                quad = (diff * diff * inv_scales).sum(-1)
         else:
-            diff = y[:, None, :] - (centres if centres.ndim == 3 else centres[None])
-            z = self._to_eig(U, diff)
-            quad = (z * z * inv_scales).sum(-1)
+            diff = y[:, None, :] - (centres if centres.ndim == 3 else centres[None])  # (n, K, D)
+            z = torch.linalg.solve_triangular(L, diff.permute(1, 2, 0), upper=False)  # (K, D, n)
+            quad = (z * z).sum(1).T
         logdet = self.log_scales.sum(-1) + self.dim * math.log(self.eps)
         return -0.5 * (self.dim * _LOG_2PI + logdet) - quad / (2.0 * self.eps)
 
@@ -143,51 +160,55 @@ class GaussianMixturePotential(nn.Module):
         """``log v(y)``, the log adjusted potential, shape (n,)."""
         return torch.logsumexp(self.log_alpha + self.component_log_density(y, self.means), dim=-1)
 
-    def conditional_logits(self, x0: Tensor, U: Tensor | None = None) -> Tensor:
+    def _lt_x(self, L: Tensor, x0: Tensor) -> Tensor:
+        """``L_k^T x0`` for every component: (n, D) -> (n, K, D)."""
+        return torch.einsum("kdj,nd->nkj", L, x0)
+
+    def conditional_logits(self, x0: Tensor, L: Tensor | None = None) -> Tensor:
         """``log alpha_k + (x0^T S_k x0 + 2 r_k^T x0) / (2 eps)``, shape (n, K)."""
-        if U is None and self.skew is not None:
-            U = self.rotations()
-        if U is None:
+        if L is None and self.chol_lower is not None:
+            L = self.cholesky_factors()
+        if L is None:
             xsx = (x0 * x0) @ self.log_scales.exp().T
         else:
-            xe = self._to_eig(U, x0)
-            xsx = (xe * xe * self.log_scales.exp()).sum(-1)
+            v = self._lt_x(L, x0)
+            xsx = (v * v).sum(-1)
         return self.log_alpha + (xsx + 2.0 * x0 @ self.means.T) / (2.0 * self.eps)
 
     def log_normaliser(self, x0: Tensor) -> Tensor:
         """``log C(x0) = log ∫ exp(<x0, y> / eps) v(y) dy``, shape (n,)."""
         return torch.logsumexp(self.conditional_logits(x0), dim=-1)
 
-    def component_means(self, x0: Tensor, U: Tensor | None = None) -> Tensor:
+    def component_means(self, x0: Tensor, L: Tensor | None = None) -> Tensor:
         """Means ``r_k + S_k x0`` of the conditional components, shape (n, K, D)."""
-        if U is None and self.skew is not None:
-            U = self.rotations()
-        xe = self._to_eig(U, x0) * self.log_scales.exp()
-        return self.means + self._from_eig(U, xe)
+        if L is None and self.chol_lower is not None:
+            L = self.cholesky_factors()
+        if L is None:
+            return self.means + x0[:, None, :] * self.log_scales.exp()
+        return self.means + torch.einsum("kdj,nkj->nkd", L, self._lt_x(L, x0))
 
     def conditional_log_prob(self, x1: Tensor, x0: Tensor) -> Tensor:
         """``log pi(x1 | x0)``, shape (n,)."""
-        U = self.rotations()
-        logw = torch.log_softmax(self.conditional_logits(x0, U), dim=-1)
-        return torch.logsumexp(logw + self.component_log_density(x1, self.component_means(x0, U), U), dim=-1)
+        L = self.cholesky_factors()
+        logw = torch.log_softmax(self.conditional_logits(x0, L), dim=-1)
+        return torch.logsumexp(logw + self.component_log_density(x1, self.component_means(x0, L), L), dim=-1)
 
     def sample_conditional(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One draw of ``x1 ~ pi(. | x0)`` per row of ``x0`` (n, D) -> (n, D)."""
-        U = self.rotations()
-        logits = self.conditional_logits(x0, U)
+        L = self.cholesky_factors()
+        logits = self.conditional_logits(x0, L)
         k = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
-        mean = self.component_means(x0, U)[torch.arange(x0.shape[0], device=x0.device), k]
-        xi = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator)
-        xi = xi * torch.exp(0.5 * self.log_scales[k]) * math.sqrt(self.eps)
-        if U is not None:
-            xi = torch.einsum("ndj,nj->nd", U[k], xi)
-        return mean + xi
+        mean = self.component_means(x0, L)[torch.arange(x0.shape[0], device=x0.device), k]
+        xi = torch.randn(x0.shape, dtype=x0.dtype, device=x0.device, generator=generator) * math.sqrt(self.eps)
+        if L is None:
+            return mean + xi * torch.exp(0.5 * self.log_scales[k])
+        return mean + torch.einsum("ndj,nj->nd", L[k], xi)
 
     def conditional_moments(self, x0: Tensor) -> tuple[Tensor, Tensor]:
         """Mean (n, D) and covariance (n, D, D) of the mixture ``pi(. | x0)``."""
-        U = self.rotations()
-        w = torch.softmax(self.conditional_logits(x0, U), dim=-1)
-        mu = self.component_means(x0, U)
+        L = self.cholesky_factors()
+        w = torch.softmax(self.conditional_logits(x0, L), dim=-1)
+        mu = self.component_means(x0, L)
         mean = torch.einsum("nk,nkd->nd", w, mu)
         centred = mu - mean[:, None, :]
         cov = torch.einsum("nk,nkd,nke->nde", w, centred, centred)
@@ -201,8 +222,12 @@ class GaussianMixturePotential(nn.Module):
         With ``tau = 1 - t`` and, per component, ``A_k = t / (eps tau) I + (eps S_k)^{-1}``,
         ``c_k = x / (eps tau) + (eps S_k)^{-1} r_k``: the posterior of ``x1`` is the mixture of
         ``N(A_k^{-1} c_k, A_k^{-1})`` with log-weights ``log alpha_k - 1/2 log det S_k
-        - 1/2 log det A_k - r_k^T S_k^{-1} r_k / (2 eps) + 1/2 c_k^T A_k^{-1} c_k``; all in the
-        eigenbasis of ``S_k``, where ``A_k`` is diagonal.
+        - 1/2 log det A_k - r_k^T S_k^{-1} r_k / (2 eps) + 1/2 c_k^T A_k^{-1} c_k``.
+
+        Diagonal covariances, and full ones without gradients, work in the eigenbasis of ``S_k``
+        (where ``A_k`` is diagonal). Full covariances with gradients (the matching objective) use
+        ``A_k^{-1} c_k = (a S_k + I)^{-1} (S_k x / tau + r_k)``, ``a = t / tau``, by a batched
+        Cholesky solve, whose gradient stays finite when eigenvalues of ``S_k`` coincide.
 
         Args:
             x: states, shape (n, D).
@@ -210,13 +235,18 @@ class GaussianMixturePotential(nn.Module):
         Returns:
             shape (n, D).
         """
-        U = self.rotations()
+        if self.chol_lower is not None and torch.is_grad_enabled() and self.chol_lower.requires_grad:
+            return self._posterior_mean_direct(x, t)
+        U, sig = self.eigh()
         eps = self.eps
         tau = (1.0 - t)[:, None, None]
-        sig = self.log_scales.exp()  # (K, D)
         a = t[:, None, None] / (eps * tau) + 1.0 / (eps * sig)  # (n, K, D)
-        r_e = self._to_eig(U, self.means[None]) if U is not None else self.means[None]  # (1, K, D)
-        c = self._to_eig(U, x) / (eps * tau) + r_e / (eps * sig)
+        if U is None:
+            r_e, x_e = self.means[None], x[:, None, :]
+        else:
+            r_e = torch.einsum("kdj,kd->kj", U, self.means)[None]  # (1, K, D)
+            x_e = torch.einsum("kdj,nd->nkj", U, x)
+        c = x_e / (eps * tau) + r_e / (eps * sig)
         logits = (
             self.log_alpha
             - 0.5 * self.log_scales.sum(-1)
@@ -225,8 +255,33 @@ class GaussianMixturePotential(nn.Module):
             + 0.5 * (c * c / a).sum(-1)
         )
         w = torch.softmax(logits, dim=-1)
-        comp = self._from_eig(U, c / a)
+        comp = c / a if U is None else torch.einsum("kdj,nkj->nkd", U, c / a)
         return torch.einsum("nk,nkd->nd", w, comp)
+
+    def _posterior_mean_direct(self, x: Tensor, t: Tensor) -> Tensor:
+        # Same log-weights as posterior_mean without the eigendecomposition; the constant
+        # D/2 log eps and the log det S_k (which cancels against log det A_k) are dropped.
+        L = self.cholesky_factors()
+        assert L is not None
+        S = L @ L.transpose(-1, -2)
+        tau = 1.0 - t
+        a = (t / tau)[:, None, None, None]
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        Lm = torch.linalg.cholesky(a * S + eye)  # (n, K, D, D)
+        s_x = torch.einsum("kdj,nkj->nkd", L, self._lt_x(L, x))  # S_k x, (n, K, D)
+        rhs = s_x / tau[:, None, None] + self.means
+        m = torch.cholesky_solve(rhs[..., None], Lm)[..., 0]  # (n, K, D)
+        sinv_r = torch.cholesky_solve(self.means[..., None], L)[..., 0]  # (K, D)
+        c = x[:, None, :] / tau[:, None, None] + sinv_r
+        logdet_m = 2.0 * torch.log(torch.diagonal(Lm, dim1=-2, dim2=-1)).sum(-1)
+        logits = (
+            self.log_alpha
+            - 0.5 * logdet_m
+            - (self.means * sinv_r).sum(-1) / (2.0 * self.eps)
+            + 0.5 * (c * m).sum(-1) / self.eps
+        )
+        w = torch.softmax(logits, dim=-1)
+        return torch.einsum("nk,nkd->nd", w, m)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         """SB drift ``g(x, t) = (m(x, t) - x) / (1 - t)``, shapes (n, D), (n,) -> (n, D)."""

@@ -50,12 +50,14 @@ class LightSB(Solver):
     Args:
         eps: reference-process variance (> 0).
         n_components: K, number of mixture components (<= number of target samples).
-        covariance: ``"diag"`` (``S_k = diag(exp s_k)``) or ``"full"`` (``S_k = U_k diag(exp s_k)
-            U_k^T``, ``U_k`` the Cayley transform ``(I - B)^{-1} (I + B)`` of a skew-symmetric ``B``).
+        covariance: ``"diag"`` (``S_k = diag(exp s_k)``) or ``"full"`` (``S_k = L_k L_k^T``, ``L_k``
+            lower triangular with diagonal ``exp(s_k / 2)``: a Cholesky factor).
         objective: ``"lightsb"`` or ``"matching"``.
         n_steps: maximum number of Adam steps.
         batch_size: minibatch size (of each of p0 and p1).
-        lr: Adam learning rate (the rotation parameters of full covariances use ``lr / D``).
+        lr: Adam learning rate.
+        chol_lr_scale: the off-diagonal Cholesky entries of full covariances use ``lr * chol_lr_scale``
+            (``None``: ``1 / sqrt(D)``, which keeps the relative step of ``L_k`` comparable to the others).
         lr_schedule: ``"cosine"`` (decay to ``lr / 100`` over ``n_steps``) or ``"constant"`` (Adam).
         optimizer: ``"adam"`` (minibatches) or ``"lbfgs"`` (full batch: all training samples, or
             one fixed draw of ``batch_size`` from a sampler; one L-BFGS iteration with strong-Wolfe
@@ -65,11 +67,15 @@ class LightSB(Solver):
         init: ``"identity"`` (``S_k = init_scale I``, ``r_k`` = K samples of p1, as published) or
             ``"gaussian"``: every ``S_k`` starts at the closed-form ``S*`` of the EOT between the
             Gaussians moment-matched to the training samples (its diagonal for ``covariance="diag"``;
-            for ``"full"`` the rotations start at its eigenbasis), and
+            for ``"full"`` ``S*`` itself), and
             ``r_k = m1 - S_k m0 + init_spread (y_k - m1)`` with ``y_k`` K samples of p1 and ``m0``,
-            ``m1`` the sample means (``init_spread = 0``, K = 1, full: the exact Gaussian plan).
+            ``m1`` the sample means (``init_spread = 0``, K = 1, full: the exact Gaussian plan);
+            ``"clusters"``: the cluster warm start of :func:`~sciml_plugins.lightsb.warmstart.cluster_init`
+            (k-means pieces of p0 matched to p1 by a Sinkhorn plan on a subsample, per-piece Gaussian
+            closed form, weights refitted).
         init_spread: spread of the initial ``r_k`` around the Gaussian plan's intercept
             (``init="gaussian"`` only).
+        cluster_subsample: subsample size per side of the Sinkhorn plan (``init="clusters"`` only).
         val_fraction: fraction of the given samples held out for early stopping (tensor inputs);
             0 disables the held-out loss (callable inputs draw ``val_size`` fresh samples instead).
         val_size: held-out sample count for callable inputs.
@@ -92,11 +98,13 @@ class LightSB(Solver):
         n_steps: int = 5000,
         batch_size: int = 128,
         lr: float = 1e-2,
+        chol_lr_scale: float | None = None,
         lr_schedule: str = "cosine",
         optimizer: str = "adam",
         init_scale: float = 1.0,
         init: str = "identity",
         init_spread: float = 1.0,
+        cluster_subsample: int = 2000,
         val_fraction: float = 0.1,
         val_size: int = 2048,
         eval_every: int = 100,
@@ -119,9 +127,11 @@ class LightSB(Solver):
         self.n_steps = check_positive_int("n_steps", n_steps)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = check_positive("lr", lr)
+        self.chol_lr_scale = None if chol_lr_scale is None else check_positive("chol_lr_scale", chol_lr_scale)
         self.init_scale = check_positive("init_scale", init_scale)
-        if init not in ("identity", "gaussian"):
-            raise ValueError(f"init must be 'identity' or 'gaussian', got {init!r}")
+        if init not in ("identity", "gaussian", "clusters"):
+            raise ValueError(f"init must be 'identity', 'gaussian' or 'clusters', got {init!r}")
+        self.cluster_subsample = check_positive_int("cluster_subsample", cluster_subsample)
         self.init = init
         self.init_spread = check_nonnegative("init_spread", init_spread)
         self.val_fraction = check_nonnegative("val_fraction", val_fraction)
@@ -166,33 +176,50 @@ class LightSB(Solver):
         c0 = torch.cov(a.T, correction=0).reshape(d, d)
         c1 = torch.cov(b.T, correction=0).reshape(d, d)
         plan = gaussian_eot(m0, c0, m1, c1, self.eps)
-        vals, vecs = torch.linalg.eigh(plan.S_star)
-        vals = vals.clamp_min(1e-6)
+        S = plan.S_star
+        if potential.covariance == "diag":
+            S = torch.diag(torch.diagonal(S).clamp_min(1e-6))
+        potential.set_covariances(S)
         kw = {"dtype": potential.means.dtype, "device": potential.means.device}
         with torch.no_grad():
-            if potential.covariance == "full":
-                S = plan.S_star
-                potential.log_scales.copy_(vals.log().expand(potential.n_components, d).to(**kw))
-                potential.base_rotation.copy_(vecs.expand(potential.n_components, d, d).to(**kw))
-            else:
-                diag = torch.diagonal(plan.S_star).clamp_min(1e-6)
-                S = torch.diag(diag)
-                potential.log_scales.copy_(diag.log().expand(potential.n_components, d).to(**kw))
             y = init_means.detach().to(torch.float64).cpu()
             potential.means.copy_((m1 - S @ m0 + self.init_spread * (y - m1)).to(**kw))
+
+    def _cluster_init(self, potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None,
+                      generator: torch.Generator | None) -> None:
+        """Start from the cluster warm start of :func:`~sciml_plugins.lightsb.warmstart.cluster_init`."""
+        from .warmstart import cluster_init
+
+        if x0 is None or x1 is None:
+            raise ValueError("init='clusters' needs samples of both p0 and p1")
+        if x0.shape[0] < potential.n_components:
+            raise ValueError(f"init='clusters' needs at least n_components={potential.n_components} samples of p0")
+        gen = None
+        if generator is not None:  # the warm start runs on the CPU: derive a CPU generator from the seed stream
+            gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+        log_alpha, r, S = cluster_init(x0, x1, potential.n_components, self.eps, gen, n_sub=self.cluster_subsample,
+                                       diagonal=potential.covariance == "diag")
+        potential.set_covariances(S)
+        kw = {"dtype": potential.means.dtype, "device": potential.means.device}
+        with torch.no_grad():
+            potential.means.copy_(r.to(**kw))
+            potential.raw_log_alpha.copy_((self.eps * (log_alpha - log_alpha.max())).to(**kw))
 
     # ------------------------------------------------------------------ solve
     def solve(  # type: ignore[override]
         self,
-        x0: SampleSource,
-        x1: SampleSource,
+        x0: SampleSource | Any,
+        x1: SampleSource | None = None,
         *,
         generator: torch.Generator | None = None,
     ) -> Bridge:
         """Fit the bridge from p0 to p1.
 
         Args:
-            x0: samples of p0, a tensor (n0, D), or a sampler ``f(n, generator) -> (n, D)``.
+            x0: samples of p0, a tensor (n0, D), or a sampler ``f(n, generator) -> (n, D)``; or, with
+                ``x1`` omitted, a problem object: one with samplers ``sample_p0(n, generator)`` and
+                ``sample_p1(n, generator)`` (e.g. an :class:`~sciml_plugins.lightsb.EOTBenchmark`),
+                or with sample tensors as attributes ``x0`` and ``x1``.
             x1: samples of p1, a tensor (n1, D), or a sampler. For ``objective="matching"`` the
                 rows of ``x0`` and ``x1`` are pairs of the coupling (tensors of equal length), or
                 ``x0`` is a sampler of pairs ``f(n, generator) -> (x0, x1)`` and ``x1`` is ``None``.
@@ -203,6 +230,15 @@ class LightSB(Solver):
             ``diagnostics`` the number of steps, best held-out loss and wall time.
         """
         check_generator("generator", generator)
+        if x1 is None and not callable(x0) and not isinstance(x0, Tensor):
+            problem = x0
+            if callable(getattr(problem, "sample_p0", None)) and callable(getattr(problem, "sample_p1", None)):
+                x0, x1 = problem.sample_p0, problem.sample_p1
+            elif isinstance(getattr(problem, "x0", None), Tensor) and isinstance(getattr(problem, "x1", None), Tensor):
+                x0, x1 = problem.x0, problem.x1
+            else:
+                raise TypeError("a problem object needs sample_p0 / sample_p1 samplers or x0 / x1 tensors, got "
+                                f"{type(problem).__name__}")
         paired_sampler = self.objective == "matching" and callable(x0) and x1 is None
         if not paired_sampler:
             for name, src in (("x0", x0), ("x1", x1)):
@@ -293,6 +329,8 @@ class LightSB(Solver):
                                              init_scale=self.init_scale, dtype=dtype, device=device)
         if self.init == "gaussian":
             self._gaussian_init(potential, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), init)
+        elif self.init == "clusters":
+            self._cluster_init(potential, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), generator)
 
         def batch() -> tuple[Tensor, Tensor]:
             if paired_sampler:
@@ -349,11 +387,12 @@ class LightSB(Solver):
                 full_aux = (torch.rand(n_f, generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap),
                             torch.randn(full[0].shape, generator=generator, dtype=dtype, device=rdev).to(device))
         else:
-            # Adam moves every skew entry by ~lr, so the rotation moves by ~lr * D per step: scale
-            # the rotation's learning rate by 1 / D to keep its step comparable to the others.
             groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
-            if potential.skew is not None:
-                groups.append({"params": [potential.skew], "lr": self.lr / dim})
+            if potential.chol_lower is not None:
+                # Adam moves each of the D (D - 1) / 2 off-diagonal entries by ~lr, i.e. L_k by
+                # ~lr * D / sqrt(2) in Frobenius norm against |L_k| ~ sqrt(D): scale by 1 / sqrt(D)
+                scale = self.chol_lr_scale if self.chol_lr_scale is not None else 1.0 / math.sqrt(dim)
+                groups.append({"params": [potential.chol_lower], "lr": self.lr * scale})
             opt = torch.optim.Adam(groups, lr=self.lr)
             if self.lr_schedule == "cosine":
                 total = self.n_steps

@@ -1,0 +1,156 @@
+"""Cluster warm start for LightSB (``init="clusters"``), built from the training samples only.
+
+The LightSB potential with K components is a mixture of K affine-Gaussian conditionals
+``N(r_k + S_k x0, eps S_k)``, each the exact EOT plan between its own source and target pieces. The
+warm start estimates those pieces directly:
+
+1. k-means (k-means++ seeding, Lloyd iterations) splits a subsample of ``p0`` into K clusters;
+2. a discrete entropic OT plan (log-domain Sinkhorn, cost ``|x0 - x1|^2 / 2``, regularisation
+   ``eps``, annealed from a large value down to ``eps``) between the subsample of ``p0`` and one of
+   ``p1`` gives every cluster its weighted set of target points;
+3. per cluster, the closed-form Gaussian EOT between the moment-matched source and target pieces
+   gives ``S_k`` and ``r_k = b_k - S_k a_k`` (``a_k``, ``b_k`` the piece means), and
+   ``log alpha_k`` is chosen so that the gate logit of component k at ``a_k`` is the log mass of
+   the cluster.
+
+Adam then trains all parameters from there. Everything here runs on the CPU, in float64 except
+the Sinkhorn iterations (float32).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .gaussian import gaussian_eot
+
+__all__ = ["kmeans", "sinkhorn_plan", "cluster_init"]
+
+
+def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
+    """k-means centroids (k, D) of the rows of ``x`` (n, D): k-means++ seeding, then Lloyd steps."""
+    n = x.shape[0]
+    sq = (x * x).sum(-1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    cent = [x[first]]
+    dist = ((x - x[first]) ** 2).sum(-1)
+    for _ in range(1, k):
+        p = dist.clamp_min(0) / dist.clamp_min(0).sum() if float(dist.sum()) > 0 else torch.full_like(dist, 1.0 / n)
+        i = int(torch.multinomial(p, 1, generator=generator))
+        cent.append(x[i])
+        dist = torch.minimum(dist, ((x - x[i]) ** 2).sum(-1))
+    c = torch.stack(cent)
+    for _ in range(n_iter):
+        lab = (sq[:, None] - 2 * x @ c.T + (c * c).sum(-1)).argmin(1)
+        new = c.clone()
+        for j in range(k):
+            sel = lab == j
+            if bool(sel.any()):
+                new[j] = x[sel].mean(0)
+        if torch.equal(new, c):
+            break
+        c = new
+    return c
+
+
+def sinkhorn_plan(x: Tensor, y: Tensor, eps: float, n_iter: int = 150) -> Tensor:
+    """Entropic OT plan (n, m) between uniform weights on rows of ``x`` (n, D) and ``y`` (m, D).
+
+    Cost ``|x - y|^2 / 2``, regularisation ``eps``; log-domain Sinkhorn with the regularisation
+    annealed geometrically from the cost scale to ``eps`` over the first half of the iterations
+    (in the dtype of ``x``).
+    """
+    n, m = x.shape[0], y.shape[0]
+    cost = 0.5 * ((x * x).sum(-1)[:, None] - 2 * x @ y.T + (y * y).sum(-1)[None])
+    log_a, log_b = -math.log(n), -math.log(m)
+    f = torch.zeros(n, dtype=x.dtype)
+    g = torch.zeros(m, dtype=x.dtype)
+    start = max(float(cost.median()), eps)
+    half = max(1, n_iter // 2)
+    for it in range(n_iter):
+        reg = eps if it >= half else max(eps, start * (eps / start) ** (it / half))
+        f = -reg * torch.logsumexp((g[None] - cost) / reg + log_b, dim=1)
+        g = -reg * torch.logsumexp((f[:, None] - cost) / reg + log_a, dim=0)
+    return torch.exp((f[:, None] + g[None] - cost) / eps + log_a + log_b)
+
+
+def cluster_init(
+    x0: Tensor,
+    x1: Tensor,
+    n_components: int,
+    eps: float,
+    generator: torch.Generator | None = None,
+    n_sub: int = 2000,
+    n_fit: int = 5000,
+    diagonal: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Warm-start parameters ``(log_alpha (K,), r (K, D), S (K, D, D))``, float64 (see module doc).
+
+    Args:
+        x0: samples of p0, (n0, D).
+        x1: samples of p1, (n1, D).
+        n_components: K.
+        eps: regularisation.
+        generator: seeds the subsamples and the k-means seeding.
+        n_sub: subsample size per side for the Sinkhorn plan.
+        n_fit: subsample size per side for refitting the weights.
+        diagonal: keep only the diagonal of each ``S_k`` (for diagonal-covariance potentials).
+    """
+    a = x0.detach().to(torch.float64).cpu()
+    b = x1.detach().to(torch.float64).cpu()
+    d, K = a.shape[1], n_components
+    ns = min(n_sub, a.shape[0], b.shape[0])
+    xs = a[torch.randperm(a.shape[0], generator=generator)[:ns]]
+    ys = b[torch.randperm(b.shape[0], generator=generator)[:ns]]
+    cent = kmeans(xs, K, generator)
+    lab_s = ((xs[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1)
+    plan = sinkhorn_plan(xs.float(), ys.float(), eps).to(torch.float64)  # float32: a rough plan suffices
+    # source pieces from the whole sample (nearest centroid), target pieces from the plan
+    lab = torch.cat([(c_[:, None, :] - cent[None]).pow(2).sum(-1).argmin(1) for c_ in a.split(8192)])
+    # target piece centres from the plan, then the whole target sample split by the nearest centre
+    wy_all = torch.stack([plan[lab_s == k].sum(0) for k in range(K)])  # (K, ns)
+    cent_y = (wy_all @ ys) / wy_all.sum(1, keepdim=True).clamp_min(1e-300)
+    lab_y = torch.cat([(c_[:, None, :] - cent_y[None]).pow(2).sum(-1).argmin(1) for c_ in b.split(8192)])
+    eye = torch.eye(d, dtype=torch.float64)
+    tr0 = float(torch.cov(a.T, correction=0).reshape(d, d).trace()) / d
+    tr1 = float(torch.cov(b.T, correction=0).reshape(d, d).trace()) / d
+    log_alpha = torch.empty(K, dtype=torch.float64)
+    r = torch.empty(K, d, dtype=torch.float64)
+    S = torch.empty(K, d, d, dtype=torch.float64)
+    for k in range(K):
+        sel, sel_y = lab == k, lab_y == k
+        mass = float(wy_all[k].sum())
+        if int(sel.sum()) <= d or int(sel_y.sum()) <= d:  # degenerate piece: fall back to the global moments
+            sel, sel_y = torch.ones_like(sel), torch.ones_like(sel_y)
+        mass = max(mass, 1e-12)
+        m0 = a[sel].mean(0)
+        c0 = torch.cov(a[sel].T, correction=0).reshape(d, d) + 1e-6 * tr0 * eye
+        m1 = b[sel_y].mean(0)
+        c1 = torch.cov(b[sel_y].T, correction=0).reshape(d, d) + 1e-6 * tr1 * eye
+        s_k = gaussian_eot(m0, c0, m1, c1, eps).S_star
+        if diagonal:
+            s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
+        S[k] = s_k
+        r[k] = m1 - s_k @ m0
+        log_alpha[k] = math.log(mass) - (m0 @ s_k @ m0 + 2 * r[k] @ m0) / (2 * eps)
+    # refit the weights with S_k, r_k fixed: the LightSB loss as a function of log alpha alone
+    xq = a[torch.randperm(a.shape[0], generator=generator)[:n_fit]]
+    yq = b[torch.randperm(b.shape[0], generator=generator)[:n_fit]]
+    L = torch.linalg.cholesky(S)
+    q0 = (torch.einsum("kdj,nd->nkj", L, xq).pow(2).sum(-1) + 2 * xq @ r.T) / (2 * eps)
+    z = torch.linalg.solve_triangular(L, (yq[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
+    log_n = -(z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    la = log_alpha.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([la], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = torch.logsumexp(la + q0, 1).mean() - torch.logsumexp(la + log_n, 1).mean()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return la.detach(), r, S
