@@ -237,12 +237,14 @@ class MultCDiff(DiffusionSamplerBase):
         stability region its step used (``h (curv + k) / eps > n_i L_s``), or became non-finite, moved
         into a stiffer region during the step (a quartic tail, the funnel's neck): its step is redone
         from the old state with fresh noise and 4 times the stiffness (more stages / sub-steps), at most
-        3 times; chains still failing are added to ``unresolved``. Redoing a step depends on its noise,
+        3 times; chains still failing, or whose step already used ``max_stages`` stages and
+        ``max_substeps`` sub-steps, are added to ``unresolved``. Redoing a step depends on its noise,
         so this is a (small) bias traded for stability; it is counted in ``diagnostics["redone_chain_steps"]``.
         """
         eps = self.eps
         n = y.shape[0]
         cap = n_sub.to(y.dtype) * skrock_stability_length(stages)
+        full_cap = self.max_substeps * skrock_stability_length(self.max_stages) * (1.0 - 1e-9)
         stiff_cur = stiff.clone()
         curv_end = torch.empty(n, dtype=y.dtype, device=y.device)
         dir_end = self._direction.clone()
@@ -256,10 +258,14 @@ class MultCDiff(DiffusionSamplerBase):
             if not bool(bad.any()):
                 break
             rows = check[bad]
-            if attempt == 3:
+            # a chain whose step already used the most stages and sub-steps cannot be redone better
+            capped = cap[rows] >= full_cap
+            if attempt == 3 or bool(capped.any()):
                 unresolved = unresolved.clone()
-                unresolved[rows] = True
-                break
+                unresolved[rows if attempt == 3 else rows[capped]] = True
+                rows = rows[~capped]
+                if attempt == 3 or rows.numel() == 0:
+                    break
             self._n_redone += int(rows.numel())
             stiff_cur[rows] = 4.0 * stiff_cur[rows]
             m_rows = m[rows]
