@@ -103,9 +103,11 @@ class GPPDESolver(Solver):
             afterwards; ``None`` leaves torch's setting). The kernel optimisation is sensitive to
             floating-point summation order, which depends on the thread count, so a fixed count
             (default 1) makes the dense-path result the same on every machine setting.
-        prune: when L-BFGS stalls, try dropping the lightest mixture components (per dimension,
-            keep the ``m`` heaviest) and keep the variant of lowest loss (marginal likelihood) if it
-            improves on the current kernel; L-BFGS then resumes (see ``_prune``).
+        prune: when L-BFGS stalls (or the budget is down to one pruning pass, which is reserved if
+            at least 10 L-BFGS evaluations remain besides it), try dropping the lightest mixture
+            components (per dimension, keep the ``m`` heaviest) and keep the variant of lowest loss
+            (marginal likelihood) if it improves on the current kernel; L-BFGS then resumes (see
+            ``_prune``).
         progress: show a tqdm progress bar.
     """
 
@@ -287,12 +289,13 @@ class GPPDESolver(Solver):
         try:
             while True:
                 # keep enough of the budget for one pruning pass (one loss per candidate)
-                # (small budgets: no reserve, pruning only if L-BFGS stalls before the budget is spent)
+                # (budgets leaving fewer than 10 L-BFGS evaluations: no reserve, pruning only if L-BFGS
+                # stalls before the budget is spent)
                 reserve = sum(int(p["log_w"].numel()) for p in params) - len(params) + 1 if self.prune else 0
                 if reserve <= 1:
                     run(self.max_evals)
                     break
-                run(self.max_evals - (reserve if reserve <= self.max_evals // 2 else 0))
+                run(self.max_evals - (reserve if self.max_evals - reserve >= 10 else 0))
                 if evals[0] >= self.max_evals:
                     break
                 pruned = self._prune(params, value, lambda: evals[0] < self.max_evals)
