@@ -65,16 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     plt = pyplot()
 
     fig, ax = plt.subplots(2, 3, figsize=(13, 7))
+    # matplotlib gets numpy arrays (torch tensors go through a deprecated __array__ path)
     x = torch.linspace(0.0, 0.5, 600, dtype=torch.float64)[:, None]  # a window: 8 periods
-    ax[0, 0].plot(x[:, 0], _u1(x), "k-", lw=2.5, alpha=0.4, label="exact")
-    ax[0, 0].plot(x[:, 0], s1(x), "C0--", lw=1, label="GP-HM mean")
-    ax[0, 0].scatter(s1.axes[0][s1.axes[0] <= 0.5], _u1(s1.axes[0][s1.axes[0] <= 0.5, None]), s=8, c="C3",
-                     label="grid")
+    xs, exact, mean = x[:, 0].numpy(), _u1(x).numpy(), s1(x).detach().numpy()
+    ax[0, 0].plot(xs, exact, "k-", lw=2.5, alpha=0.4, label="exact")
+    ax[0, 0].plot(xs, mean, "C0--", lw=1, label="GP-HM mean")
+    g = s1.axes[0][s1.axes[0] <= 0.5]
+    ax[0, 0].scatter(g.numpy(), _u1(g[:, None]).numpy(), s=8, c="C3", label="grid")
     ax[0, 0].set_title("1-D: solution on [0, 0.5]")
     ax[0, 0].legend(fontsize=7)
-    ax[0, 1].plot(x[:, 0], s1(x) - _u1(x))
+    ax[0, 1].plot(xs, mean - exact)
     ax[0, 1].set_title("1-D: error u - u_exact")
-    ax[0, 2].semilogy(x[:, 0], s1.std(x).clamp_min(1e-16))
+    ax[0, 2].semilogy(xs, s1.std(x).clamp_min(1e-16).detach().numpy())
     ax[0, 2].set_title("1-D: posterior std (0 at grid points up to jitter)")
     axes = [torch.linspace(0.0, 0.5, 150, dtype=torch.float64)] * 2
     pts = grid_points(axes)
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, (vals, title) in enumerate([(s2.on_grid(axes), "2-D: solution on [0, 0.5]^2"),
                                        ((s2(pts) - _u2(pts)).reshape(150, 150), "2-D: error"),
                                        (s2.std(pts).reshape(150, 150), "2-D: posterior std")]):
-        im = ax[1, k].imshow(vals.T, origin="lower", extent=ext, cmap="RdBu_r" if k < 2 else "viridis")
+        im = ax[1, k].imshow(vals.detach().T.numpy(), origin="lower", extent=ext, cmap="RdBu_r" if k < 2 else "viridis")
         ax[1, k].set_title(title)
         fig.colorbar(im, ax=ax[1, k], fraction=0.046)
     fig.tight_layout()
