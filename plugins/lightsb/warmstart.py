@@ -4,7 +4,7 @@ The LightSB potential with K components is a mixture of K affine-Gaussian condit
 ``N(r_k + S_k x0, eps S_k)``, each the exact EOT plan between its own source and target pieces. The
 warm start estimates those pieces directly:
 
-1. k-means (k-means++ seeding, Lloyd iterations) splits a subsample of ``p0`` into K clusters;
+1. k-means (SciPy's ``kmeans2``, k-means++ seeding) splits a subsample of ``p0`` into K clusters;
 2. a discrete entropic OT plan (log-domain Sinkhorn, cost ``|x0 - x1|^2 / 2``, regularisation
    ``eps``, annealed from a large value down to ``eps``) between the subsample of ``p0`` and one of
    ``p1`` gives every cluster its weighted set of target points;
@@ -20,8 +20,11 @@ the Sinkhorn iterations (float32).
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import torch
+from scipy.cluster.vq import kmeans2
 from torch import Tensor
 
 from .gaussian import gaussian_eot
@@ -30,29 +33,14 @@ __all__ = ["kmeans", "sinkhorn_plan", "cluster_init"]
 
 
 def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
-    """k-means centroids (k, D) of the rows of ``x`` (n, D): k-means++ seeding, then Lloyd steps."""
-    n = x.shape[0]
-    sq = (x * x).sum(-1)
-    first = int(torch.randint(n, (1,), generator=generator))
-    cent = [x[first]]
-    dist = ((x - x[first]) ** 2).sum(-1)
-    for _ in range(1, k):
-        p = dist.clamp_min(0) / dist.clamp_min(0).sum() if float(dist.sum()) > 0 else torch.full_like(dist, 1.0 / n)
-        i = int(torch.multinomial(p, 1, generator=generator))
-        cent.append(x[i])
-        dist = torch.minimum(dist, ((x - x[i]) ** 2).sum(-1))
-    c = torch.stack(cent)
-    for _ in range(n_iter):
-        lab = (sq[:, None] - 2 * x @ c.T + (c * c).sum(-1)).argmin(1)
-        new = c.clone()
-        for j in range(k):
-            sel = lab == j
-            if bool(sel.any()):
-                new[j] = x[sel].mean(0)
-        if torch.equal(new, c):
-            break
-        c = new
-    return c
+    """k-means centroids (k, D) of the rows of ``x`` (n, D): SciPy's ``kmeans2`` (k-means++ seeding,
+    then at most ``n_iter`` Lloyd steps; an empty cluster keeps its previous centroid), seeded from
+    ``generator``."""
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with warnings.catch_warnings():  # empty clusters: kmeans2 keeps the old centroid and warns
+        warnings.simplefilter("ignore", UserWarning)
+        cent, _ = kmeans2(x.detach().cpu().numpy(), k, iter=n_iter, minit="++", rng=np.random.default_rng(seed))
+    return torch.from_numpy(cent).to(x.dtype)
 
 
 def sinkhorn_plan(x: Tensor, y: Tensor, eps: float, n_iter: int = 150) -> Tensor:
