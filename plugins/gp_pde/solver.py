@@ -531,13 +531,10 @@ class _Context:
             # start from the solution linearised at u = 0, as on the fixed-boundary path (warm starts
             # from earlier kernels can lead Gauss-Newton to a spurious branch)
             zero = torch.zeros_like(f_i)
-            with torch.enable_grad():
-                z = zero.clone().requires_grad_(True)
-                phi0 = phi(z)
-                (slope0,) = torch.autograd.grad(phi0.sum(), z)
+            phi0, slope0 = phi(zero).detach(), _elementwise_derivative(phi, zero)
             J0 = A_i.clone()
-            J0[:, inner] += torch.diag(slope0.detach())
-            u, _ = kkt(kinv + tau * J0.T @ J0, tau * J0.T @ (f_i - phi0.detach()), g)
+            J0[:, inner] += torch.diag(slope0)
+            u, _ = kkt(kinv + tau * J0.T @ J0, tau * J0.T @ (f_i - phi0), g)
 
             def obj(v: Tensor) -> Tensor:
                 r = A_i @ v + phi(v[inner]) - f_i
@@ -598,12 +595,9 @@ class _Context:
             # start from the solution linearised at u = 0 (warm starts from earlier kernels can lead
             # Gauss-Newton to a spurious branch of the nonlinear equations)
             zero = torch.zeros_like(f_i)
-            with torch.enable_grad():
-                z = zero.clone().requires_grad_(True)
-                phi0 = phi(z)
-                (slope0,) = torch.autograd.grad(phi0.sum(), z)
-            J0 = A_ii + torch.diag(slope0.detach())
-            u_i = torch.linalg.solve(P + tau * J0.T @ J0, prior_rhs + tau * J0.T @ (f_i - phi0.detach()))
+            phi0, slope0 = phi(zero).detach(), _elementwise_derivative(phi, zero)
+            J0 = A_ii + torch.diag(slope0)
+            u_i = torch.linalg.solve(P + tau * J0.T @ J0, prior_rhs + tau * J0.T @ (f_i - phi0))
 
             def obj(v: Tensor) -> tuple[Tensor, Tensor]:
                 r = A_ii @ v + phi(v) - f_i
