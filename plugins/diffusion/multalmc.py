@@ -41,10 +41,40 @@ from ._common import (
     randn_like,
     sample_target_sir,
 )
-from .integrators import LipschitzTracker, ou_exponential_step, skrock_step, stages_for
+from .integrators import (
+    LipschitzTracker,
+    local_curvature,
+    ou_exponential_step,
+    skrock_stability_length,
+    skrock_step,
+    stages_for,
+)
 from .schedules import annealing_schedule
 
 __all__ = ["MultALMC"]
+
+
+class _PathSecants:
+    """Per-row maximum of the directional secant curvatures ``-<g_j - g_{j-1}, du> / |du|^2``
+    (``du = u_j - u_{j-1}``) of ``log pi`` between successive gradient evaluations (the stages of one
+    step): the stiffness the step actually crossed, which the curvature at its two end points can miss
+    (a stage that dives into the funnel's neck and is thrown back out to a flat region). Only concave
+    (restoring) curvature limits the stability interval; convex stretches (between the modes of a
+    mixture) count as 0. Non-finite rows get ``inf``."""
+
+    def __init__(self, n: int, like: Tensor) -> None:
+        self.value = torch.zeros(n, dtype=like.dtype, device=like.device)
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def update(self, u: Tensor, g: Tensor) -> None:
+        if self._last is not None:
+            step = u - self._last[0]
+            du2 = (step * step).sum(-1)
+            du = du2.sqrt()
+            r = (-((g - self._last[1]) * step).sum(-1)).clamp_min(0.0) / du2.clamp_min(1e-300)
+            r = torch.where(torch.isfinite(r), r, torch.full_like(r, math.inf))
+            self.value = torch.maximum(self.value, torch.where(du > 0, r, torch.zeros_like(r)))
+        self._last = (u, g)
 
 
 class MultALMC(DiffusionSamplerBase):
@@ -75,6 +105,15 @@ class MultALMC(DiffusionSamplerBase):
             chooses them every step from the stiffness ``(1/(1-l) + L/l) / eps``, with the
             target's Lipschitz constant ``L`` tracked by secants of the gradients already computed.
         max_stages: cap on the adaptive number of stages.
+        chain_control: per-chain stability control of the adaptive SK-ROCK fast step (see
+            :meth:`_control_chains`): a chain that became non-finite or whose stages crossed a concave
+            curvature beyond the step's stability interval is redone from its old state by adaptive
+            SK-ROCK sub-steps (free unless a chain is redone); when the global stage count is capped at
+            ``max_stages`` (e.g. the funnel's neck at small ``l``) the stages cover the 90 % quantile of
+            the chains' own stiffness and each chain's stiffness is also measured at the start and the
+            end of the step (4 gradients per chain). ``False``: the former global rule only.
+        max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
+            covered the step's time by then stops short (``diagnostics["truncated_chain_steps"]``).
         fast_init_scale: the fast state starts at ``Y = sqrt(l) U``, ``U ~ N(c X, (c^2 - 1) I)`` with
             ``c = fast_init_scale`` (``c = 1/sqrt(l_delta)`` is the reference kernel itself): the
             spread, in target units, over which the fast process first looks for modes.
@@ -113,7 +152,7 @@ class MultALMC(DiffusionSamplerBase):
                  l_delta: float = 0.01, l_switch: float = 0.6,
                  schedule: str | Callable[[Tensor], Tensor] = "linear", hold_fraction: float = 0.1,
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
-                 max_stages: int = 40,
+                 max_stages: int = 40, chain_control: bool = True, max_substeps: int = 64,
                  reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
                  fast_init_candidates: int = 256, rescale_fast: bool = True, init_std: float = 1.0, progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -140,6 +179,10 @@ class MultALMC(DiffusionSamplerBase):
         self.integrator = check_choice("integrator", integrator, ("srock", "exponential"))
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
+        if not isinstance(chain_control, bool):
+            raise TypeError(f"chain_control must be a bool, got {type(chain_control).__name__}")
+        self.chain_control = chain_control
+        self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.reference = check_choice("reference", reference, ("gaussian", "student-t"))
         self.df = check_positive("df", df)
         self.max_diffusion = check_positive("max_diffusion", max_diffusion)
@@ -183,17 +226,59 @@ class MultALMC(DiffusionSamplerBase):
         q = (diff * diff).sum(-1, keepdim=True) / (self.df * (1.0 - lam))
         return -((self.df + d) / self.df) * diff / ((1.0 - lam) * (1.0 + q))
 
-    def _fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float,
-                   gen: torch.Generator | None) -> Tensor:
-        """One step of the fast process on ``rho_{lam, x}`` (time ``h``, speed ``1/eps``)."""
-        h, eps, sl = self.step_size, self.eps, math.sqrt(lam)
+    def _fast_drift(self, target: CountedTarget, x: Tensor, lam: float, track: bool,
+                    path: _PathSecants | None = None) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """``(drift, diffusion)`` of the fast process on ``rho_{lam, x}`` (rows of ``x``).
+
+        ``drift(z)`` is the fast drift at ``z``; ``diffusion(z)`` the ``(n, 1)`` scalar diffusion
+        coefficient (1 for the Gaussian reference). ``track`` feeds the secant Lipschitz tracker,
+        ``path`` records per-row secants between successive evaluation points (the stages of a step).
+        """
+        eps, sl = self.eps, math.sqrt(lam)
 
         def target_part(z: Tensor) -> Tensor:  # l^{-1/2} grad log pi(z / sqrt(l))
             u = z / sl
             g = target.grad(u)
-            self._lip.update(u, g)
+            if track:
+                self._lip.update(u, g)
+            if path is not None:
+                path.update(u, g)
             return g / sl
 
+        if self.reference == "gaussian":
+            def drift(z: Tensor) -> Tensor:
+                return ((x - z) / (1.0 - lam) + target_part(z)) / eps
+
+            def unit(z: Tensor) -> Tensor:
+                return torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
+
+            return drift, unit
+        # Student-t reference, tailored fast dynamics: scalar diffusion a(y) = 1 + min(q, a_max - 1),
+        # q = |x - y|^2 / (df (1 - l)); drift a grad log rho + grad a keeps rho invariant. The cap a_max
+        # keeps the multiplicative noise mean-square stable at large steps (grad a = 0 beyond it).
+        d = x.shape[-1]
+        c = 1.0 / (self.df * (1.0 - lam))
+        cap = self.max_diffusion - 1.0
+
+        def diffusion(z: Tensor) -> Tensor:
+            diff = x - z
+            return 1.0 + (c * (diff * diff).sum(-1, keepdim=True)).clamp(max=cap)
+
+        def drift_t(z: Tensor) -> Tensor:
+            diff = x - z
+            q = c * (diff * diff).sum(-1, keepdim=True)
+            a_z, inside = 1.0 + q.clamp(max=cap), (q < cap).to(diff.dtype)
+            log_nu = ((self.df + d) / self.df) * diff / ((1.0 - lam) * (1.0 + q))
+            grad_a = -2.0 * c * diff * inside
+            return (a_z * (log_nu + target_part(z)) + grad_a) / eps
+
+        return drift_t, diffusion
+
+    def _fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float,
+                   gen: torch.Generator | None) -> Tensor:
+        """One step of the fast process on ``rho_{lam, x}`` (time ``h``, speed ``1/eps``)."""
+        h, eps, sl = self.step_size, self.eps, math.sqrt(lam)
+        probe = None
         if self.stages is None:
             # local curvature of log pi at the current fast states (one directional difference per
             # chain, 2 gradient evaluations): the secant estimate alone lags behind on targets whose
@@ -209,40 +294,144 @@ class MultALMC(DiffusionSamplerBase):
             if self.reference == "student-t":  # the diffusion a(y) <= max_diffusion scales the drift
                 stiff *= self.max_diffusion
             stages = stages_for(stiff, h, self.max_stages)
+            if self.chain_control and self.integrator == "srock":
+                lip_i = 2.0 * diff.squeeze(-1)
+                capped = 0.8 * skrock_stability_length(stages) < h * stiff
+                if capped:
+                    # the global estimate is beyond max_stages: no stage count makes the step stable for
+                    # every chain, so take the stages that cover 90 % of the chains' own stiffness and
+                    # control the step chain by chain (_control_chains redoes the others in sub-steps)
+                    ok = torch.isfinite(lip_i)
+                    if bool(ok.any()):
+                        typical = float(torch.quantile(self._chain_stiffness(lip_i[ok], lam), 0.9))
+                        stages = max(stages_for(typical, h, self.max_stages), 2)
+                probe = (direction, lip_i, capped)
         else:
             stages = self.stages
         self._stage_counts.append(stages)
 
         xi = randn_like(y, gen)
-        if self.reference == "gaussian":
-            if self.integrator == "exponential":
-                a = 1.0 / (eps * (1.0 - lam))
-                return ou_exponential_step(y, a, x, target_part(y) / eps, h, 1.0 / eps, xi)
+        if self.reference == "gaussian" and self.integrator == "exponential":
+            a = 1.0 / (eps * (1.0 - lam))
+            u = y / sl
+            g = target.grad(u)
+            self._lip.update(u, g)
+            return ou_exponential_step(y, a, x, (g / sl) / eps, h, 1.0 / eps, xi)
+        path = _PathSecants(y.shape[0], y) if probe is not None else None
+        drift, diffusion = self._fast_drift(target, x, lam, True, path)
+        y_new = skrock_step(y, drift, h, torch.sqrt(2.0 * h * diffusion(y) / eps) * xi, stages)
+        if probe is not None:
+            assert path is not None
+            y_new = self._control_chains(target, x, y, y_new, lam, stages, probe, path.value, gen)
+        return y_new
 
-            def drift(z: Tensor) -> Tensor:
-                return ((x - z) / (1.0 - lam) + target_part(z)) / eps
+    def _chain_stiffness(self, lip: Tensor, lam: float) -> Tensor:
+        stiff = (1.0 / (1.0 - lam) + lip / lam) / self.eps
+        return stiff * self.max_diffusion if self.reference == "student-t" else stiff
 
-            return skrock_step(y, drift, h, math.sqrt(2.0 * h / eps) * xi, stages)
-        # Student-t reference, tailored fast dynamics: scalar diffusion a(y) = 1 + min(q, a_max - 1),
-        # q = |x - y|^2 / (df (1 - l)); drift a grad log rho + grad a keeps rho invariant. The cap a_max
-        # keeps the multiplicative noise mean-square stable at large steps (grad a = 0 beyond it).
-        d = y.shape[-1]
-        c = 1.0 / (self.df * (1.0 - lam))
-        cap = self.max_diffusion - 1.0
+    def _control_chains(self, target: CountedTarget, x: Tensor, y_old: Tensor, y: Tensor, lam: float,
+                        stages: int, probe: tuple[Tensor, Tensor, bool], path: Tensor,
+                        gen: torch.Generator | None) -> Tensor:
+        """Per-chain stability control of a fast step.
 
-        def diffusion(diff: Tensor) -> tuple[Tensor, Tensor]:
-            q = c * (diff * diff).sum(-1, keepdim=True)
-            return 1.0 + q.clamp(max=cap), (q < cap).to(diff.dtype)
+        Every step (free, from the gradients the step computed): a chain that became non-finite, or
+        whose stages crossed a concave curvature beyond the step's stability interval (``_PathSecants``),
+        is redone by :meth:`_adaptive_substeps`. When the global stage count hit ``max_stages``
+        (``capped``; stages are then taken for the 90 % quantile of the chains' own stiffness) the full
+        check below runs as well. When ``max_stages`` stages cannot cover the global stiffness estimate, the step just taken is
+        trustworthy only for the chains whose own stiffness it covers. Chain ``i``'s stiffness
+        ``stiff_i = (1/(1-l) + L_i/l)/eps`` uses ``L_i`` = twice the curvature of ``log pi`` from one
+        power iteration of finite-difference Hessian-vector products (the probe's random direction
+        sees only ~``1/sqrt(dim)`` of a dominant eigenvalue, e.g. the funnel's ``x0`` direction), at
+        the start and at the end of the step (2 gradients each). A chain is redone from its old state
+        by :meth:`_adaptive_substeps` when its start stiffness is beyond the step's stability interval
+        (``h stiff_i > 0.8 L_s``), its end stiffness beyond ``L_s``, its stiffness changed by more than
+        a factor ``10`` over the step (the stability argument assumes a roughly constant Jacobian; the
+        funnel's ``exp(-x0)`` curvature can fall by orders of magnitude while an unresolved step throws
+        ``x0`` far out, where the end curvature looks harmless), or it became non-finite.
+        """
+        h, sl = self.step_size, math.sqrt(lam)
+        direction, lip_probe, capped = probe
+        n = y.shape[0]
+        length = skrock_stability_length(stages)
+        rows = torch.arange(n, device=y.device)[torch.isfinite(y_old).all(-1)]
+        if rows.numel() == 0:
+            return y
+        if not capped:
+            # the global stage count covers every chain's stiffness at the start: check only, for free,
+            # that the step stayed finite and that the curvature it crossed (secants between its
+            # stages) is within the stability interval
+            sp = self._chain_stiffness(path[rows], lam)
+            ok = torch.isfinite(y[rows]).all(-1) & (h * sp <= length)
+            redo = rows[~ok]
+            if redo.numel():
+                y = y.clone()
+                lip0 = torch.nan_to_num(lip_probe[redo], nan=0.0, posinf=0.0)
+                y[redo] = self._adaptive_substeps(target, x[redo], y_old[redo], lam, stages, direction[redo], lip0, gen)
+                self._n_redone += int(redo.numel())
+            return y
+        c0, d0 = local_curvature(target.grad, y_old[rows] / sl, direction[rows], iterations=1)
+        lip0 = torch.maximum(torch.nan_to_num(2.0 * c0, nan=0.0, posinf=0.0),
+                             torch.nan_to_num(lip_probe[rows], nan=0.0, posinf=0.0))
+        s0 = self._chain_stiffness(lip0, lam)
+        c1, _ = local_curvature(target.grad, y[rows] / sl, d0, iterations=1)
+        s1 = self._chain_stiffness(2.0 * c1, lam)
+        sp = self._chain_stiffness(path[rows], lam)
+        ok = ((h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length) & (s1 <= 10.0 * s0)
+              & (s0 <= 10.0 * s1))
+        ok &= torch.isfinite(y[rows]).all(-1)
+        redo = rows[~ok]
+        if redo.numel():
+            y = y.clone()
+            y[redo] = self._adaptive_substeps(target, x[redo], y_old[redo], lam, stages, d0[~ok], lip0[~ok], gen)
+            self._n_redone += int(redo.numel())
+        return y
 
-        def drift_t(z: Tensor) -> Tensor:
-            diff = x - z
-            a_z, inside = diffusion(diff)
-            log_nu = ((self.df + d) / self.df) * diff / ((1.0 - lam) * (1.0 + c * (diff * diff).sum(-1, keepdim=True)))
-            grad_a = -2.0 * c * diff * inside
-            return (a_z * (log_nu + target_part(z)) + grad_a) / eps
+    def _adaptive_substeps(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float, stages: int,
+                           direction: Tensor, lip: Tensor, gen: torch.Generator | None) -> Tensor:
+        """Fast step of time ``h`` for rows ``(x, y)`` by SK-ROCK sub-steps with per-row step control.
 
-        a0, _ = diffusion(x - y)
-        return skrock_step(y, drift_t, h, torch.sqrt(2.0 * h * a0 / eps) * xi, stages)
+        A sub-step of ``h_i`` is tried (``h_i <= 0.8 L_s / stiff_i``, and at most 4 times the last
+        accepted one); it is accepted if the end state is finite, its stiffness is within the stability
+        interval (``h_i stiff_end <= L_s``) and within a factor 10 of the start's; otherwise it is
+        rejected and ``h_i`` divided by 4 (fresh noise: a small bias traded for stability, as in
+        MultCDiff's step check). Each try costs ``stages + 2`` gradients. After ``max_substeps`` tries
+        a row that has not covered ``h`` stops there (its fast clock ran slower on this step, which
+        keeps ``rho`` invariant): ``diagnostics["truncated_chain_steps"]``.
+        """
+        h, sl, eps = self.step_size, math.sqrt(lam), self.eps
+        length = skrock_stability_length(stages)
+        reach = 0.8 * length
+        m = y.shape[0]
+        y, d = y.clone(), direction.clone()
+        s = self._chain_stiffness(lip, lam)
+        left = torch.full((m,), h, dtype=y.dtype, device=y.device)
+        h_try = torch.minimum(left, reach / s)
+        for _ in range(self.max_substeps):
+            act = (left > 1e-9 * h).nonzero().squeeze(-1)
+            if act.numel() == 0:
+                break
+            ha = torch.minimum(h_try[act], left[act])
+            path = _PathSecants(int(act.numel()), y)
+            drift, diffusion = self._fast_drift(target, x[act], lam, False, path)
+            ya = y[act]
+            noise = torch.sqrt(2.0 * ha.unsqueeze(-1) * diffusion(ya) / eps) * randn_like(ya, gen)
+            y_new = skrock_step(ya, drift, ha.unsqueeze(-1), noise, stages)
+            sp = self._chain_stiffness(path.value, lam)
+            self._substep_evals += int(act.numel()) * (stages + 2)
+            c_new, d_new = local_curvature(target.grad, y_new / sl, d[act], iterations=1)
+            s_new = self._chain_stiffness(2.0 * c_new, lam)
+            s_old = s[act]
+            good = (torch.isfinite(y_new).all(-1) & (ha * s_new <= length) & (ha * sp <= length)
+                    & (s_new <= 10.0 * s_old) & (s_old <= 10.0 * s_new))
+            acc, rej = act[good], act[~good]
+            y[acc], d[acc], s[acc] = y_new[good], d_new[good], s_new[good]
+            left[acc] = left[acc] - ha[good]
+            h_try[acc] = torch.minimum(4.0 * ha[good], reach / s_new[good])
+            h_try[rej] = ha[~good] / 4.0
+            self._n_rejected += int(rej.numel())
+        self._n_truncated += int((left > 1e-9 * h).sum())
+        return y
 
     def _score(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float) -> Tensor:
         if lam < self.l_switch:
@@ -263,6 +452,7 @@ class MultALMC(DiffusionSamplerBase):
         h = self.step_size
         lams = self.lambdas()
         self._lip, self._stage_counts, self._init_ess = LipschitzTracker(), [], float("nan")
+        self._n_redone, self._substep_evals, self._n_rejected, self._n_truncated = 0, 0, 0, 0
         _, _, n_final = self._phases()
         total = lams.numel() + n_final
         x = x0.clone()
@@ -328,5 +518,8 @@ class MultALMC(DiffusionSamplerBase):
                 bar.update(1)
         counts = self._stage_counts
         diagnostics = {"init_ess": getattr(self, "_init_ess", float("nan")), "lambda_final": float(lams[-1]), "num_steps": total, "lipschitz_estimate": self._lip.value,
-                       "mean_stages": sum(counts) / max(len(counts), 1), "max_stages_used": max(counts, default=0)}
+                       "mean_stages": sum(counts) / max(len(counts), 1), "max_stages_used": max(counts, default=0),
+                       "redone_chain_steps": self._n_redone, "truncated_chain_steps": self._n_truncated,
+                       "substep_evals": self._substep_evals,
+                       "rejected_substeps": self._n_rejected}
         return x, {"diagnostics": diagnostics}
