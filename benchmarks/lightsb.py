@@ -177,11 +177,21 @@ def _chunks(n: int, size: int = 10000) -> list[int]:
     return [min(size, n - i) for i in range(0, n, size)]
 
 
+def _number_list(parser: argparse.ArgumentParser, flag: str, items: list[str], kind: type) -> list[Any]:
+    """``["16,128"]`` or ``["16", "128"]`` -> ``[16, 128]``; a parser error on anything else."""
+    try:
+        return [kind(v) for item in items for v in item.split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"{flag}: expected numbers separated by commas or spaces, got {' '.join(items)!r}")
+        raise  # unreachable: parser.error exits
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print the table; returns 0."""
     p = argparse.ArgumentParser(prog="sciml bench lightsb", description=__doc__.splitlines()[0])
-    p.add_argument("--dims", type=int, nargs="+", default=[2, 16, 64, 128])
-    p.add_argument("--eps", type=float, nargs="+", default=[0.1, 1.0, 10.0])
+    # lists as in the other benchmarks ("--dims 16,128") or space-separated ("--dims 16 128")
+    p.add_argument("--dims", type=str, nargs="+", default=["2,16,64,128"], help="dimensions D")
+    p.add_argument("--eps", type=str, nargs="+", default=["0.1,1,10"], help="regularisations eps")
     p.add_argument("--preset", choices=["auto", "published"], default="published",
                    help="auto: full K=10 for D <= 16 (D <= 8: Gaussian or cluster start, by held-out loss), "
                         "diag K=50 in the Gaussian basis for D >= 64, eps >= 1, published otherwise; published: diag everywhere")
@@ -209,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    args.dims = _number_list(p, "--dims", args.dims, int)
+    args.eps = _number_list(p, "--eps", args.eps, float)
     torch.set_num_threads(args.threads)
 
     print(f"LightSB benchmark: preset {args.preset}, batch {args.batch_size or 'preset'}, "
