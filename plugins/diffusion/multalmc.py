@@ -138,6 +138,15 @@ class MultALMC(DiffusionSamplerBase):
             (``False``) a coarse early grid (``l`` 0.01 -> 0.016 is a 20 % shrink of ``U``) drags fast
             states across modes towards the origin: 8-MoG, 198 steps, ``h = 0.1``: 46 % of the fast
             states changed mode and the mode weights ranged over 0.01 - 0.28 (equal in truth).
+        carry_slow: with ``rescale_fast``, also carry the slow state's reference noise
+            ``Z = (X - Y) / sqrt(1 - l)`` over a change of ``l``: ``X <- Y_new + sqrt((1 - l)/(1 - l')) (X - Y)``.
+            ``(U, Z) -> (sqrt(l) U + sqrt(1 - l) Z, sqrt(l) U)`` pushes ``pi x nu`` onto the joint law of
+            ``(X, Y)`` at ``l``, so a pair distributed as the joint law at ``l'`` is moved onto the one at
+            ``l`` exactly. Without it (``False``) ``X`` relaxes to ``sqrt(l) U`` only at rate ``1/(1 - l)``
+            and lags behind the ramp; the lagging ``X`` centres ``rho``'s Gaussian factor at ``X/sqrt(l)``,
+            closer to the origin than ``U``, which tilts ``rho`` and moves fast states into neighbouring
+            modes on the inner side: 40-MoG (d = 2, 2000 chains, 202 steps) mode-weight TV 0.167 instead
+            of 0.05; modes at +-20 / +-25 with weights 0.1 / 0.4: outer weights 0.08 instead of 0.40.
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
         progress: show a tqdm progress bar.
 
@@ -154,7 +163,7 @@ class MultALMC(DiffusionSamplerBase):
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
                  max_stages: int = 40, chain_control: bool = True, max_substeps: int = 64,
                  reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
-                 fast_init_candidates: int = 256, rescale_fast: bool = True, init_std: float = 1.0, progress: bool = True) -> None:
+                 fast_init_candidates: int = 256, rescale_fast: bool = True, carry_slow: bool = True, init_std: float = 1.0, progress: bool = True) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -196,6 +205,9 @@ class MultALMC(DiffusionSamplerBase):
         if not isinstance(rescale_fast, bool):
             raise TypeError(f"rescale_fast must be a bool, got {type(rescale_fast).__name__}")
         self.rescale_fast = rescale_fast
+        if not isinstance(carry_slow, bool):
+            raise TypeError(f"carry_slow must be a bool, got {type(carry_slow).__name__}")
+        self.carry_slow = carry_slow
         if self.reference == "student-t" and self.integrator == "exponential":
             raise ValueError("integrator='exponential' needs the Gaussian reference; use 'srock' "
                              "with reference='student-t'")
@@ -483,7 +495,13 @@ class MultALMC(DiffusionSamplerBase):
             if self.rescale_fast and lam != lam_prev:
                 # Y stands for sqrt(l) U with U in target units: carry U over the change of l, else a
                 # coarse l grid shrinks U towards 0 by sqrt(l_old / l_new) and moves it across modes
-                y = y * math.sqrt(lam / lam_prev)
+                y_new = y * math.sqrt(lam / lam_prev)
+                if self.carry_slow:
+                    # carry the reference noise Z = (X - Y) / sqrt(1 - l) as well: (U, Z) -> (X, Y) is the
+                    # map that pushes pi x nu onto the joint law at l, so a pair stationary at l' stays
+                    # stationary at l; else X lags behind sqrt(l) U and tilts rho towards the origin
+                    x = y_new + math.sqrt((1.0 - lam) / (1.0 - lam_prev)) * (x - y)
+                y = y_new
             lam_prev = lam
             if not self.underdamped:
                 y = self._fast_step(target, x, y, lam, generator)
