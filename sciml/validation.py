@@ -17,6 +17,7 @@ __all__ = [
     "check_positive",
     "check_nonnegative",
     "check_positive_int",
+    "check_bool",
     "check_generator",
 ]
 
@@ -107,6 +108,13 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` or raise ``TypeError`` unless it is a ``bool`` (not 0 / 1 or a tensor)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
 
 
 def check_generator(name: str, generator: object) -> torch.Generator | None:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from sciml.interfaces import Sampler, Samples
 from sciml.targets import Target, as_target
-from sciml.validation import check_generator, check_positive, check_positive_int
+from sciml.validation import check_bool, check_generator, check_positive, check_positive_int
 
 __all__ = ["CountedTarget", "DiffusionSamplerBase", "check_probability", "check_choice", "logmeanexp"]
 
@@ -133,9 +133,7 @@ class DiffusionSamplerBase(Sampler):
 
     def __init__(self, *, init_std: float = 1.0, progress: bool = True) -> None:
         self.init_std = check_positive("init_std", init_std)
-        if not isinstance(progress, bool):
-            raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
-        self.progress = progress
+        self.progress = check_bool("progress", progress)
 
     # subclasses -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_nonnegative, check_positive, check_positive_int
+from sciml.validation import check_bool, check_nonnegative, check_positive, check_positive_int
 
 from ._common import (
     CountedTarget,
@@ -168,9 +168,7 @@ class MultALMC(DiffusionSamplerBase):
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
         self.eps = check_positive("eps", eps)
-        if not isinstance(underdamped, bool):
-            raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
-        self.underdamped = underdamped
+        self.underdamped = check_bool("underdamped", underdamped)
         self.gamma_min = check_positive("gamma_min", gamma_min)
         self.gamma_max = check_positive("gamma_max", gamma_max)
         self.l_delta = check_probability("l_delta", l_delta)
@@ -188,9 +186,7 @@ class MultALMC(DiffusionSamplerBase):
         self.integrator = check_choice("integrator", integrator, ("srock", "exponential"))
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
-        if not isinstance(chain_control, bool):
-            raise TypeError(f"chain_control must be a bool, got {type(chain_control).__name__}")
-        self.chain_control = chain_control
+        self.chain_control = check_bool("chain_control", chain_control)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.reference = check_choice("reference", reference, ("gaussian", "student-t"))
         self.df = check_positive("df", df)
@@ -202,12 +198,8 @@ class MultALMC(DiffusionSamplerBase):
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
         self.fast_init_candidates = 0 if fast_init_candidates == 0 else check_positive_int(
             "fast_init_candidates", fast_init_candidates)
-        if not isinstance(rescale_fast, bool):
-            raise TypeError(f"rescale_fast must be a bool, got {type(rescale_fast).__name__}")
-        self.rescale_fast = rescale_fast
-        if not isinstance(carry_slow, bool):
-            raise TypeError(f"carry_slow must be a bool, got {type(carry_slow).__name__}")
-        self.carry_slow = carry_slow
+        self.rescale_fast = check_bool("rescale_fast", rescale_fast)
+        self.carry_slow = check_bool("carry_slow", carry_slow)
         if self.reference == "student-t" and self.integrator == "exponential":
             raise ValueError("integrator='exponential' needs the Gaussian reference; use 'srock' "
                              "with reference='student-t'")

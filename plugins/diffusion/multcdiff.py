@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_nonnegative, check_positive, check_positive_int
+from sciml.validation import check_bool, check_nonnegative, check_positive, check_positive_int
 
 from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like, sample_target_sir
 from .integrators import (
@@ -135,12 +135,8 @@ class MultCDiff(DiffusionSamplerBase):
         self.max_stages = check_positive_int("max_stages", max_stages)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.curvature_safety = check_positive("curvature_safety", curvature_safety)
-        if not isinstance(step_check, bool):
-            raise TypeError(f"step_check must be a bool, got {type(step_check).__name__}")
-        self.step_check = step_check
-        if not isinstance(underdamped, bool):
-            raise TypeError(f"underdamped must be a bool, got {type(underdamped).__name__}")
-        self.underdamped = underdamped
+        self.step_check = check_bool("step_check", step_check)
+        self.underdamped = check_bool("underdamped", underdamped)
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")

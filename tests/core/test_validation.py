@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sciml.validation import (
+    check_bool,
     check_generator,
     check_nonnegative,
     check_positive,
@@ -55,6 +56,13 @@ def test_scalar_checks_accept():
     assert check_generator("generator", g) is g and check_generator("generator", None) is None
     with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
         check_generator("generator", 0)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.0, "yes", None, torch.tensor(True)])
+def test_check_bool(bad):
+    assert check_bool("flag", True) is True and check_bool("flag", False) is False
+    with pytest.raises(TypeError, match="flag must be a bool"):
+        check_bool("flag", bad)
 
 
 def test_check_tensor_finite_entries_whose_sum_overflows():
