@@ -178,7 +178,7 @@ def test_closed_form_gradients_match_autograd(name):
 
 def test_benchmark_registry_dims_and_flags():
     dims = {"8-mog": 2, "40-mog-d2": 2, "40-mog-d50": 50, "25-gmm": 2, "10-mos": 2, "rings": 2, "funnel": 10,
-            "dw5": 5, "dw10": 10, "dw50": 50, "many-well-32": 32, "logreg-iono": 35, "logreg-sonar": 61}
+            "funnel-slips": 10, "dw5": 5, "dw10": 10, "dw50": 50, "many-well-32": 32, "logreg-iono": 35, "logreg-sonar": 61}
     assert set(BENCHMARK_TARGETS) == set(dims)
     for name, d in dims.items():
         t = BENCHMARK_TARGETS[name]()
@@ -333,6 +333,7 @@ def test_funnel_scale_variant_and_distribution_to():
     t = Funnel(10, scale=3**0.5)
     x = t.sample(20_000, generator=_gen(11))
     assert _ks_p(x[:, 0], stats.norm(0, 3**0.5).cdf) > P_MIN
+    assert BENCHMARK_TARGETS["funnel-slips"]().scale == pytest.approx(3**0.5)  # the SLIPS code's variance 3
     d = as_target(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))).to(torch.float64)
     z = torch.ones(3, 2, dtype=torch.float64)
     assert d.log_prob(z).dtype == torch.float64 and d.sample(2).dtype == torch.float64

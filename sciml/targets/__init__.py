@@ -13,7 +13,7 @@ from sciml.targets.base import (
     as_target,
     check_target,
 )
-from sciml.targets.benchmarks import BENCHMARK_TARGETS, logreg_iono, logreg_sonar
+from sciml.targets.benchmarks import BENCHMARK_TARGETS, funnel_slips, logreg_iono, logreg_sonar
 from sciml.targets.logistic import LogisticRegression, logistic_regression
 from sciml.targets.mixtures import GaussianMixture, Rings, StudentTMixture, gmm25, mog8, mog40, mos10, rings
 from sciml.targets.pyro_model import PyroModelTarget, from_pyro_model
@@ -53,6 +53,7 @@ __all__ = [
     "mos10",
     "rings",
     "funnel",
+    "funnel_slips",
     "double_well",
     "dw5",
     "dw10",
