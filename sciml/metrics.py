@@ -59,9 +59,11 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
 
     Computes ``sqrt(<P_reg, C>)`` where ``C_ij = |x_i - y_j|^2`` (not normalised) and ``P_reg`` is the
     entropic optimal plan between the (weighted) empirical measures with regularisation ``reg``
-    (absolute, in units of the cost): the quantity the SLIPS / MultALMC benchmark code reports
-    (``sqrt(ot.sinkhorn2(a, b, C, reg))``: POT's ``sinkhorn2`` returns the transport cost of the
-    regularised plan, without the entropy term).
+    (absolute, in units of the cost): the entropic reading of the MultALMC paper's metric
+    ("entropic-regularised W2, regularisation 0.05"), ``sqrt(ot.sinkhorn2(a, b, C, reg))`` (POT's
+    ``sinkhorn2`` returns the transport cost of the regularised plan, without the entropy term).
+    The SLIPS benchmark code's ``compute_wasserstein`` carries ``reg=0.05`` in its signature but its
+    default ``method=None`` calls ``ot.emd2``: the exact W2, :func:`wasserstein2` here.
 
     Methods:
 
@@ -71,8 +73,8 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
       (Altschuler, Weed & Rigollet 2017, Alg. 2), so the cost is that of a feasible coupling
       (``>=`` the exact W2). A ``RuntimeWarning`` reports a marginal violation above ``tol`` (L1, total
       mass 1) before rounding: the value is then inflated by the rounding.
-    * ``"pot"``: the SLIPS call verbatim, ``sqrt(ot.sinkhorn2(a, b, C, reg, numItermax=max_iter))``
-      (POT's default Sinkhorn-Knopp). With ``reg = 0.05`` its kernel ``exp(-C / reg)`` underflows for
+    * ``"pot"``: POT's default Sinkhorn-Knopp as a user of POT would call it,
+      ``sqrt(ot.sinkhorn2(a, b, C, reg, numItermax=max_iter))``. With ``reg = 0.05`` its kernel ``exp(-C / reg)`` underflows for
       costs above ~37 (float64; ~4.4 in float32), and POT then stops on numerical errors and returns
       the plan of its last valid iterate, which can be far from the entropic plan; a
       ``RuntimeWarning`` says so when POT reported such errors.

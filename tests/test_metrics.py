@@ -76,7 +76,7 @@ def test_entropic_w2_matches_pot_and_exact_limit():
         warnings.simplefilter("ignore", RuntimeWarning)
         val = entropic_w2(x, y)
     assert exact <= val <= exact * 1.02
-    # method="pot" is the SLIPS call itself
+    # method="pot" is POT's default Sinkhorn call itself
     pot = math.sqrt(ot.sinkhorn2(ot.unif(200), ot.unif(250), cost, 1.0, numItermax=1000))
     assert entropic_w2(x, y, reg=1.0, method="pot", max_iter=1000) == pytest.approx(pot, rel=1e-12)
     far = torch.cat([x[:100], x[100:] + 100.0])  # costs >> 37: Sinkhorn-Knopp's kernel underflows
