@@ -457,6 +457,73 @@ def test_cluster_warm_start_recovers_separated_components() -> None:
     torch.testing.assert_close(r, truth.means[order], rtol=0.0, atol=0.1 * float(truth.means.abs().max()))
 
 
+def test_target_cluster_warm_start_recovers_components_and_counts_pieces() -> None:
+    # a known LightSB plan whose gates are constant on p0 (the components differ only along e1, where
+    # p0 has almost no spread): every component's target is one cluster of p1 and its source is the
+    # whole p0, so the target-cluster start recovers S_k and r_k; with K = 3 it finds the 2 pieces and
+    # the third component copies one of them
+    from sciml_plugins.lightsb.warmstart import target_cluster_init
+
+    d, eps, n = 4, 1.0, 20000
+    g = torch.Generator().manual_seed(31)
+    b = _random_full_potential(d - 1, 1, eps, seed=32).covariances()[0].detach()
+    S_true = torch.zeros(2, d, d, dtype=F64)
+    S_true[:, 1:, 1:] = b
+    S_true[0, 0, 0], S_true[1, 0, 0] = 0.5, 1.5
+    truth = GaussianMixturePotential(d, 2, eps, "full", init_means=torch.tensor(
+        [[-6.0, 1.0, 0.0, -1.0], [6.0, 1.0, 0.0, -1.0]], dtype=F64), dtype=F64)
+    truth.set_covariances(S_true)
+    with torch.no_grad():
+        truth.raw_log_alpha.zero_()
+    scale = torch.tensor([0.003, 1.0, 1.0, 1.0], dtype=F64)
+    x0 = torch.randn(n, d, generator=g, dtype=F64) * scale
+    w = torch.softmax(truth.conditional_logits(x0), -1).detach()
+    assert float((w - 0.5).abs().max()) < 0.1  # nearly constant gates
+    x1 = Bridge(truth).sample(x0, generator=g)[torch.randperm(n, generator=g)]
+    la, r, S = target_cluster_init(x0, x1, 3, eps, torch.Generator().manual_seed(0))
+    order = ((r[:, None, :] - truth.means[None]) ** 2).sum(-1).argmin(1)
+    assert sorted(order[:2].tolist()) == [0, 1]  # two pieces, the third component is a copy
+    torch.testing.assert_close(S[2], S[int((order[:2] == order[2]).nonzero()[0, 0])])
+    rel = torch.linalg.norm(S - S_true[order], dim=(-2, -1)) / torch.linalg.norm(S_true[order], dim=(-2, -1))
+    assert float(rel.max()) < 0.05, rel
+    torch.testing.assert_close(r[:2], truth.means[order[:2]], rtol=0.0, atol=0.15)
+    # the resulting plan: conditional moments close to the exact ones
+    pot = GaussianMixturePotential(d, 3, eps, "full", init_means=r, dtype=F64)
+    pot.set_covariances(S)
+    with torch.no_grad():
+        pot.raw_log_alpha.copy_(eps * la)
+    xt = x0[:200]
+    m_fit, c_fit = (v.detach() for v in pot.conditional_moments(xt))
+    m_true, c_true = (v.detach() for v in truth.conditional_moments(xt))
+    bw = bures_wasserstein_sq(m_fit, c_fit, m_true, c_true).mean() / float(torch.cov(x1.T).trace())
+    assert float(bw) < 2e-3, float(bw)
+
+
+def test_multiple_starts_keep_the_lowest_held_out_loss() -> None:
+    # n_starts > 1: every start is trained briefly and scored on the held-out split; on the
+    # two-piece plan of the test above the kept fit matches the exact conditional moments
+    d, eps, n = 2, 1.0, 4000
+    g = torch.Generator().manual_seed(41)
+    truth = GaussianMixturePotential(d, 2, eps, "full", init_means=torch.tensor([[-5.0, 0.0], [5.0, 0.0]], dtype=F64),
+                                     dtype=F64)
+    truth.set_covariances(torch.tensor([[[0.5, 0.1], [0.1, 0.8]], [[1.2, -0.2], [-0.2, 0.6]]], dtype=F64))
+    with torch.no_grad():
+        truth.raw_log_alpha.zero_()
+    x0 = torch.randn(n, d, generator=g, dtype=F64) * torch.tensor([0.05, 1.0], dtype=F64)
+    x1 = Bridge(truth).sample(x0, generator=g)[torch.randperm(n, generator=g)]
+    solver = LightSB(eps=eps, n_components=2, covariance="full", init="targets", n_starts=3, start_steps=20, n_steps=200,
+                     lr=1e-2, val_fraction=0.1, patience=None, progress=False)
+    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
+    losses = bridge.diagnostics["start_val_losses"]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    m_fit, c_fit = bridge.potential.conditional_moments(x0[:200])
+    m_true, c_true = (v.detach() for v in truth.conditional_moments(x0[:200]))
+    bw = bures_wasserstein_sq(m_fit, c_fit, m_true, c_true).mean() / float(torch.cov(x1.T).trace())
+    assert float(bw) < 5e-3, float(bw)
+    with pytest.raises(ValueError, match="n_starts"):
+        LightSB(init="gaussian", n_starts=2)
+
+
 def test_version_1_full_covariance_file_loads(tmp_path) -> None:
     # files written before the Cholesky parametrisation stored S_k = U_k diag(exp s_k) U_k^T with
     # U_k = base_k cayley(B_k); they load as the same plan

@@ -72,7 +72,9 @@ class LightSB(Solver):
             ``m1`` the sample means (``init_spread = 0``, K = 1, full: the exact Gaussian plan);
             ``"clusters"``: the cluster warm start of :func:`~sciml_plugins.lightsb.warmstart.cluster_init`
             (k-means pieces of p0 matched to p1 by a Sinkhorn plan on a subsample, per-piece Gaussian
-            closed form, weights refitted).
+            closed form, weights refitted); ``"targets"``: the warm start of
+            :func:`~sciml_plugins.lightsb.warmstart.target_cluster_init` (k-means pieces of p1, each
+            the target of a Gaussian closed form from the whole p0, weights refitted; for large eps).
         init_spread: spread of the initial ``r_k`` around the Gaussian plan's intercept
             (``init="gaussian"`` only).
         cluster_subsample: subsample size per side of the Sinkhorn plan (``init="clusters"`` only).
@@ -84,6 +86,13 @@ class LightSB(Solver):
             parameters with the best held-out loss are returned.
         t_gap: the matching objective samples ``t ~ U[0, 1 - t_gap]``.
         progress: show a tqdm progress bar.
+        n_starts: number of warm starts tried (``init="clusters"`` or ``"targets"``, tensor inputs, the
+            ``"lightsb"`` objective, ``val_fraction > 0``): each is trained for ``start_steps`` Adam steps
+            (cosine decay over those steps), the one with the lowest held-out loss is kept and trained
+            for ``n_steps`` more. Every start draws its own k-means seeding from ``generator``; with
+            ``init="targets"`` the even-numbered starts (the first included) choose the number of
+            pieces from the data, the odd ones use K pieces.
+        start_steps: Adam steps per start when ``n_starts > 1``.
     """
 
     name: ClassVar[str] = "lightsb"
@@ -111,6 +120,8 @@ class LightSB(Solver):
         patience: int | None = 20,
         t_gap: float = 0.01,
         progress: bool = True,
+        n_starts: int = 1,
+        start_steps: int = 500,
     ) -> None:
         self.eps = check_positive("eps", eps)
         self.n_components = check_positive_int("n_components", n_components)
@@ -129,8 +140,8 @@ class LightSB(Solver):
         self.lr = check_positive("lr", lr)
         self.chol_lr_scale = None if chol_lr_scale is None else check_positive("chol_lr_scale", chol_lr_scale)
         self.init_scale = check_positive("init_scale", init_scale)
-        if init not in ("identity", "gaussian", "clusters"):
-            raise ValueError(f"init must be 'identity', 'gaussian' or 'clusters', got {init!r}")
+        if init not in ("identity", "gaussian", "clusters", "targets"):
+            raise ValueError(f"init must be 'identity', 'gaussian', 'clusters' or 'targets', got {init!r}")
         self.cluster_subsample = check_positive_int("cluster_subsample", cluster_subsample)
         self.init = init
         self.init_spread = check_nonnegative("init_spread", init_spread)
@@ -144,6 +155,10 @@ class LightSB(Solver):
         if self.t_gap >= 1:
             raise ValueError(f"t_gap must be < 1, got {t_gap}")
         self.progress = bool(progress)
+        self.n_starts = check_positive_int("n_starts", n_starts)
+        self.start_steps = check_positive_int("start_steps", start_steps)
+        if self.n_starts > 1 and (init not in ("clusters", "targets") or objective != "lightsb" or self.val_fraction <= 0):
+            raise ValueError("n_starts > 1 needs init='clusters' or 'targets', objective='lightsb' and val_fraction > 0")
 
     # ------------------------------------------------------------------ data handling
     @staticmethod
@@ -186,24 +201,64 @@ class LightSB(Solver):
             potential.means.copy_((m1 - S @ m0 + self.init_spread * (y - m1)).to(**kw))
 
     def _cluster_init(self, potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None,
-                      generator: torch.Generator | None) -> None:
-        """Start from the cluster warm start of :func:`~sciml_plugins.lightsb.warmstart.cluster_init`."""
-        from .warmstart import cluster_init
+                      generator: torch.Generator | None, start_index: int = 0) -> None:
+        """Start from :func:`~sciml_plugins.lightsb.warmstart.cluster_init` (``init="clusters"``) or
+        :func:`~sciml_plugins.lightsb.warmstart.target_cluster_init` (``init="targets"``)."""
+        from .warmstart import cluster_init, target_cluster_init
 
         if x0 is None or x1 is None:
-            raise ValueError("init='clusters' needs samples of both p0 and p1")
-        if x0.shape[0] < potential.n_components:
-            raise ValueError(f"init='clusters' needs at least n_components={potential.n_components} samples of p0")
+            raise ValueError(f"init={self.init!r} needs samples of both p0 and p1")
+        side = x1 if self.init == "targets" else x0
+        if side.shape[0] < potential.n_components:
+            raise ValueError(f"init={self.init!r} needs at least n_components={potential.n_components} samples of "
+                             f"{'p1' if self.init == 'targets' else 'p0'}")
         gen = None
         if generator is not None:  # the warm start runs on the CPU: derive a CPU generator from the seed stream
             gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-        log_alpha, r, S = cluster_init(x0, x1, potential.n_components, self.eps, gen, n_sub=self.cluster_subsample,
-                                       diagonal=potential.covariance == "diag")
+        if self.init == "targets":
+            # even-numbered starts choose the number of pieces from the data, odd ones use K pieces
+            log_alpha, r, S = target_cluster_init(x0, x1, potential.n_components, self.eps, gen,
+                                                  diagonal=potential.covariance == "diag",
+                                                  split_gain=None if start_index % 2 == 0 else 0.0)
+        else:
+            log_alpha, r, S = cluster_init(x0, x1, potential.n_components, self.eps, gen, n_sub=self.cluster_subsample,
+                                           diagonal=potential.covariance == "diag")
         potential.set_covariances(S)
         kw = {"dtype": potential.means.dtype, "device": potential.means.device}
         with torch.no_grad():
             potential.means.copy_(r.to(**kw))
             potential.raw_log_alpha.copy_((self.eps * (log_alpha - log_alpha.max())).to(**kw))
+
+    def _param_groups(self, potential: GaussianMixturePotential, dim: int) -> list[dict[str, Any]]:
+        """Adam parameter groups: the off-diagonal Cholesky entries use ``lr * chol_lr_scale``."""
+        groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
+        if potential.chol_lower is not None:
+            # Adam moves each of the D (D - 1) / 2 off-diagonal entries by ~lr, i.e. L_k by
+            # ~lr * D / sqrt(2) in Frobenius norm against |L_k| ~ sqrt(D): scale by 1 / sqrt(D)
+            scale = self.chol_lr_scale if self.chol_lr_scale is not None else 1.0 / math.sqrt(dim)
+            groups.append({"params": [potential.chol_lower], "lr": self.lr * scale})
+        return groups
+
+    def _short_fit(self, potential: GaussianMixturePotential, train: dict[str, Tensor], val: dict[str, Tensor],
+                   generator: torch.Generator | None, rdev: Any) -> float:
+        """Train a candidate start for ``start_steps`` Adam steps (cosine decay); its held-out loss."""
+        opt = torch.optim.Adam(self._param_groups(potential, train["x0"].shape[1]), lr=self.lr)
+        total = self.start_steps
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda i: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(i, total) / total)))
+        a_all, b_all = train["x0"], train["x1"]
+        for _ in range(total):
+            ia = torch.randint(a_all.shape[0], (self.batch_size,), generator=generator, device=rdev).to(a_all.device)
+            ib = torch.randint(b_all.shape[0], (self.batch_size,), generator=generator, device=rdev).to(b_all.device)
+            loss = potential.log_normaliser(a_all[ia]).mean() - potential.log_potential(b_all[ib]).mean()
+            if not torch.isfinite(loss):
+                return math.inf
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            return float(potential.log_normaliser(val["x0"]).mean() - potential.log_potential(val["x1"]).mean())
 
     # ------------------------------------------------------------------ solve
     def solve(  # type: ignore[override]
@@ -325,12 +380,29 @@ class LightSB(Solver):
             init = x0(K, generator)[1]  # type: ignore[operator]
         else:
             init = self._draw("x1", x1, K, generator, dim)
-        potential = GaussianMixturePotential(dim, K, self.eps, self.covariance, init_means=init,
-                                             init_scale=self.init_scale, dtype=dtype, device=device)
-        if self.init == "gaussian":
-            self._gaussian_init(potential, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), init)
-        elif self.init == "clusters":
-            self._cluster_init(potential, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), generator)
+        def new_potential(start_index: int = 0) -> GaussianMixturePotential:
+            pot = GaussianMixturePotential(dim, K, self.eps, self.covariance, init_means=init,
+                                           init_scale=self.init_scale, dtype=dtype, device=device)
+            if self.init == "gaussian":
+                self._gaussian_init(pot, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), init)
+            elif self.init in ("clusters", "targets"):
+                self._cluster_init(pot, train.get("x0", val.get("x0")), train.get("x1", val.get("x1")), generator,
+                                   start_index)
+            return pot
+
+        potential = new_potential()
+        start_losses: list[float] = []
+        if self.n_starts > 1:
+            if not ("x0" in train and "x1" in train):
+                raise ValueError("n_starts > 1 needs sample tensors x0 and x1")
+            best_start = potential
+            start_losses.append(self._short_fit(potential, train, val, generator, rdev))
+            for i in range(1, self.n_starts):
+                cand = new_potential(i)
+                start_losses.append(self._short_fit(cand, train, val, generator, rdev))
+                if start_losses[-1] < min(start_losses[:-1]):
+                    best_start = cand
+            potential = best_start
 
         def batch() -> tuple[Tensor, Tensor]:
             if paired_sampler:
@@ -387,13 +459,7 @@ class LightSB(Solver):
                 full_aux = (torch.rand(n_f, generator=generator, dtype=dtype, device=rdev).to(device) * (1 - self.t_gap),
                             torch.randn(full[0].shape, generator=generator, dtype=dtype, device=rdev).to(device))
         else:
-            groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
-            if potential.chol_lower is not None:
-                # Adam moves each of the D (D - 1) / 2 off-diagonal entries by ~lr, i.e. L_k by
-                # ~lr * D / sqrt(2) in Frobenius norm against |L_k| ~ sqrt(D): scale by 1 / sqrt(D)
-                scale = self.chol_lr_scale if self.chol_lr_scale is not None else 1.0 / math.sqrt(dim)
-                groups.append({"params": [potential.chol_lower], "lr": self.lr * scale})
-            opt = torch.optim.Adam(groups, lr=self.lr)
+            opt = torch.optim.Adam(self._param_groups(potential, dim), lr=self.lr)
             if self.lr_schedule == "cosine":
                 total = self.n_steps
                 sched = torch.optim.lr_scheduler.LambdaLR(  # cosine from 1 to 1/100 of each group's lr
@@ -458,5 +524,6 @@ class LightSB(Solver):
             "final_loss": history[-1],
             "train_time_s": time.perf_counter() - start,
             "val_history": val_history,
+            "start_val_losses": start_losses,
         }
         return Bridge(potential, history, diagnostics)

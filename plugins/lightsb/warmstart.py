@@ -1,4 +1,8 @@
-"""Cluster warm start for LightSB (``init="clusters"``), built from the training samples only.
+"""Warm starts for LightSB (``init="clusters"`` and ``init="targets"``), built from the training samples only.
+
+``init="targets"`` (:func:`target_cluster_init`) clusters ``p1`` alone and maps the whole ``p0`` to
+every piece (suited to large ``eps``, see there). The rest of this docstring describes
+``init="clusters"`` (:func:`cluster_init`).
 
 The LightSB potential with K components is a mixture of K affine-Gaussian conditionals
 ``N(r_k + S_k x0, eps S_k)``, each the exact EOT plan between its own source and target pieces. The
@@ -29,7 +33,7 @@ from torch import Tensor
 
 from .gaussian import gaussian_eot
 
-__all__ = ["kmeans", "sinkhorn_plan", "cluster_init"]
+__all__ = ["kmeans", "sinkhorn_plan", "cluster_init", "target_cluster_init", "refit_log_alpha"]
 
 
 def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
@@ -126,9 +130,18 @@ def cluster_init(
     # refit the weights with S_k, r_k fixed: the LightSB loss as a function of log alpha alone
     xq = a[torch.randperm(a.shape[0], generator=generator)[:n_fit]]
     yq = b[torch.randperm(b.shape[0], generator=generator)[:n_fit]]
+    return refit_log_alpha(xq, yq, log_alpha, r, S, eps), r, S
+
+
+def refit_log_alpha(x0: Tensor, x1: Tensor, log_alpha: Tensor, r: Tensor, S: Tensor, eps: float) -> Tensor:
+    """Minimise the LightSB loss over ``log alpha`` (K,) alone, with ``r`` (K, D) and ``S`` (K, D, D) fixed.
+
+    The loss ``mean_x0 logsumexp_k(log alpha_k + q_k(x0)) - mean_x1 logsumexp_k(log alpha_k + n_k(x1))``
+    is convex in ``log alpha`` (L-BFGS from ``log_alpha``); ``x0`` (n0, D), ``x1`` (n1, D), float64.
+    """
     L = torch.linalg.cholesky(S)
-    q0 = (torch.einsum("kdj,nd->nkj", L, xq).pow(2).sum(-1) + 2 * xq @ r.T) / (2 * eps)
-    z = torch.linalg.solve_triangular(L, (yq[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
+    q0 = (torch.einsum("kdj,nd->nkj", L, x0).pow(2).sum(-1) + 2 * x0 @ r.T) / (2 * eps)
+    z = torch.linalg.solve_triangular(L, (x1[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
     log_n = -(z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
     la = log_alpha.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([la], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
@@ -141,4 +154,93 @@ def cluster_init(
 
     with torch.enable_grad():
         opt.step(closure)
-    return la.detach(), r, S
+    return la.detach()
+
+
+def target_cluster_init(
+    x0: Tensor,
+    x1: Tensor,
+    n_components: int,
+    eps: float,
+    generator: torch.Generator | None = None,
+    n_fit: int = 10000,
+    diagonal: bool = False,
+    split_gain: float | None = None,
+    copy_shift: float = 0.3,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Warm start from pieces of ``p1``: ``(log_alpha (K,), r (K, D), S (K, D, D))``, float64.
+
+    For large ``eps`` the conditional mean ``r_k + S_k x0`` of a component of the plan depends only
+    weakly on ``x0`` (``S_k`` is small), so the target samples of one component form one cluster of
+    ``p1``. The start: k-means (SciPy's ``kmeans2``) splits a subsample of ``p1`` into pieces, their
+    number the smallest ``k <= K`` whose next split lowers the k-means cost by less than a fraction
+    ``split_gain`` (splitting one Gaussian blob gains little in high dimension, separating two
+    blobs much); per piece, ``S_k`` is the closed-form Gaussian EOT matrix between the moment-matched Gaussian of
+    the whole ``p0`` sample and that of the piece, ``r_k = b_k - S_k a`` (``a`` the mean of ``p0``,
+    ``b_k`` of the piece); the weights are then fitted by :func:`refit_log_alpha`. Every step uses
+    the training samples only. With fewer pieces than K, the remaining components copy the largest
+    pieces (mass shared, intercept shifted by ``copy_shift`` times a draw of ``N(0, eps S_k)``, so
+    that training can separate them).
+
+    Args:
+        x0: samples of p0, (n0, D).
+        x1: samples of p1, (n1, D).
+        n_components: K.
+        eps: regularisation.
+        generator: seeds the subsamples and the k-means seeding.
+        n_fit: subsample size per side (k-means, moments, weights).
+        diagonal: keep only the diagonal of each ``S_k``.
+        split_gain: relative k-means cost reduction below which no further piece is split off
+            (``None``: ``2 / D``; splitting one Gaussian blob gains about ``2 / (pi D)`` to ``1.5 / D``;
+            0 always uses K pieces).
+        copy_shift: intercept shift of the copies, in units of the component's spread.
+    """
+    a = x0.detach().to(torch.float64).cpu()
+    b = x1.detach().to(torch.float64).cpu()
+    d, K = a.shape[1], n_components
+    xs = a[torch.randperm(a.shape[0], generator=generator)[:n_fit]]
+    ys = b[torch.randperm(b.shape[0], generator=generator)[:n_fit]]
+    # the number of pieces: the smallest k whose next split lowers the k-means cost by less than
+    # `split_gain` (splitting one Gaussian blob in D dimensions gains only ~ 2 / (pi D) of its cost)
+    gain = 2.0 / d if split_gain is None else split_gain
+    best: tuple[Tensor, Tensor] | None = None
+    prev_cost = math.inf
+    for k in range(1, K + 1):
+        cent = kmeans(ys, k, generator)
+        lab = torch.cat([((c_[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1) for c_ in ys.split(2048)])
+        cost = float(((ys - cent[lab]) ** 2).sum())
+        if best is not None and cost > (1.0 - gain) * prev_cost:
+            break
+        best, prev_cost = (cent, lab), cost
+    assert best is not None
+    cent, lab = best
+    n_pieces = cent.shape[0]
+    eye = torch.eye(d, dtype=torch.float64)
+    m0 = xs.mean(0)
+    c0 = torch.cov(xs.T, correction=0).reshape(d, d)
+    c0 = c0 + 1e-6 * float(c0.trace()) / d * eye
+    tr1 = float(torch.cov(ys.T, correction=0).reshape(d, d).trace()) / d
+    log_alpha = torch.empty(K, dtype=torch.float64)
+    r = torch.empty(K, d, dtype=torch.float64)
+    S = torch.empty(K, d, d, dtype=torch.float64)
+    sizes = torch.bincount(lab, minlength=n_pieces)
+    # K components: piece k for k < n_pieces, then copies of the largest pieces (intercepts perturbed)
+    owner = list(range(n_pieces)) + [int(i) for i in sizes.argsort(descending=True).repeat(K)[: K - n_pieces]]
+    copies = torch.bincount(torch.tensor(owner), minlength=n_pieces)
+    for k in range(K):
+        sel = lab == owner[k]
+        if int(sel.sum()) <= d:  # degenerate piece: fall back to the whole sample
+            sel = torch.ones_like(sel)
+        m1 = ys[sel].mean(0)
+        c1 = torch.cov(ys[sel].T, correction=0).reshape(d, d) + 1e-6 * tr1 * eye
+        s_k = gaussian_eot(m0, c0, m1, c1, eps).S_star
+        if diagonal:
+            s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
+        S[k] = s_k
+        r[k] = m1 - s_k @ m0
+        if k >= n_pieces:  # a copy: shift the intercept by a draw of the component's spread
+            noise = torch.randn(d, dtype=torch.float64, generator=generator)
+            r[k] = r[k] + copy_shift * math.sqrt(eps) * (torch.linalg.cholesky(s_k) @ noise)
+        mass = float(sel.double().mean()) / float(copies[owner[k]])
+        log_alpha[k] = math.log(max(mass, 1e-12)) - (m0 @ s_k @ m0 + 2 * r[k] @ m0) / (2 * eps)
+    return refit_log_alpha(xs, ys, log_alpha, r, S, eps), r, S
