@@ -385,3 +385,16 @@ def test_multalmc_weights_far_from_origin() -> None:
     frac = torch.bincount(torch.cdist(s.x, means).argmin(1), minlength=4).double() / n
     # multinomial s.e. of a fraction near 0.4 with 2000 draws: 0.011
     assert torch.allclose(frac, truth, atol=0.04), (frac, truth)
+
+
+def test_systematic_resample_counts_are_floor_or_ceil_of_n_w():
+    from sciml_plugins.diffusion._common import systematic_resample
+
+    w = torch.tensor([0.5, 0.0, 0.2, 0.3 - 1e-3, 1e-3], dtype=torch.float64)
+    for seed in range(20):
+        idx = systematic_resample(w.log(), torch.Generator().manual_seed(seed), 997)
+        counts = torch.bincount(idx, minlength=5).double()
+        assert idx.shape == (997,) and counts[1] == 0  # a zero weight is never picked
+        assert bool(((counts - 997 * w).abs() < 1.0).all())
+    # default n = len(log_w), as SMC uses it
+    assert systematic_resample(torch.zeros(7), torch.Generator().manual_seed(0)).tolist() == list(range(7))

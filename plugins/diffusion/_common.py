@@ -231,7 +231,9 @@ def sample_target_sir(target: CountedTarget, x: Tensor, proposal_scale: float, n
     an arbitrary start. A pool of ``n * num_candidates`` points is drawn from the Gaussian
     ``N(c m, (c^2 s^2 + c^2 - 1) I)`` (``m``, ``s^2``: mean and mean per-coordinate variance of the
     ``n`` starting points ``x``, ``c = proposal_scale``), weighted by ``pi / N(...)`` and ``n``
-    points are resampled (multinomial). Costs ``num_candidates`` log-density evaluations per chain.
+    points are resampled (systematic resampling: each pool point is picked ``floor(n W_i)`` or
+    ``ceil(n W_i)`` times, so the mode weights carry no multinomial noise beyond the pool's own).
+    Costs ``num_candidates`` log-density evaluations per chain.
     Like any importance sampler from a Gaussian it degrades with the dimension (the weights
     degenerate); the effective sample size is returned in ``ess``.
 
@@ -256,8 +258,24 @@ def sample_target_sir(target: CountedTarget, x: Tensor, proposal_scale: float, n
     logw = torch.where(torch.isfinite(logw), logw, torch.full_like(logw, -float("inf")))
     w = torch.exp(logw - logw.max())
     ess = float(w.sum() ** 2 / (w * w).sum())
-    pick = torch.multinomial(w, n, replacement=True, generator=generator)
-    return u[pick], ess
+    return u[systematic_resample(logw, generator, n)], ess
 
 
-__all__ += ["sample_target_sir"]
+def systematic_resample(log_w: Tensor, generator: torch.Generator | None, n: int | None = None) -> Tensor:
+    """``n`` indices (default ``len(log_w)``) drawn by systematic resampling from log-weights ``(N,)``.
+
+    One uniform offset ``u ~ U(0, 1/n)`` and the points ``u + k/n``, ``k = 0..n-1``, pushed through
+    the inverse CDF of the normalised weights: index ``i`` appears ``floor(n W_i)`` or
+    ``ceil(n W_i)`` times (unbiased, far less variance than multinomial draws). ``-inf`` weights are
+    never picked.
+    """
+    n = log_w.shape[0] if n is None else n
+    w = torch.softmax(log_w, 0)
+    cdf = torch.cumsum(w, 0)
+    cdf[-1] = 1.0
+    offset = 1.0 - torch.rand(1, dtype=w.dtype, device=w.device, generator=generator)  # in (0, 1]
+    u = (offset + torch.arange(n, dtype=w.dtype, device=w.device)) / n
+    return torch.searchsorted(cdf, u).clamp_(max=log_w.shape[0] - 1)
+
+
+__all__ += ["sample_target_sir", "systematic_resample"]

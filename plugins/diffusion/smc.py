@@ -14,21 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import CountedTarget, check_probability
+from ._common import CountedTarget, check_probability, systematic_resample
 from .ais import AIS, AnnealedState, _log_p0, temperatures
 
 __all__ = ["SMC", "systematic_resample"]
-
-
-def systematic_resample(log_w: Tensor, gen: torch.Generator | None) -> Tensor:
-    """Indices drawn by systematic resampling from normalised-or-not log-weights ``(N,)``."""
-    n = log_w.shape[0]
-    w = torch.softmax(log_w, 0)
-    cdf = torch.cumsum(w, 0)
-    cdf[-1] = 1.0
-    u = (torch.rand(1, dtype=w.dtype, device=w.device, generator=gen)
-         + torch.arange(n, dtype=w.dtype, device=w.device)) / n
-    return torch.searchsorted(cdf, u).clamp_(max=n - 1)
 
 
 class SMC(AIS):
