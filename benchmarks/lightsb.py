@@ -144,6 +144,7 @@ AUTO_TARGETS = {"covariance": "full", "components": 5, "steps": 5000, "init": "t
                 "batch_size": 128, "lr": 1e-2, "init_spread": 0.3,  # D >= 64, eps > 1 (init_spread unused)
                 "n_starts": 8, "start_steps": 300}
 AUTO_TARGETS_STEPS_D128 = 3000  # per-step cost grows with D^2
+AUTO_TARGETS_STARTS_D128 = 4  # and so does the cost of each start
 _START = {"gaussian": "Gaussian start", "clusters": "cluster start", "targets": "target-cluster start",
           "identity": "identity start"}
 PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity", "basis": "standard",
@@ -160,8 +161,9 @@ def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any
     K = 50 (10 000 steps; 8000 at D >= 128), trained in the eigenbasis of the Gaussian ``S*`` with
     the Gaussian start for ``eps = 1``; for ``eps > 1`` full covariances, K = 5, batch 128, lr 1e-2,
     from the target-cluster start (``init="targets"``: k-means pieces of p1, each the target of a
-    Gaussian closed form from the whole p0), 8 starts of 300 steps each, the one with the lowest
-    held-out loss trained for 5000 more steps (3000 at D >= 128); the published setting for ``eps < 1``.
+    Gaussian closed form from the whole p0, refined once by the start's own gates), 8 starts of 300
+    steps each (4 at D >= 128), the one with the lowest held-out loss trained for 5000 more steps
+    (3000 at D >= 128); the published setting for ``eps < 1``.
     ``published``: diagonal K = 50, identity start, standard basis everywhere.
     """
     if args.preset == "auto":
@@ -175,7 +177,7 @@ def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any
     if args.preset == "auto" and base is AUTO_DIAG and dim >= 128:
         cfg["steps"] = AUTO_DIAG_STEPS_D128
     if args.preset == "auto" and base is AUTO_TARGETS and dim >= 128:
-        cfg["steps"] = AUTO_TARGETS_STEPS_D128
+        cfg["steps"], cfg["n_starts"] = AUTO_TARGETS_STEPS_D128, AUTO_TARGETS_STARTS_D128
     cfg.setdefault("n_starts", 1)
     cfg.setdefault("start_steps", 500)
     if cfg["lr"] is None:

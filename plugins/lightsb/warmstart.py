@@ -167,6 +167,7 @@ def target_cluster_init(
     diagonal: bool = False,
     split_gain: float | None = None,
     copy_shift: float = 0.3,
+    n_refine: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Warm start from pieces of ``p1``: ``(log_alpha (K,), r (K, D), S (K, D, D))``, float64.
 
@@ -194,6 +195,11 @@ def target_cluster_init(
             (``None``: ``2 / D``; splitting one Gaussian blob gains about ``2 / (pi D)`` to ``1.5 / D``;
             0 always uses K pieces).
         copy_shift: intercept shift of the copies, in units of the component's spread.
+        n_refine: refinement passes: the source piece of component k becomes ``p0`` weighted by the
+            start's gate ``w_k(x0)``, the target piece ``p1`` weighted by its responsibility
+            ``alpha_k N(x1 | r_k, eps S_k) / v(x1)`` (the component label of a plan pair depends on
+            ``x1`` alone), then the Gaussian closed form and the weights are refitted (a piece and
+            its copies: summed weights, one closed form, the copies keep their shifts).
     """
     a = x0.detach().to(torch.float64).cpu()
     b = x1.detach().to(torch.float64).cpu()
@@ -227,6 +233,7 @@ def target_cluster_init(
     # K components: piece k for k < n_pieces, then copies of the largest pieces (intercepts perturbed)
     owner = list(range(n_pieces)) + [int(i) for i in sizes.argsort(descending=True).repeat(K)[: K - n_pieces]]
     copies = torch.bincount(torch.tensor(owner), minlength=n_pieces)
+    shift = torch.zeros(K, d, dtype=torch.float64)
     for k in range(K):
         sel = lab == owner[k]
         if int(sel.sum()) <= d:  # degenerate piece: fall back to the whole sample
@@ -240,7 +247,29 @@ def target_cluster_init(
         r[k] = m1 - s_k @ m0
         if k >= n_pieces:  # a copy: shift the intercept by a draw of the component's spread
             noise = torch.randn(d, dtype=torch.float64, generator=generator)
-            r[k] = r[k] + copy_shift * math.sqrt(eps) * (torch.linalg.cholesky(s_k) @ noise)
+            shift[k] = copy_shift * math.sqrt(eps) * (torch.linalg.cholesky(s_k) @ noise)
+            r[k] = r[k] + shift[k]
         mass = float(sel.double().mean()) / float(copies[owner[k]])
         log_alpha[k] = math.log(max(mass, 1e-12)) - (m0 @ s_k @ m0 + 2 * r[k] @ m0) / (2 * eps)
-    return refit_log_alpha(xs, ys, log_alpha, r, S, eps), r, S
+    log_alpha = refit_log_alpha(xs, ys, log_alpha, r, S, eps)
+    for _ in range(n_refine):
+        L = torch.linalg.cholesky(S)
+        gate = torch.softmax(log_alpha + (torch.einsum("kdj,nd->nkj", L, xs).pow(2).sum(-1) + 2 * xs @ r.T) / (2 * eps), 1)
+        z = torch.linalg.solve_triangular(L, (ys[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
+        res = torch.softmax(log_alpha - (z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1), 1)
+        for k in range(n_pieces):  # a piece and its copies share the weights and the closed form
+            members = [j for j in range(K) if owner[j] == k]
+            w0, w1 = gate[:, members].sum(1), res[:, members].sum(1)
+            if min(float(w0.sum()), float(w1.sum())) <= d:  # too little mass for the moments: keep
+                continue
+            m0k = w0 @ xs / w0.sum()
+            m1k = w1 @ ys / w1.sum()
+            c0k = ((xs - m0k).T * w0) @ (xs - m0k) / w0.sum() + 1e-6 * tr1 * eye
+            c1k = ((ys - m1k).T * w1) @ (ys - m1k) / w1.sum() + 1e-6 * tr1 * eye
+            s_k = gaussian_eot(m0k, c0k, m1k, c1k, eps).S_star
+            if diagonal:
+                s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
+            for j in members:
+                S[j], r[j] = s_k, m1k - s_k @ m0k + shift[j]
+        log_alpha = refit_log_alpha(xs, ys, log_alpha, r, S, eps)
+    return log_alpha, r, S
