@@ -36,6 +36,25 @@ from .gaussian import gaussian_eot
 __all__ = ["kmeans", "sinkhorn_plan", "cluster_init", "target_cluster_init", "refit_log_alpha"]
 
 
+def _piece_plan(m0: Tensor, c0: Tensor, m1: Tensor, c1: Tensor, eps: float, diagonal: bool) -> tuple[Tensor, Tensor]:
+    """``(S_k (D, D), r_k (D,))`` of the Gaussian EOT plan ``N(r_k + S_k x0, eps S_k)`` between the
+    moment-matched Gaussians ``N(m0, c0)`` and ``N(m1, c1)`` (``S_k`` reduced to its diagonal if asked)."""
+    s_k = gaussian_eot(m0, c0, m1, c1, eps).S_star
+    if diagonal:
+        s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
+    return s_k, m1 - s_k @ m0
+
+
+def _component_logits(x0: Tensor, x1: Tensor, r: Tensor, S: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-component log-terms without ``log alpha``: ``q (n0, K)`` of the normaliser,
+    ``(x0^T S_k x0 + 2 r_k^T x0) / (2 eps)``, and ``n (n1, K)`` of the potential,
+    ``-|L_k^{-1}(x1 - r_k)|^2 / (2 eps) - log det L_k`` (``S_k = L_k L_k^T``; constants dropped)."""
+    L = torch.linalg.cholesky(S)
+    q = (torch.einsum("kdj,nd->nkj", L, x0).pow(2).sum(-1) + 2 * x0 @ r.T) / (2 * eps)
+    z = torch.linalg.solve_triangular(L, (x1[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
+    return q, -(z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+
+
 def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
     """k-means centroids (k, D) of the rows of ``x`` (n, D): SciPy's ``kmeans2`` (k-means++ seeding,
     then at most ``n_iter`` Lloyd steps; an empty cluster keeps its previous centroid), seeded from
@@ -121,12 +140,8 @@ def cluster_init(
         c0 = torch.cov(a[sel].T, correction=0).reshape(d, d) + 1e-6 * tr0 * eye
         m1 = b[sel_y].mean(0)
         c1 = torch.cov(b[sel_y].T, correction=0).reshape(d, d) + 1e-6 * tr1 * eye
-        s_k = gaussian_eot(m0, c0, m1, c1, eps).S_star
-        if diagonal:
-            s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
-        S[k] = s_k
-        r[k] = m1 - s_k @ m0
-        log_alpha[k] = math.log(mass) - (m0 @ s_k @ m0 + 2 * r[k] @ m0) / (2 * eps)
+        S[k], r[k] = _piece_plan(m0, c0, m1, c1, eps, diagonal)
+        log_alpha[k] = math.log(mass) - (m0 @ S[k] @ m0 + 2 * r[k] @ m0) / (2 * eps)
     # refit the weights with S_k, r_k fixed: the LightSB loss as a function of log alpha alone
     xq = a[torch.randperm(a.shape[0], generator=generator)[:n_fit]]
     yq = b[torch.randperm(b.shape[0], generator=generator)[:n_fit]]
@@ -139,10 +154,7 @@ def refit_log_alpha(x0: Tensor, x1: Tensor, log_alpha: Tensor, r: Tensor, S: Ten
     The loss ``mean_x0 logsumexp_k(log alpha_k + q_k(x0)) - mean_x1 logsumexp_k(log alpha_k + n_k(x1))``
     is convex in ``log alpha`` (L-BFGS from ``log_alpha``); ``x0`` (n0, D), ``x1`` (n1, D), float64.
     """
-    L = torch.linalg.cholesky(S)
-    q0 = (torch.einsum("kdj,nd->nkj", L, x0).pow(2).sum(-1) + 2 * x0 @ r.T) / (2 * eps)
-    z = torch.linalg.solve_triangular(L, (x1[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
-    log_n = -(z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    q0, log_n = _component_logits(x0, x1, r, S, eps)
     la = log_alpha.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([la], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
@@ -240,23 +252,17 @@ def target_cluster_init(
             sel = torch.ones_like(sel)
         m1 = ys[sel].mean(0)
         c1 = torch.cov(ys[sel].T, correction=0).reshape(d, d) + 1e-6 * tr1 * eye
-        s_k = gaussian_eot(m0, c0, m1, c1, eps).S_star
-        if diagonal:
-            s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
-        S[k] = s_k
-        r[k] = m1 - s_k @ m0
+        S[k], r[k] = _piece_plan(m0, c0, m1, c1, eps, diagonal)
         if k >= n_pieces:  # a copy: shift the intercept by a draw of the component's spread
             noise = torch.randn(d, dtype=torch.float64, generator=generator)
-            shift[k] = copy_shift * math.sqrt(eps) * (torch.linalg.cholesky(s_k) @ noise)
+            shift[k] = copy_shift * math.sqrt(eps) * (torch.linalg.cholesky(S[k]) @ noise)
             r[k] = r[k] + shift[k]
         mass = float(sel.double().mean()) / float(copies[owner[k]])
-        log_alpha[k] = math.log(max(mass, 1e-12)) - (m0 @ s_k @ m0 + 2 * r[k] @ m0) / (2 * eps)
+        log_alpha[k] = math.log(max(mass, 1e-12)) - (m0 @ S[k] @ m0 + 2 * r[k] @ m0) / (2 * eps)
     log_alpha = refit_log_alpha(xs, ys, log_alpha, r, S, eps)
     for _ in range(n_refine):
-        L = torch.linalg.cholesky(S)
-        gate = torch.softmax(log_alpha + (torch.einsum("kdj,nd->nkj", L, xs).pow(2).sum(-1) + 2 * xs @ r.T) / (2 * eps), 1)
-        z = torch.linalg.solve_triangular(L, (ys[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
-        res = torch.softmax(log_alpha - (z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1), 1)
+        q, log_n = _component_logits(xs, ys, r, S, eps)
+        gate, res = torch.softmax(log_alpha + q, 1), torch.softmax(log_alpha + log_n, 1)
         for k in range(n_pieces):  # a piece and its copies share the weights and the closed form
             members = [j for j in range(K) if owner[j] == k]
             w0, w1 = gate[:, members].sum(1), res[:, members].sum(1)
@@ -266,10 +272,8 @@ def target_cluster_init(
             m1k = w1 @ ys / w1.sum()
             c0k = ((xs - m0k).T * w0) @ (xs - m0k) / w0.sum() + 1e-6 * tr1 * eye
             c1k = ((ys - m1k).T * w1) @ (ys - m1k) / w1.sum() + 1e-6 * tr1 * eye
-            s_k = gaussian_eot(m0k, c0k, m1k, c1k, eps).S_star
-            if diagonal:
-                s_k = torch.diag(torch.diagonal(s_k).clamp_min(1e-6))
+            s_k, r_k = _piece_plan(m0k, c0k, m1k, c1k, eps, diagonal)
             for j in members:
-                S[j], r[j] = s_k, m1k - s_k @ m0k + shift[j]
+                S[j], r[j] = s_k, r_k + shift[j]
         log_alpha = refit_log_alpha(xs, ys, log_alpha, r, S, eps)
     return log_alpha, r, S
