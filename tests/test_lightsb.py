@@ -105,6 +105,47 @@ def test_k1_full_recovers_gaussian_plan(d: int, eps: float) -> None:
     assert uvp < 0.1, uvp
 
 
+def test_init_potential_prunes_converts_and_reaches_gaussian_plan() -> None:
+    # a diagonal K = 3 start whose components 1 and 2 have negligible gates: init_min_weight keeps
+    # component 0 only, converts it to full covariances exactly (same plan), and L-BFGS from there
+    # reaches the exact K = 1 minimiser, the closed-form plan between the empirical Gaussians
+    d, eps = 4, 1.0
+    x0, x1 = _gaussian_pair(d, 2000, seed=41)
+    plan = _empirical_plan(x0, x1, eps)
+    start = GaussianMixturePotential(d, 3, eps, "diag", init_means=x1[:3], dtype=F64)
+    with torch.no_grad():
+        start.log_scales.copy_(torch.log(torch.diagonal(plan.S_star)).expand(3, d))
+        start.raw_log_alpha.copy_(torch.tensor([0.0, -60.0, -70.0], dtype=F64))
+    full = start.subset(torch.tensor([0]), "full")
+    one = start.subset(torch.tensor([True, False, False]))
+    torch.testing.assert_close(full.covariances(), one.covariances())
+    torch.testing.assert_close(full.log_potential(x1[:50]), one.log_potential(x1[:50]))
+    torch.testing.assert_close(full.log_normaliser(x0[:50]), one.log_normaliser(x0[:50]))
+    solver = LightSB(eps=eps, covariance="full", optimizer="lbfgs", lr=1.0, n_steps=250, val_fraction=0.0,
+                     init_min_weight=1e-3, flush_denormal=True, progress=False)
+    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0), init_potential=Bridge(start))
+    assert bridge.potential.n_components == 1 and bridge.potential.covariance == "full"
+    assert start.n_components == 3  # the given potential is not modified
+    rel = float(torch.linalg.norm(bridge.potential.covariances()[0] - plan.S_star) / torch.linalg.norm(plan.S_star))
+    assert rel < 1e-2, rel
+    mean, cov = bridge.conditional_moments(x0[:500])
+    uvp = cbw2_uvp(mean, cov, plan.conditional_mean(x0[:500]), plan.conditional_cov.expand(500, d, d),
+                   float(torch.cov(x1.T, correction=0).trace()))
+    assert uvp < 0.1, uvp
+    with pytest.raises(ValueError, match="eps"):
+        LightSB(eps=2.0, progress=False).solve(x0, x1, init_potential=start)
+    with pytest.raises(ValueError, match="diagonal"):
+        LightSB(eps=eps, covariance="diag", progress=False).solve(x0, x1, init_potential=full)
+    with pytest.raises(ValueError, match="D="):
+        LightSB(eps=eps, progress=False).solve(x0[:, :3], x1[:, :3], init_potential=start)
+    with pytest.raises(TypeError, match="init_potential"):
+        LightSB(eps=eps, progress=False).solve(x0, x1, init_potential="start")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="init_min_weight"):
+        LightSB(init_min_weight=1.0)
+    with pytest.raises(ValueError, match="keep"):
+        start.subset(torch.tensor([3]))
+
+
 def test_k1_adam_minibatch_close_to_population_plan() -> None:
     # stochastic training from minibatches of a fresh sampler, no closed-form shortcut
     g = torch.Generator().manual_seed(3)

@@ -117,6 +117,42 @@ class GaussianMixturePotential(nn.Module):
                 self.log_scales.copy_((2.0 * d.log()).to(**kw))
                 self.chol_lower.copy_(torch.tril(L, diagonal=-1).to(**kw))
 
+    def subset(self, keep: Tensor | None = None, covariance: str | None = None) -> GaussianMixturePotential:
+        """A copy of some components (``S_k``, ``r_k``, ``alpha_k`` unchanged), same dtype and device.
+
+        Args:
+            keep: indices (or a boolean mask of shape (K,)) of the components to copy; ``None``: all.
+                Dropping components changes the plan unless their gates are negligible.
+            covariance: ``"full"`` or ``"diag"`` of the copy (``None``: this potential's). A diagonal
+                ``S_k`` becomes the Cholesky factor ``diag(exp(s_k / 2))`` exactly; full to diagonal
+                is not supported.
+        Returns:
+            a new :class:`GaussianMixturePotential` with the kept components, in their order.
+        """
+        cov = self.covariance if covariance is None else covariance
+        if cov not in ("diag", "full"):
+            raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
+        if cov == "diag" and self.covariance == "full":
+            raise ValueError("a full-covariance potential cannot be copied as a diagonal one")
+        idx = torch.arange(self.n_components, device=self.means.device) if keep is None else keep
+        if idx.dtype == torch.bool:
+            if idx.shape != (self.n_components,):
+                raise ValueError(f"a boolean keep must have shape ({self.n_components},), got {tuple(idx.shape)}")
+            idx = idx.nonzero()[:, 0]
+        idx = idx.to(device=self.means.device, dtype=torch.long)
+        if idx.ndim != 1 or idx.numel() < 1:
+            raise ValueError("keep must select at least one component")
+        if int(idx.min()) < 0 or int(idx.max()) >= self.n_components:
+            raise ValueError(f"keep has indices outside [0, {self.n_components})")
+        out = GaussianMixturePotential(self.dim, int(idx.numel()), self.eps, cov, init_means=self.means[idx],
+                                       dtype=self.means.dtype, device=self.means.device)
+        with torch.no_grad():
+            out.raw_log_alpha.copy_(self.raw_log_alpha[idx])
+            out.log_scales.copy_(self.log_scales[idx])
+            if self.chol_lower is not None and out.chol_lower is not None:
+                out.chol_lower.copy_(self.chol_lower[idx])
+        return out
+
     def eigh(self) -> tuple[Tensor | None, Tensor]:
         """Eigendecomposition ``S_k = U_k diag(lam_k) U_k^T``: ``(U, lam)``, shapes (K, D, D), (K, D).
 

@@ -93,6 +93,13 @@ class LightSB(Solver):
             ``init="targets"`` the even-numbered starts (the first included) choose the number of
             pieces from the data, the odd ones use K pieces.
         start_steps: Adam steps per start when ``n_starts > 1``.
+        init_min_weight: with ``solve(..., init_potential=...)``: the components of the given potential
+            whose mean gate weight ``mean_x0 w_k(x0)`` on (up to 20 000 of) the training samples of p0
+            is at most this are dropped before training (0: keep all).
+        flush_denormal: train with denormal floats flushed to zero (``torch.set_flush_denormal``,
+            reset to off at the end). The gates of far components underflow into denormals, which
+            made a full-covariance step about twice as slow on the CPU; values below ~1e-38
+            (float32) are lost, the results are otherwise unchanged.
     """
 
     name: ClassVar[str] = "lightsb"
@@ -122,6 +129,8 @@ class LightSB(Solver):
         progress: bool = True,
         n_starts: int = 1,
         start_steps: int = 500,
+        init_min_weight: float = 0.0,
+        flush_denormal: bool = False,
     ) -> None:
         self.eps = check_positive("eps", eps)
         self.n_components = check_positive_int("n_components", n_components)
@@ -157,6 +166,10 @@ class LightSB(Solver):
         self.progress = bool(progress)
         self.n_starts = check_positive_int("n_starts", n_starts)
         self.start_steps = check_positive_int("start_steps", start_steps)
+        self.init_min_weight = check_nonnegative("init_min_weight", init_min_weight)
+        if self.init_min_weight >= 1:
+            raise ValueError(f"init_min_weight must be < 1, got {init_min_weight}")
+        self.flush_denormal = bool(flush_denormal)
         if self.n_starts > 1 and (init not in ("clusters", "targets") or objective != "lightsb" or self.val_fraction <= 0):
             raise ValueError("n_starts > 1 needs init='clusters' or 'targets', objective='lightsb' and val_fraction > 0")
 
@@ -229,6 +242,26 @@ class LightSB(Solver):
             potential.means.copy_(r.to(**kw))
             potential.raw_log_alpha.copy_((self.eps * (log_alpha - log_alpha.max())).to(**kw))
 
+    def _copy_potential(self, src: GaussianMixturePotential, x0: Tensor | None, dim: int,
+                        dtype: torch.dtype | None, device: torch.device | None) -> GaussianMixturePotential:
+        """The start from ``init_potential``: prune by mean gate weight, convert, move to the data."""
+        if src.dim != dim:
+            raise ValueError(f"init_potential has D={src.dim}, the samples D={dim}")
+        keep = None
+        if self.init_min_weight > 0:
+            if x0 is None:
+                raise ValueError("init_min_weight > 0 needs samples of p0")
+            with torch.no_grad():
+                xs = x0[:20000].to(dtype=src.means.dtype, device=src.means.device)
+                w = torch.softmax(src.conditional_logits(xs), dim=-1).mean(0)
+            keep = w > self.init_min_weight
+            if not bool(keep.any()):
+                keep = w == w.max()
+        pot = src.subset(keep, self.covariance).to(dtype=dtype, device=device)
+        pot.requires_grad_(True)
+        pot.train()
+        return pot
+
     def _param_groups(self, potential: GaussianMixturePotential, dim: int) -> list[dict[str, Any]]:
         """Adam parameter groups: the off-diagonal Cholesky entries use ``lr * chol_lr_scale``."""
         groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
@@ -267,6 +300,7 @@ class LightSB(Solver):
         x1: SampleSource | None = None,
         *,
         generator: torch.Generator | None = None,
+        init_potential: GaussianMixturePotential | Bridge | None = None,
     ) -> Bridge:
         """Fit the bridge from p0 to p1.
 
@@ -279,12 +313,39 @@ class LightSB(Solver):
                 rows of ``x0`` and ``x1`` are pairs of the coupling (tensors of equal length), or
                 ``x0`` is a sampler of pairs ``f(n, generator) -> (x0, x1)`` and ``x1`` is ``None``.
             generator: seeds initialisation, minibatches and the held-out split.
+            init_potential: start from a copy of this potential (or of a bridge's potential; e.g. a
+                diagonal fit continued with full covariances) instead of ``init``: same ``eps`` and D;
+                its components with mean gate weight at most ``init_min_weight`` are dropped, a
+                diagonal potential is converted exactly for ``covariance="full"`` (full to diagonal
+                raises), and ``n_components`` is ignored (the kept components are trained). Needs
+                ``n_starts = 1``.
 
         Returns:
             The fitted :class:`Bridge`; ``loss_history`` holds the training loss per step and
             ``diagnostics`` the number of steps, best held-out loss and wall time.
         """
+        if not self.flush_denormal:
+            return self._solve(x0, x1, generator, init_potential)
+        torch.set_flush_denormal(True)
+        try:
+            return self._solve(x0, x1, generator, init_potential)
+        finally:
+            torch.set_flush_denormal(False)
+
+    def _solve(self, x0: SampleSource | Any, x1: SampleSource | None, generator: torch.Generator | None,
+               init_potential: GaussianMixturePotential | Bridge | None) -> Bridge:
         check_generator("generator", generator)
+        src_pot = init_potential.potential if isinstance(init_potential, Bridge) else init_potential
+        if src_pot is not None:
+            if not isinstance(src_pot, GaussianMixturePotential):
+                raise TypeError("init_potential must be a GaussianMixturePotential or a Bridge, got "
+                                f"{type(init_potential).__name__}")
+            if abs(src_pot.eps - self.eps) > 1e-12 * self.eps:
+                raise ValueError(f"init_potential has eps={src_pot.eps}, the solver eps={self.eps}")
+            if self.covariance == "diag" and src_pot.covariance == "full":
+                raise ValueError("a full-covariance init_potential cannot start a diagonal fit")
+            if self.n_starts > 1:
+                raise ValueError("init_potential needs n_starts = 1")
         if x1 is None and not callable(x0) and not isinstance(x0, Tensor):
             problem = x0
             if callable(getattr(problem, "sample_p0", None)) and callable(getattr(problem, "sample_p1", None)):
@@ -381,6 +442,8 @@ class LightSB(Solver):
         else:
             init = self._draw("x1", x1, K, generator, dim)
         def new_potential(start_index: int = 0) -> GaussianMixturePotential:
+            if src_pot is not None:
+                return self._copy_potential(src_pot, train.get("x0", val.get("x0")), dim, dtype, device)
             pot = GaussianMixturePotential(dim, K, self.eps, self.covariance, init_means=init,
                                            init_scale=self.init_scale, dtype=dtype, device=device)
             if self.init == "gaussian":
