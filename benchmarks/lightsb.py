@@ -68,17 +68,15 @@ def rotate_bridge(bridge, basis: torch.Tensor):  # noqa: ANN001, ANN201
     """A bridge trained on ``x @ U`` as a bridge on the original coordinates (float64, full).
 
     ``<x0, x1>`` is invariant under the orthogonal change of coordinates, so the plan fitted on the
-    rotated samples with ``S_k = diag`` is the plan with ``S_k = U diag U^T``, ``r_k -> U r_k``.
+    rotated samples with ``S_k`` (diagonal or full) is the plan with ``U S_k U^T``, ``r_k -> U r_k``.
     """
     from sciml_plugins.lightsb import Bridge, GaussianMixturePotential
 
     p = bridge.potential
     k, d = p.means.shape
-    if p.covariance != "diag":
-        raise ValueError("rotate_bridge expects a diagonal-covariance bridge")
     pot = GaussianMixturePotential(d, k, p.eps, "full", init_means=p.means.detach().to(torch.float64) @ basis.T,
                                    dtype=torch.float64)
-    pot.set_covariances((basis * p.log_scales.detach().to(torch.float64).exp()[:, None, :]) @ basis.T)
+    pot.set_covariances(basis @ p.covariances().detach().to(torch.float64) @ basis.T)
     with torch.no_grad():
         pot.raw_log_alpha.copy_(p.raw_log_alpha.detach().to(torch.float64))
     return Bridge(pot, bridge.loss_history, bridge.diagnostics)
@@ -106,12 +104,18 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
                          init_spread=cfg["init_spread"], cluster_subsample=1000,
                          val_fraction=0.05, eval_every=cfg["steps"] if args.patience is None else 250,
                          patience=args.patience, progress=args.progress, n_starts=cfg["n_starts"],
-                         start_steps=cfg["start_steps"])
+                         start_steps=cfg["start_steps"], flush_denormal=cfg["full_steps"] > 0)
+        a, b = x0, x1
         if cfg["basis"] == "gaussian":
             basis = gaussian_basis(x0, x1, eps)
-            b = solver.solve(x0 @ basis.to(dtype), x1 @ basis.to(dtype), generator=torch.Generator().manual_seed(args.seed))
-            return rotate_bridge(b, basis)
-        return solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
+            a, b = x0 @ basis.to(dtype), x1 @ basis.to(dtype)
+        bridge = solver.solve(a, b, generator=torch.Generator().manual_seed(args.seed))
+        if cfg["full_steps"] > 0:  # continue with full covariances from the components that carry weight
+            full = LightSB(eps=eps, covariance="full", n_steps=cfg["full_steps"], batch_size=cfg["batch_size"],
+                           lr=cfg["lr"], init_min_weight=cfg["full_min_weight"], val_fraction=0.05,
+                           eval_every=cfg["full_steps"], patience=None, progress=args.progress, flush_denormal=True)
+            bridge = full.solve(a, b, generator=torch.Generator().manual_seed(args.seed + 1), init_potential=bridge)
+        return rotate_bridge(bridge, basis) if cfg["basis"] == "gaussian" else bridge
 
     t0, c0 = time.perf_counter(), time.process_time()
     # "select": fit from both starts and keep the lower held-out LightSB loss (same held-out split)
@@ -123,6 +127,8 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
            "config": (f"{k} {cov}" if cfg["init"] == "identity" else
                       f"{k} {cov}, {_START[chosen]}, {cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']:g}")
            + (" (selected)" if len(fits) > 1 else "")
+           + (f", then full from the components with weight > {cfg['full_min_weight']:g}, {cfg['full_steps']} steps"
+              if cfg["full_steps"] > 0 else "")
            + (f", best of {cfg['n_starts']} starts ({cfg['start_steps']} steps each)" if cfg["n_starts"] > 1 else "") + (", Gaussian basis" if cfg["basis"] == "gaussian" else "")}
     if args.sampled:
         out["sampled"] = cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, n_samples=1000,
@@ -137,9 +143,10 @@ AUTO_FULL_MAX_DIM = 16
 AUTO_SELECT_MAX_DIM = 8  # below this, two full fits (Gaussian and cluster start) fit in the time budget
 AUTO_FULL = {"covariance": "full", "components": 10, "steps": 6000, "init": "gaussian", "basis": "standard",
              "batch_size": 256, "lr": None, "init_spread": None}  # None: lr min(1e-2, 2e-2 eps), spread min(1, eps)
-AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "gaussian", "basis": "gaussian",
-             "batch_size": 128, "lr": 1e-2, "init_spread": 0.3}
-AUTO_DIAG_STEPS_D128 = 8000  # 10 000 steps at D = 128 took 33 s of CPU time
+AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 7000, "init": "gaussian", "basis": "gaussian",
+             "batch_size": 128, "lr": 1e-2, "init_spread": 0.3,  # D >= 64, eps = 1: diagonal, then full
+             "full_steps": 6000, "full_min_weight": 1e-3}
+AUTO_DIAG_STEPS_D128 = (4000, 3000)  # (diagonal, full) steps at D >= 128: a full step costs ~D^2
 AUTO_TARGETS = {"covariance": "full", "components": 5, "steps": 5000, "init": "targets", "basis": "standard",
                 "batch_size": 128, "lr": 1e-2, "init_spread": 0.3,  # D >= 64, eps > 1 (init_spread unused)
                 "n_starts": 8, "start_steps": 300}
@@ -157,9 +164,11 @@ def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any
     ``auto`` (a rule on D and eps, chosen after looking at seed-0 results): for
     ``D <= AUTO_FULL_MAX_DIM`` full covariances (Cholesky), K = 10, 6000 steps, batch 256, lr
     ``min(1e-2, 2e-2 eps)``, Gaussian closed-form start with ``init_spread = min(1, eps)``; for ``D <= AUTO_SELECT_MAX_DIM`` both the
-    Gaussian and the cluster start are trained and the lower held-out loss is kept. Above, diagonal
-    K = 50 (10 000 steps; 8000 at D >= 128), trained in the eigenbasis of the Gaussian ``S*`` with
-    the Gaussian start for ``eps = 1``; for ``eps > 1`` full covariances, K = 5, batch 128, lr 1e-2,
+    Gaussian and the cluster start are trained and the lower held-out loss is kept. Above, for
+    ``eps = 1``: diagonal K = 50 trained in the eigenbasis of the Gaussian ``S*`` with the Gaussian
+    start for 7000 steps, then its components with mean gate weight > 1e-3 on the training samples
+    of p0 converted to full covariances and trained for 6000 more steps (4000 + 3000 at D >= 128;
+    this part chosen after looking at seeds 0 and 1); for ``eps > 1`` full covariances, K = 5, batch 128, lr 1e-2,
     from the target-cluster start (``init="targets"``: k-means pieces of p1, each the target of a
     Gaussian closed form from the whole p0, refined once by the start's own gates), 8 starts of 300
     steps each (4 at D >= 128), the one with the lowest held-out loss trained for 5000 more steps
@@ -175,10 +184,12 @@ def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any
     if args.preset == "auto" and dim <= AUTO_SELECT_MAX_DIM:
         cfg["init"] = "select"
     if args.preset == "auto" and base is AUTO_DIAG and dim >= 128:
-        cfg["steps"] = AUTO_DIAG_STEPS_D128
+        cfg["steps"], cfg["full_steps"] = AUTO_DIAG_STEPS_D128
     if args.preset == "auto" and base is AUTO_TARGETS and dim >= 128:
         cfg["steps"], cfg["n_starts"] = AUTO_TARGETS_STEPS_D128, AUTO_TARGETS_STARTS_D128
     cfg.setdefault("n_starts", 1)
+    cfg.setdefault("full_steps", 0)
+    cfg.setdefault("full_min_weight", 1e-3)
     cfg.setdefault("start_steps", 500)
     if cfg["lr"] is None:
         cfg["lr"] = min(1e-2, 2e-2 * eps)
@@ -212,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--preset", choices=["auto", "published"], default="published",
                    help="auto: full K=10 for D <= 16 (D <= 8: Gaussian or cluster start, by held-out loss), "
                         "full K=5 from the target-cluster start for D >= 64, eps > 1, diag K=50 in the Gaussian basis "
-                        "for D >= 64, eps = 1, published otherwise; published: diag everywhere")
+                        "continued with full covariances for D >= 64, eps = 1, published otherwise; published: diag everywhere")
     p.add_argument("--components", type=int, default=None, help="K (overrides the preset; published: 50)")
     p.add_argument("--covariance", choices=["diag", "full"], default=None, help="overrides the preset (published: diag)")
     p.add_argument("--steps", type=int, default=None, help="Adam steps (overrides the preset; published: 10000)")
@@ -231,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-starts", type=int, default=None,
                    help="warm starts tried, kept by held-out loss after --start-steps steps (overrides the preset)")
     p.add_argument("--start-steps", type=int, default=None, help="Adam steps per start (overrides the preset)")
+    p.add_argument("--full-steps", type=int, default=None,
+                   help="after the (diagonal) fit, Adam steps with full covariances from its components with mean gate "
+                        "weight > --full-min-weight (0: none; overrides the preset)")
+    p.add_argument("--full-min-weight", type=float, default=None, help="see --full-steps (overrides the preset)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (evaluations)")
     p.add_argument("--pool", type=int, default=200_000, help="training samples drawn per side")
     p.add_argument("--pool-floats", type=float, default=1.3e7, help="cap on pool size x D")

@@ -398,7 +398,7 @@ def test_gaussian_init_starts_at_the_closed_form_plan() -> None:
 
 
 def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
-    # training a diagonal model on x @ U is a model with S_k = U diag U^T: rotate_bridge must map
+    # training a (diagonal) model on x @ U is a model with S_k = U diag U^T: rotate_bridge must map
     # the plan exactly (log-densities and conditional moments transform with U)
     from sciml_benchmarks.lightsb import gaussian_basis, rotate_bridge
 
@@ -412,6 +412,16 @@ def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
     torch.testing.assert_close(back.log_prob(b, a), bridge.log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
     m, c = back.potential.conditional_moments(a)
     m_r, c_r = bridge.potential.conditional_moments(a @ U)
+    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
+    # the same for full covariances (S_k -> U S_k U^T)
+    full = bridge.potential.subset(covariance="full")
+    with torch.no_grad():
+        full.chol_lower.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
+    back = rotate_bridge(Bridge(full), U)
+    torch.testing.assert_close(back.log_prob(b, a), Bridge(full).log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
+    m, c = back.potential.conditional_moments(a)
+    m_r, c_r = full.conditional_moments(a @ U)
     torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
 
