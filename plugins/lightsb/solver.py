@@ -283,7 +283,9 @@ class LightSB(Solver):
         for _ in range(total):
             ia = torch.randint(a_all.shape[0], (self.batch_size,), generator=generator, device=rdev).to(a_all.device)
             ib = torch.randint(b_all.shape[0], (self.batch_size,), generator=generator, device=rdev).to(b_all.device)
-            loss = potential.log_normaliser(a_all[ia]).mean() - potential.log_potential(b_all[ib]).mean()
+            # index_select: the same rows as a_all[ia], ~9 instead of ~40 us on a 200 000-row pool
+            loss = (potential.log_normaliser(a_all.index_select(0, ia)).mean()
+                    - potential.log_potential(b_all.index_select(0, ib)).mean())
             if not torch.isfinite(loss):
                 return math.inf
             opt.zero_grad(set_to_none=True)
@@ -467,17 +469,17 @@ class LightSB(Solver):
                     best_start = cand
             potential = best_start
 
-        def batch() -> tuple[Tensor, Tensor]:
+        def batch() -> tuple[Tensor, Tensor]:  # index_select: see _short_fit
             if paired_sampler:
                 return x0(self.batch_size, generator)  # type: ignore[operator,return-value]
             if self.objective == "matching":
                 idx = torch.randint(train["x0"].shape[0], (self.batch_size,), generator=generator, device=rdev).to(device)
-                return train["x0"][idx], train["x1"][idx]
+                return train["x0"].index_select(0, idx), train["x1"].index_select(0, idx)
             out = []
             for k, src in (("x0", x0), ("x1", x1)):
                 if k in train:
                     idx = torch.randint(train[k].shape[0], (self.batch_size,), generator=generator, device=rdev).to(device)
-                    out.append(train[k][idx])
+                    out.append(train[k].index_select(0, idx))
                 else:
                     out.append(self._draw(k, src, self.batch_size, generator, dim))
             return out[0], out[1]
