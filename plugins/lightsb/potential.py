@@ -215,6 +215,11 @@ class GaussianMixturePotential(nn.Module):
         """``log C(x0) = log ∫ exp(<x0, y> / eps) v(y) dy``, shape (n,)."""
         return torch.logsumexp(self.conditional_logits(x0), dim=-1)
 
+    def lightsb_loss(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The LightSB objective ``mean log C(x0) - mean log v(x1)`` on independent samples (scalar);
+        equals ``KL(pi* || pi_theta)`` up to a constant. ``x0`` (n0, D), ``x1`` (n1, D)."""
+        return self.log_normaliser(x0).mean() - self.log_potential(x1).mean()
+
     def component_means(self, x0: Tensor, L: Tensor | None = None) -> Tensor:
         """Means ``r_k + S_k x0`` of the conditional components, shape (n, K, D)."""
         if L is None and self.chol_lower is not None:
