@@ -26,6 +26,7 @@ from .interfaces import (
     Solver,
     Surrogate,
 )
+from .io import SaveFileError
 from .registry import (
     AmbiguousPluginError,
     PluginConflictError,
@@ -40,6 +41,7 @@ from .registry import (
     registered,
     unregister,
 )
+from .validation import DeviceUnavailableError
 
 __version__ = "0.1.0"
 
@@ -64,10 +66,12 @@ __all__ = [
     "PluginLoadError",
     "PluginInterfaceError",
     "PluginConflictError",
+    "SaveFileError",
+    "DeviceUnavailableError",
     "__version__",
 ]
 
-_LAZY_SUBMODULES = {"kernels", "distributions", "targets", "metrics", "testing", "cli", "io"}
+_LAZY_SUBMODULES = {"kernels", "distributions", "targets", "metrics", "testing", "cli", "io", "progress", "validation"}
 
 
 def __getattr__(name: str) -> Any:

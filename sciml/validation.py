@@ -19,7 +19,13 @@ __all__ = [
     "check_positive_int",
     "check_bool",
     "check_generator",
+    "check_device",
+    "DeviceUnavailableError",
 ]
+
+
+class DeviceUnavailableError(RuntimeError):
+    """A device was asked for that this machine (or this torch build) does not have."""
 
 
 def check_tensor(
@@ -122,3 +128,30 @@ def check_generator(name: str, generator: object) -> torch.Generator | None:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
     return generator
+
+
+def check_device(name: str, device: object) -> torch.device | None:
+    """Return ``device`` as a ``torch.device`` (``None`` stays ``None``), or raise up front.
+
+    Raises ``TypeError`` unless it is ``None``, a str or a ``torch.device``; ``ValueError`` for a
+    string torch does not parse; :class:`DeviceUnavailableError` when a CUDA (or MPS) device is asked
+    for and torch cannot reach it, instead of torch's error at first use.
+    """
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be None, a str or a torch.device, got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"{name}={device!r} is not a device torch knows ({exc})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device is visible"
+            raise DeviceUnavailableError(f"{name}={device!r} was asked for, but {why}; use device='cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceUnavailableError(f"{name}={device!r} was asked for, but only {count} CUDA device(s) exist")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceUnavailableError(f"{name}={device!r} was asked for, but MPS is not available; use device='cpu'")
+    return dev

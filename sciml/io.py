@@ -1,0 +1,119 @@
+"""Save files: one envelope for every saved object, read back with clear errors.
+
+A file written by :func:`save_state` is a ``torch.save`` of a plain dict whose ``"format"`` entry is
+``"sciml.<kind>/<version>"`` (for example ``"sciml.lightsb.Bridge/3"``) and whose other entries are the
+object's payload: tensors, numbers, strings, lists and dicts only, so :func:`load_state` reads it with
+``weights_only=True``. Loading checks, in order, that the path exists, that it is a readable torch
+file, that it is a sciml file, that it holds the asked-for kind, and that its version is one this
+sciml reads. Every failure is a :class:`SaveFileError` naming the file and what is wrong.
+
+The object's own checks of the payload (shapes, finiteness, hyper-parameters) run inside
+:func:`reading`, which turns the ``ValueError`` / ``TypeError`` / ``KeyError`` of the
+:mod:`sciml.validation` checks into a :class:`SaveFileError` that names the file too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Collection, Iterator
+from typing import Any
+
+import torch
+
+__all__ = ["SaveFileError", "save_state", "load_state", "reading"]
+
+_FORMAT_KEY = "format"
+_FORMAT_RE = re.compile(r"^sciml\.(?P<kind>[A-Za-z0-9_.\-]+)/(?P<version>[0-9]+)$")
+
+
+class SaveFileError(ValueError):
+    """A save file is missing, unreadable, of another kind or version, or holds invalid content."""
+
+
+def save_state(path: str | os.PathLike[str], kind: str, version: int, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` under the format tag ``sciml.<kind>/<version>``.
+
+    Args:
+        path: file to write (overwritten).
+        kind: what the file holds, e.g. ``"lightsb.Bridge"``.
+        version: format version of that kind (an int >= 1; bump it when the payload changes).
+        payload: plain values and tensors; must not use the key ``"format"``.
+    """
+    if not _FORMAT_RE.match(f"sciml.{kind}/{version}") or isinstance(version, bool):
+        raise ValueError(f"kind must be a dotted name and version an int >= 0, got {kind!r}, {version!r}")
+    if _FORMAT_KEY in payload:
+        raise ValueError(f"payload must not hold the key {_FORMAT_KEY!r} (it is the format tag)")
+    torch.save({_FORMAT_KEY: f"sciml.{kind}/{version}", **payload}, os.fspath(path))
+
+
+def load_state(
+    path: str | os.PathLike[str],
+    kind: str,
+    versions: Collection[int],
+    map_location: torch.device | str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Read a file written by :func:`save_state`.
+
+    Args:
+        path: the file.
+        kind: the kind expected (``"lightsb.Bridge"``, ``"gp_pde.GPPDESolution"``, ...).
+        versions: the format versions the caller can read.
+        map_location: passed to :func:`torch.load`.
+
+    Returns:
+        ``(version, payload)``, the payload without its format tag.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        SaveFileError: anything else that makes the file unusable, with the file named.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"no such file: {name!r}")
+    if os.path.isdir(name):
+        raise SaveFileError(f"{name!r} is a directory, not a sciml save file")
+    if os.path.getsize(name) == 0:
+        raise SaveFileError(f"{name!r} is empty, not a sciml save file")
+    try:
+        blob = torch.load(name, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch / pickle / zip raise many types for a damaged file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaveFileError(
+            f"{name!r} could not be read as a torch file (truncated, corrupted, or not written by "
+            f"sciml; it may also hold objects other than tensors and plain values): {reason[:200]}"
+        ) from exc
+    tag = blob.get(_FORMAT_KEY) if isinstance(blob, dict) else None
+    match = _FORMAT_RE.match(tag) if isinstance(tag, str) else None
+    if match is None:
+        raise SaveFileError(f"{name!r} is not a sciml save file (no 'sciml.<kind>/<version>' format tag)")
+    found, version = match["kind"], int(match["version"])
+    if found != kind:
+        raise SaveFileError(f"{name!r} holds a saved {found}, not a {kind}")
+    known = sorted(int(v) for v in versions)
+    if version not in known:
+        newer = " (written by a newer sciml: upgrade sciml to read it)" if known and version > known[-1] else ""
+        raise SaveFileError(
+            f"{name!r} holds {kind} format version {version}; this sciml reads versions {known}{newer}"
+        )
+    return version, {k: v for k, v in blob.items() if k != _FORMAT_KEY}
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn the checks' errors on a loaded payload into :class:`SaveFileError` naming ``path``.
+
+    ``KeyError`` (a missing entry), ``ValueError`` and ``TypeError`` (a check that failed) are
+    re-raised as :class:`SaveFileError`; the original is kept as ``__cause__``.
+    """
+    try:
+        yield
+    except SaveFileError:
+        raise
+    except KeyError as exc:
+        raise SaveFileError(f"{os.fspath(path)!r} is missing the entry {exc.args[0]!r}") from exc
+    except (ValueError, TypeError) as exc:
+        raise SaveFileError(f"{os.fspath(path)!r} holds invalid content: {exc}") from exc
