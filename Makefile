@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch that lies on this machine's disk; an unpinned torch pulls a CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: example test lint docs clean
+.PHONY: example test lint docs clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,10 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict -q
 
+# On a machine with a CUDA GPU: GPU tests and the GPU halves of the Bessel and Kronecker benchmarks,
+# one summary table (about 5 minutes). Elsewhere it prints one "skipped" line and succeeds.
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
 clean:
-	rm -rf $(VENV) site build *.egg-info
+	rm -rf $(VENV) .venv-gpu site build *.egg-info
