@@ -38,6 +38,8 @@ import torch
 from sciml_benchmarks._report import save_table
 from torch import Tensor
 
+from sciml.progress import add_progress_argument, progress_bar
+
 __all__ = ["main", "run", "Row", "exp_kernel_factor"]
 
 
@@ -299,13 +301,11 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def run(grids: Sequence[Sequence[int]], args: argparse.Namespace, progress: bool = True) -> list[Row]:
+def run(grids: Sequence[Sequence[int]], args: argparse.Namespace, progress: bool | None = None) -> list[Row]:
     """Benchmark every grid; returns the rows (see :class:`Row`)."""
-    from tqdm.auto import tqdm
-
     device = torch.device(args.device)
     rows: list[Row] = []
-    for sizes in tqdm(list(grids), desc="kronecker grids", disable=not progress):
+    for sizes in progress_bar(list(grids), desc="kronecker grids", progress=progress):
         rows += _bench_grid(sizes, args, device)
     if device.type == "cuda":
         for sizes in ([1000, 1000], [128, 128, 128]):
@@ -325,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-dense", type=int, default=4096, help="largest N for which dense torch runs")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--output", help="also write the markdown table to this file")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(p)
     return p
 
 
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grids = [[48, 48], [200, 200], [500, 500], [1000, 1000], [16, 16, 16], [32, 32, 32],
                  [64, 64, 64], [128, 128, 128]]
     t0 = time.perf_counter()
-    rows = run(grids, args, progress=not args.no_progress)
+    rows = run(grids, args, progress=args.progress)
     header = (
         f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, "
         f"exponential-kernel factors (l = {args.lengthscale}), s^2 = {args.shift:g}, "

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from sciml.progress import add_progress_argument
+
 __all__ = ["main", "PUBLISHED", "run_cell", "exact_bridge", "cell_config", "AUTO_DIAG", "gaussian_basis", "rotate_bridge", "AUTO_FULL", "AUTO_TARGETS", "AUTO_FULL_MAX_DIM", "AUTO_SELECT_MAX_DIM", "PUBLISHED_CONFIG"]
 
 #: Published LightSB cB-W2^2-UVP (%) keyed by (eps, D).
@@ -254,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sampled", action="store_true", help="also run the 1000-sample protocol and its floor")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--progress", action="store_true")
+    add_progress_argument(p)
     args = p.parse_args(argv)
     args.dims = _number_list(p, "--dims", args.dims, int)
     args.eps = _number_list(p, "--eps", args.eps, float)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["resolve_progress", "progress_bar"]
+__all__ = ["resolve_progress", "progress_bar", "add_progress_argument"]
 
 
 def resolve_progress(progress: object) -> bool:
@@ -26,3 +26,11 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, total: int | None = N
     """A ``tqdm`` bar on stderr, shown according to :func:`resolve_progress` (``leave=False``)."""
     kwargs.setdefault("leave", False)
     return tqdm(iterable, total=total, desc=desc, disable=not resolve_progress(progress), file=sys.stderr, **kwargs)
+
+
+def add_progress_argument(parser: Any) -> None:
+    """Give an ``argparse`` parser the ``--progress`` / ``--no-progress`` pair (default: automatic)."""
+    import argparse
+
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress bars (default: only when stderr is a terminal)")

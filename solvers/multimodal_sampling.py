@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from sciml.progress import add_progress_argument
+
 __all__ = ["main"]
 
 
@@ -53,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=500, help="draws per method")
     parser.add_argument("--steps", type=int, default=300, help="MultALMC slow steps")
     parser.add_argument("--seed", type=int, default=0)
+    add_progress_argument(parser)
     ns = parser.parse_args(argv)
     if ns.num_samples < 2 or ns.steps < 1:
         parser.error("--num-samples must be >= 2 and --steps >= 1")
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = mog40(2, seed=0)
     truth = target.sample(ns.num_samples, generator=torch.Generator().manual_seed(ns.seed + 1))
     sampler = sciml.load("sampler", "mult-almc")(num_steps=ns.steps, step_size=0.1, fast_init_scale=40.0,
-                                                 progress=False)
+                                                 progress=ns.progress)
     t0 = time.perf_counter()
     res = sampler.sample(target, ns.num_samples, generator=torch.Generator().manual_seed(ns.seed))
     t_almc = time.perf_counter() - t0

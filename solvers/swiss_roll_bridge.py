@@ -18,6 +18,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import sciml
+from sciml.progress import add_progress_argument
 
 __all__ = ["main", "swiss_roll", "empirical_w2"]
 
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=8000, help="training samples per side")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x1 = swiss_roll(args.n, gen)
     LightSB = sciml.load("solver", "lightsb")
     solver = LightSB(eps=args.eps, n_components=args.components, covariance="diag", n_steps=args.steps,
-                     batch_size=256, lr=1e-2, init_scale=0.1, progress=not args.no_progress)
+                     batch_size=256, lr=1e-2, init_scale=0.1, progress=args.progress)
     start = time.perf_counter()
     bridge = solver.solve(x0, x1, generator=gen)
     train_s = time.perf_counter() - start
