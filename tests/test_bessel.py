@@ -123,7 +123,8 @@ def test_broadcasting_and_scalars() -> None:
     out = log_kv(v, x)
     assert out.shape == (3, 4)
     torch.testing.assert_close(out[1, 2], log_kv(2.5, torch.tensor(50.0, dtype=F64)), rtol=0, atol=0)
-    assert log_iv(1, 2).dtype == torch.get_default_dtype()
+    assert log_iv(1, 2).dtype == F64  # Python numbers are float64 (float32 would overflow at 1e39)
+    assert log_iv([1.0, 2.0], torch.tensor(2.0)).dtype == torch.float32  # tensors keep their dtype
     assert log_iv(torch.tensor(1.0, dtype=F64), 2.0).dtype == F64
 
 

@@ -1,8 +1,10 @@
 """Logarithms of the modified Bessel functions I_v(x) and K_v(x), computed in log space.
 
 ``log_iv(v, x)`` and ``log_kv(v, x)`` never overflow or underflow for real order v >= 0 and
-argument x >= 0 (float64 range permitting the *logarithm*), broadcast like torch binary ops, accept
-float32 and float64 (float32 is computed in float64 internally and rounded once) and carry
+argument x >= 0 (float64 range permitting the *logarithm*, subnormal x included), broadcast like torch
+binary ops (``ValueError`` naming v and x when the shapes do not broadcast), accept float32 and float64
+tensors (float32 is computed in float64 internally and rounded once; Python numbers and lists are
+float64) and carry
 closed-form gradients with respect to x and v. CUDA tensors use a CuPy kernel when CuPy works
 (see :mod:`sciml.kernels._bessel_cupy`), else this torch code.
 
@@ -19,7 +21,9 @@ Regions (rho = sqrt(v^2 + x^2), chosen per element, each region evaluated only o
   below 1e-17.
 * ``rho < 23``, log I: power series sum_k (x/2)^(2k+v) / (k! Gamma(k+v+1)), summed by term ratios
   outward from its largest term and anchored with ``lgamma`` (all terms positive: no cancellation).
-* ``rho < 23``, log K: Temme's series (x <= 2) or Steed's continued fraction CF2 (x > 2) for
+* ``rho < 23``, log K with x < 1e-100 and v >= 1/2: the leading term log(Gamma(v)/2 (2/x)^v), exact
+  to O(x) relative (the recurrence below would overflow for subnormal x).
+* ``rho < 23``, log K otherwise: Temme's series (x <= 2) or Steed's continued fraction CF2 (x > 2) for
   K_mu, K_{mu+1} with mu = v - round(v) in [-1/2, 1/2), then the (stable) upward recurrence
   K_{mu+j+1} = 2 (mu + j) / x K_{mu+j} + K_{mu+j-1} carried as ratios and summed logs.
 
@@ -48,7 +52,11 @@ _EPS = 1e-17
 # elements per block of the Debye evaluation and of Temme's series / CF2: their elementwise passes
 # then run on cache-resident data
 _CHUNK = 32768
+_LOG_2 = math.log(2.0)
 _LOG_2PI = math.log(2.0 * math.pi)
+#: Below this argument the small-x leading terms are exact in float64 (their relative corrections
+#: are O(x) or smaller) and the recurrence / series of the general code would overflow or underflow.
+_X_TINY = 1e-100
 _LOG_PI_2 = math.log(math.pi / 2.0)
 # Taylor coefficients of 1 / Gamma(1 + z) about z = 0 (mpmath, 40 digits, rounded to float64).
 _RGAMMA1P = (
@@ -89,7 +97,8 @@ def _horner(rows: Tensor, z: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- Debye region
 def _debye(
-    v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool, rho: Tensor | None = None
+    v: Tensor, x: Tensor, n: int, want_i: bool, want_k: bool, grad: bool, rho: Tensor | None = None,
+    tiny_x: bool = False,
 ) -> dict[str, Tensor]:
     c, dc, kk = _debye_tables(n, v.device)
     if rho is None:
@@ -103,7 +112,11 @@ def _debye(
     for j in range(2, n + 1):
         torch.mul(spow[j - 1], s, out=spow[j])
     p = c @ spow  # (n, m): row k-1 = P_k(s)
+    # log(x / (v + rho)), one rounding (a difference of logs would cancel); with tiny_x (some x below
+    # ~1e-280) a difference of logs where the quotient is subnormal
     lx = torch.log(x / (v + rho))
+    if tiny_x:
+        lx = torch.where(x / (v + rho) < torch.finfo(x.dtype).tiny, torch.log(x) - torch.log(v + rho), lx)
     veta = rho + v * lx
     half = 0.5 * torch.log(rho)
     out: dict[str, Tensor] = {}
@@ -173,6 +186,18 @@ def _lgamma_1p(v: Tensor) -> Tensor:
     return torch.where(near, small, torch.lgamma(v + 1.0))
 
 
+def _log_half(x: Tensor) -> Tensor:
+    """log(x / 2), correctly rounded also where x / 2 is subnormal (and 0 for x = 5e-324).
+
+    log(0.5 x) is kept elsewhere: log(x) - log(2) cancels for x near 2.
+    """
+    out = torch.log(0.5 * x)
+    sub = x < 4.0 * torch.finfo(x.dtype).tiny
+    if bool(sub.any()):
+        out = torch.where(sub, torch.log(x) - _LOG_2, out)
+    return out
+
+
 def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     """Power series of I_v, summed outward from its largest term (rho < RHO_SMALL)."""
     # elements sorted by the position of the largest term, descending: the backward sum is active on a
@@ -184,7 +209,7 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
     x = x.index_select(0, order)
     kstar = torch.floor(kc.index_select(0, order))
     y = 0.25 * x * x
-    lx2 = torch.log(0.5 * x)
+    lx2 = _log_half(x)
     lg = torch.lgamma(kstar + v + 1.0)
     near = ((kstar == 0) & (v <= 1.5)).nonzero().squeeze(1)  # lgamma(1 + v) has zeros at v = 0, 1
     lg[near] = _lgamma_1p(v[near])
@@ -259,6 +284,9 @@ def _series_i(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
         return {"i": log_i}
     total = 1.0 + rest
     ri = sx / (x * total)  # I_{v+1}/I_v = sum t_k 2k / (x sum t_k)
+    # below x = 1e-8 the ratio is x / (2 (v + 1)) to within x^2 / 8 < eps / 8 relative (its terms
+    # x^2 / 4 underflow below 1e-154)
+    ri = torch.where(x < 1e-8, x / (2.0 * (v + 1.0)), ri)
     div = lx2 - sv / total
     log_i, ri, div = _unsort(order, log_i, ri, div)
     xo = x.new_empty(x.shape)
@@ -290,10 +318,9 @@ def _temme(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     gam1 = -_poly(odd, m2)  # (1/G(1-mu) - 1/G(1+mu)) / (2 mu)
     gampl = gam2 - mu * gam1  # 1/G(1+mu)
     gammi = gam2 + mu * gam1  # 1/G(1-mu)
-    x2 = 0.5 * x
     pimu = math.pi * mu
     fact = torch.where(pimu == 0, 1.0, pimu / torch.sin(torch.where(pimu == 0, 1.0, pimu)))
-    d = -torch.log(x2)
+    d = -_log_half(x)
     e = mu * d
     fact2 = torch.where(e == 0, 1.0, torch.sinh(e) / torch.where(e == 0, 1.0, e))
     ff = fact * (gam1 * torch.cosh(e) + gam2 * fact2 * d)
@@ -376,7 +403,35 @@ def _steed(mu: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     return tuple(_unsort(order, log_k, (mu + x + 0.5 - h) / x))  # type: ignore[return-value]
 
 
+def _tiny_k(v: Tensor, x: Tensor, grad: bool) -> dict[str, Tensor]:
+    """log K_v(x) = log(Gamma(v) / 2 (2 / x)^v) for x < _X_TINY, v >= 1/2 (relative error O(x)).
+
+    The general code's upward recurrence multiplies ratios ~ 2 v / x, which overflow for subnormal x.
+    """
+    log_2_x = _LOG_2 - torch.log(x)
+    out = {"k": torch.lgamma(v) - _LOG_2 + v * log_2_x}
+    if grad:
+        out["dkx"] = -v / x
+        out["dkv"] = torch.digamma(v) + log_2_x
+    return out
+
+
 def _small_k(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str, Tensor]:
+    """log K for rho < RHO_SMALL: the leading term where x < _X_TINY and v >= 1/2, else Temme / CF2."""
+    tiny = (x < _X_TINY) & (v >= 0.5) if x.numel() and float(x.min()) < _X_TINY else None
+    if tiny is None or not bool(tiny.any()):
+        return _small_k_general(v, x, grad, grad_v)
+    out: dict[str, Tensor] = {}
+    for mask, fn in ((tiny, lambda a, b: _tiny_k(a, b, grad)), (~tiny, lambda a, b: _small_k_general(a, b, grad, grad_v))):
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        for nm, val in fn(v.index_select(0, idx), x.index_select(0, idx)).items():
+            out.setdefault(nm, torch.empty_like(v)).index_copy_(0, idx, val)
+    return out
+
+
+def _small_k_general(v: Tensor, x: Tensor, grad: bool, grad_v: bool = True) -> dict[str, Tensor]:
     # elements sorted by n = round(v), descending, so that the ones still recurring upward at step i
     # are a prefix (see below)
     n = torch.floor(v + 0.5)
@@ -449,24 +504,50 @@ def _dlogk_dv_quad(v: Tensor, x: Tensor, nodes: int = 400, chunk: int = 8192) ->
 
 
 # ----------------------------------------------------------------------------- dispatch
+def _check_operand(name: str, val: object) -> None:
+    if isinstance(val, bool):
+        raise TypeError(f"{name} must be a real number, got bool")
+    if not isinstance(val, (Tensor, int, float, list, tuple)):
+        raise TypeError(f"{name} must be a torch.Tensor, a real number or a list of them, got {type(val).__name__}")
+    if isinstance(val, Tensor) and val.is_complex():
+        raise TypeError(f"{name} must be real, got {val.dtype}")
+
+
+def _as_float_tensor(name: str, val: object, dtype: torch.dtype, device: torch.device) -> Tensor:
+    if isinstance(val, Tensor):
+        return val.to(dtype)
+    try:
+        return torch.tensor(val, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a torch.Tensor, a real number or a (nested) list of real numbers; "
+                        f"got a {type(val).__name__} torch cannot read ({exc})") from None
+
+
+def _check_broadcast(v_shape: torch.Size, x_shape: torch.Size) -> None:
+    for a, b in zip(reversed(v_shape), reversed(x_shape)):
+        if a != b and a != 1 and b != 1:
+            raise ValueError(f"v and x must broadcast against each other, got shapes {tuple(v_shape)} and "
+                             f"{tuple(x_shape)}")
+
+
 def _prepare(v: object, x: object, validate: bool) -> tuple[Tensor, Tensor, torch.dtype]:
-    for name, val in (("v", v), ("x", x)):
-        if not isinstance(val, (Tensor, int, float)) or isinstance(val, bool):
-            raise TypeError(f"{name} must be a torch.Tensor or a real number, got {type(val).__name__}")
-        if isinstance(val, Tensor) and val.is_complex():
-            raise TypeError(f"{name} must be real, got {val.dtype}")
-    vt = v if isinstance(v, Tensor) else None
-    xt = x if isinstance(x, Tensor) else None
-    device = (vt if vt is not None else xt).device if (vt is not None or xt is not None) else torch.device("cpu")
-    floats = [t.dtype for t in (vt, xt) if t is not None and t.is_floating_point()]
-    if floats:
-        dtype = torch.promote_types(floats[0], floats[-1])
-    else:
-        dtype = torch.get_default_dtype()
+    """Tensors for ``v`` and ``x`` in their common floating dtype, checked to broadcast.
+
+    Floating tensors keep their dtype (float16 / bfloat16 become float32; two tensors promote);
+    Python numbers, lists and non-floating tensors are float64, because the default float32 would
+    turn 1e300 into inf.
+    """
+    _check_operand("v", v)
+    _check_operand("x", x)
+    tensors = [t for t in (v, x) if isinstance(t, Tensor)]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    floats = [t.dtype for t in tensors if t.is_floating_point()]
+    dtype = torch.promote_types(floats[0], floats[-1]) if floats else torch.float64
     if dtype not in (torch.float32, torch.float64):
         dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else torch.float64
-    v = torch.as_tensor(v, dtype=dtype, device=device) if not isinstance(v, Tensor) else v.to(dtype)
-    x = torch.as_tensor(x, dtype=dtype, device=device) if not isinstance(x, Tensor) else x.to(dtype)
+    v = _as_float_tensor("v", v, dtype, device)
+    x = _as_float_tensor("x", x, dtype, device)
+    _check_broadcast(v.shape, x.shape)
     if validate:
         for name, val in (("v", v), ("x", x)):
             if bool(torch.isnan(val).any()):
@@ -509,6 +590,10 @@ def _evaluate(
             out["k"][zero] = math.inf
             out["k"][xinf] = -math.inf
             out["k"][vinf] = math.inf
+        if "ri" in out:  # I_{v+1}/I_v -> 0 as x -> 0, -> 1 as x -> inf, -> 0 as v -> inf
+            out["ri"][zero] = 0.0
+            out["ri"][xinf] = 1.0
+            out["ri"][vinf] = 0.0
         if not bool(ok.any()):
             return {k: t.reshape(shape) for k, t in out.items()}
         idx = ok.nonzero().squeeze(1)
@@ -517,6 +602,8 @@ def _evaluate(
     else:
         idx = None
         vo, xo = v, x
+    # x / (v + rho) of the Debye region underflows below ~1e-290 (see _debye)
+    tiny_x = bool(xo.numel()) and float(xmin if idx is None else xo.min()) < 1e-280
     rho = torch.hypot(vo, xo)
     upper = math.inf
     for lower, nterms in DEBYE_TIERS:
@@ -528,7 +615,7 @@ def _evaluate(
         dst = sel if idx is None else idx[sel]
         for part, dpart in zip(sel.split(_CHUNK), dst.split(_CHUNK)):  # chunks: temporaries stay in cache
             vs, xs, rs = (t.index_select(0, part) for t in (vo, xo, rho))
-            res = _debye(vs, xs, nterms, want_i, want_k, grad, rs)
+            res = _debye(vs, xs, nterms, want_i, want_k, grad, rs, tiny_x)
             for nm, val in res.items():
                 out[nm].index_copy_(0, dpart, val)
     sel = (rho < RHO_SMALL).nonzero().squeeze(1)
@@ -598,8 +685,9 @@ def log_iv(v: Tensor | float, x: Tensor | float, *, validate: bool = False) -> T
         validate: raise ``ValueError`` for NaN or negative entries instead of returning NaN.
 
     Returns:
-        Tensor of the broadcast shape, in the promoted floating dtype (float32 or float64; float32
-        is computed in float64 and rounded once). Differentiable in x (d/dx log I = I_{v+1}/I_v
+        Tensor of the broadcast shape, in the promoted floating dtype of the tensor arguments
+        (float32 or float64; float32 is computed in float64 and rounded once); float64 when both
+        are Python numbers / lists or non-floating tensors. Differentiable in x (d/dx log I = I_{v+1}/I_v
         + v/x) and in v. ``log_iv(0, 0) = 0``, ``log_iv(v > 0, 0) = -inf``; NaN for v < 0 or x < 0.
     """
     return _apply("i", v, x, validate)
@@ -623,9 +711,11 @@ def log_kv(v: Tensor | float, x: Tensor | float, *, validate: bool = False) -> T
 def log_bessel_ratio(v: Tensor | float, x: Tensor | float, *, validate: bool = False) -> Tensor:
     """I_{v+1}(x) / I_v(x) computed without cancellation (not differentiable).
 
-    Uses d/dx log I_v(x) - v/x from the closed-form derivative of the active region; this is the
-    mean resultant length A_p(kappa) = I_{p/2}(kappa) / I_{p/2-1}(kappa) of the von Mises-Fisher
-    distribution with v = p/2 - 1.
+    Despite the name, the ratio itself (in [0, 1)), not its logarithm. Uses d/dx log I_v(x) - v/x
+    from the closed-form derivative of the active region; this is the mean resultant length
+    A_p(kappa) = I_{p/2}(kappa) / I_{p/2-1}(kappa) of the von Mises-Fisher distribution with
+    v = p/2 - 1. Limits: 0 at x = 0, 1 at x = inf, 0 at v = inf (finite x); x / (2 (v + 1)) for
+    x < 1e-8 (subnormal x included). Dtypes, broadcasting and ``validate`` as in :func:`log_iv`.
     """
     vt, xt, dtype = _prepare(v, x, validate)
     vv, xx = torch.broadcast_tensors(vt.to(torch.float64), xt.to(torch.float64))
