@@ -156,7 +156,9 @@ class _EigLogdet(torch.autograd.Function):
         s = float(shift)
         n_total = math.prod(v.shape[-1] for v in eig.ls)
         if s == 0.0:
-            out = sum((n_total // v.shape[-1]) * torch.log(v).sum(-1) for v in eig.ls)
+            # K is positive definite (checked by the caller), so det K = |det K| = prod_k |det A_k|^(N / n_k):
+            # factors with negative eigenvalues (e.g. -I kron -I = I) contribute log |l|
+            out = sum((n_total // v.shape[-1]) * torch.log(v.abs()).sum(-1) for v in eig.ls)
         else:
             out = torch.log(eig_grid(eig.ls) + s).sum(-1)
         out = torch.as_tensor(out).expand(batch_shape).clone()
@@ -408,6 +410,8 @@ class Kronecker:
             b: ``(..., N)`` or ``(..., N, k)``.
             fn: function of the eigenvalue grid.
         """
+        if not callable(fn):
+            raise TypeError(f"fn must be a callable of the eigenvalue grid, got {type(fn).__name__}")
         cols, vec = self._as_columns("b", b, None)
         self._check_batch("b", cols)
         cache = self._eigcache()
@@ -487,7 +491,8 @@ class Kronecker:
         """``log det(K + shift * I)`` of shape ``batch_shape`` (a 0-dim tensor when unbatched).
 
         Needs ``K + shift * I`` positive definite (checked exactly in ``O(sum n_k)`` from the factor
-        eigenvalue ranges). With ``shift = 0`` it is ``sum_k (N / n_k) log det A_k``.
+        eigenvalue ranges); the factors themselves need not be (``(-A) kron (-B) = A kron B``). With
+        ``shift = 0`` it is ``sum_k (N / n_k) log |det A_k|``.
 
         Raises:
             ValueError: negative ``shift``, non-symmetric factors, or ``K + shift * I`` not
