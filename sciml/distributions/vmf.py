@@ -9,20 +9,43 @@ function and the ratio A_p(kappa) = I_{p/2}(kappa) / I_{p/2-1}(kappa) come from
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 from sciml.kernels.bessel import log_bessel_ratio, log_iv
-from sciml.validation import check_generator, check_positive_int, check_tensor
+from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
 __all__ = ["VonMisesFisher", "fit_vmf", "vmf_kappa_mle", "mean_resultant_length"]
 
 
-def mean_resultant_length(kappa: Tensor, p: int) -> Tensor:
-    """A_p(kappa) = I_{p/2}(kappa) / I_{p/2-1}(kappa) = E[mu^T x] (no cancellation, any p)."""
-    return log_bessel_ratio(torch.as_tensor(p / 2.0 - 1.0, dtype=kappa.dtype), kappa)
+#: Newton on A_p(kappa) = R stops once |A_p(kappa) - R| is this many eps of R: the ratio is only that
+#: accurate, and for large kappa / p (ill-conditioned) the relative step never gets below ``tol``.
+_RESIDUAL_EPS = 8.0
+
+
+def _check_dimension(p: object) -> int:
+    p = check_positive_int("p", p)
+    if p < 2:
+        raise ValueError(f"p must be >= 2, got {p}")
+    return p
+
+
+def mean_resultant_length(kappa: Tensor | float, p: int) -> Tensor:
+    """A_p(kappa) = I_{p/2}(kappa) / I_{p/2-1}(kappa) = E[mu^T x] (no cancellation, any p).
+
+    ``kappa >= 0`` (a tensor, keeping its dtype, or a Python number / list, float64); p >= 2.
+    A_p(0) = 0 and A_p(inf) = 1. Raises ``ValueError`` for NaN or negative ``kappa``.
+    """
+    p = _check_dimension(p)
+    if isinstance(kappa, bool) or not isinstance(kappa, (Tensor, int, float, list, tuple)):
+        raise TypeError(f"kappa must be a torch.Tensor or a real number, got {type(kappa).__name__}")
+    k = kappa if isinstance(kappa, Tensor) and kappa.is_floating_point() else torch.as_tensor(kappa, dtype=torch.float64)
+    if bool(torch.isnan(k).any()) or bool((k < 0).any()):
+        raise ValueError("kappa must be >= 0 and not NaN")
+    return log_bessel_ratio(torch.as_tensor(p / 2.0 - 1.0, dtype=k.dtype), k)
 
 
 def _standard_gamma(alpha: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -88,6 +111,15 @@ def _wood_w(kappa: Tensor, p: int, generator: torch.Generator | None) -> tuple[T
     return w_out.reshape(kappa.shape), omw_out.reshape(kappa.shape)
 
 
+def _sample_shape(sample_shape: object) -> torch.Size:
+    """``sample_shape`` as a ``torch.Size`` of non-negative ints, or a clear error."""
+    if isinstance(sample_shape, Tensor) or not isinstance(sample_shape, (tuple, list, torch.Size)):
+        raise TypeError(f"sample_shape must be a tuple of ints (e.g. (n,)), got {type(sample_shape).__name__}")
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in sample_shape):
+        raise ValueError(f"sample_shape must hold non-negative ints, got {tuple(sample_shape)}")
+    return torch.Size(sample_shape)
+
+
 class VonMisesFisher(Distribution):
     """von Mises-Fisher distribution on the unit sphere in R^p.
 
@@ -110,19 +142,25 @@ class VonMisesFisher(Distribution):
         check_tensor("loc", loc, finite=True)
         if loc.ndim < 1 or loc.shape[-1] < 2:
             raise ValueError(f"loc must have shape (*batch, p) with p >= 2, got {tuple(loc.shape)}")
+        if isinstance(concentration, bool) or not isinstance(concentration, (Tensor, int, float)):
+            raise TypeError(f"concentration must be a torch.Tensor or a real number, got {type(concentration).__name__}")
         kappa = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
-        if not kappa.is_floating_point():
-            kappa = kappa.to(loc.dtype)
         if bool(torch.isnan(kappa).any()) or bool((kappa <= 0).any()) or bool(torch.isinf(kappa).any()):
             raise ValueError("concentration must be finite and > 0")
         norm = loc.norm(dim=-1, keepdim=True)
         if bool((norm == 0).any()):
             raise ValueError("loc must be non-zero")
-        batch = torch.broadcast_shapes(loc.shape[:-1], kappa.shape)
+        try:
+            batch = torch.broadcast_shapes(loc.shape[:-1], kappa.shape)
+        except RuntimeError:
+            raise ValueError(f"concentration (shape {tuple(kappa.shape)}) does not broadcast with the batch shape "
+                             f"of loc {tuple(loc.shape[:-1])}") from None
         self.p = int(loc.shape[-1])
         self.loc = (loc / norm).expand(*batch, self.p)
         self.concentration = kappa.expand(batch)
-        super().__init__(batch_shape=batch, event_shape=(self.p,), validate_args=validate_args)
+        # nothing to validate in an empty batch (and torch's constraint check cannot reshape one)
+        validate = validate_args if math.prod(batch) else False
+        super().__init__(batch_shape=batch, event_shape=(self.p,), validate_args=validate)
 
     # -- normaliser and moments -------------------------------------------------------------
     def log_normalizer(self) -> Tensor:
@@ -147,6 +185,16 @@ class VonMisesFisher(Distribution):
         return -self.log_normalizer() - self.concentration * self.mean_resultant_length()
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """log f(value) for unit vectors ``value`` of shape ``(..., p)`` broadcastable with the batch."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        if value.ndim < 1 or value.shape[-1] != self.p:
+            raise ValueError(f"value must have shape (..., {self.p}), got {tuple(value.shape)}")
+        try:
+            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        except RuntimeError:
+            raise ValueError(f"value has batch shape {tuple(value.shape[:-1])}, which does not broadcast with "
+                             f"the batch shape {tuple(self.batch_shape)}") from None
         if self._validate_args:
             self._validate_sample(value)
         return self.log_normalizer() + self.concentration * (value * self.loc).sum(-1)
@@ -160,7 +208,7 @@ class VonMisesFisher(Distribution):
                 generator: torch.Generator | None = None) -> Tensor:
         """Draw ``sample_shape + batch_shape + (p,)`` unit vectors (Wood 1994 + Householder)."""
         check_generator("generator", generator)
-        shape = torch.Size(sample_shape) + self.batch_shape
+        shape = _sample_shape(sample_shape) + self.batch_shape
         kappa = self.concentration.detach().expand(shape)
         w, omw = _wood_w(kappa, self.p, generator)
         out = torch.empty(*shape, self.p, dtype=self.loc.dtype, device=self.loc.device)
@@ -192,14 +240,22 @@ def vmf_kappa_mle(r: Tensor | float, p: int, *, tol: float = 1e-15, max_iter: in
     A_p'(kappa) = 1 - A_p^2 - (p - 1) A_p / kappa, computed in float64. R = 0 gives 0, R = 1 gives inf.
 
     Args:
-        r: mean resultant length(s) in [0, 1], any shape.
+        r: mean resultant length(s) in [0, 1], any shape (a tensor or Python number / list).
         p: dimension (>= 2).
-        tol: stop when every relative Newton step is below ``tol``.
-        max_iter: Newton iteration cap.
+        tol: stop when every relative Newton step is below ``tol`` (> 0), or the residual
+            ``|A_p(kappa) - R|`` is at the rounding level of A_p (8 eps of R; for large kappa the
+            relative step cannot get below ``tol``).
+        max_iter: Newton iteration cap (>= 1).
+
+    Warns:
+        RuntimeWarning: Newton did not converge within ``max_iter`` iterations; the last iterate
+            is returned.
     """
-    p = check_positive_int("p", p)
-    if p < 2:
-        raise ValueError(f"p must be >= 2, got {p}")
+    p = _check_dimension(p)
+    tol = check_positive("tol", tol)
+    max_iter = check_positive_int("max_iter", max_iter)
+    if isinstance(r, bool) or not isinstance(r, (Tensor, int, float, list, tuple)):
+        raise TypeError(f"r must be a torch.Tensor or a real number, got {type(r).__name__}")
     r_t = r if isinstance(r, Tensor) else torch.tensor(r, dtype=torch.float64)  # Python floats are float64
     dtype = r_t.dtype if r_t.is_floating_point() else torch.float64
     r64 = r_t.to(torch.float64)
@@ -209,16 +265,24 @@ def vmf_kappa_mle(r: Tensor | float, p: int, *, tol: float = 1e-15, max_iter: in
     rr = torch.where(interior, r64, 0.5)
     kappa = rr * (p - rr * rr) / (1.0 - rr * rr)
     nu = torch.tensor(p / 2.0 - 1.0, dtype=torch.float64)
+    done = False
     for _ in range(max_iter):
         a = log_bessel_ratio(nu, kappa)
         deriv = 1.0 - a * a - (p - 1.0) * a / kappa
         step = (a - rr) / deriv
         new = kappa - step
         new = torch.where(new > 0, new, 0.5 * kappa)  # safeguard: stay positive
-        done = bool(((new - kappa).abs() <= tol * new).all())
+        rel_step = (new - kappa).abs() / new
+        at_rounding = (a - rr).abs() <= _RESIDUAL_EPS * torch.finfo(torch.float64).eps * rr
+        done = bool(((rel_step <= tol) | at_rounding | ~interior).all())
         kappa = new
         if done:
             break
+    if not done:
+        worst = float(torch.where(interior, rel_step, 0.0).max())
+        warnings.warn(f"vmf_kappa_mle: Newton did not converge within max_iter={max_iter} iterations (largest "
+                      f"relative step {worst:.1e} > tol={tol:.1e}); returning the last iterate", RuntimeWarning,
+                      stacklevel=2)
     kappa = torch.where(interior, kappa, torch.where(r64 >= 1, math.inf, 0.0))
     return kappa.to(dtype)
 
@@ -228,14 +292,17 @@ def fit_vmf(x: Tensor, *, tol: float = 1e-15, max_iter: int = 100) -> tuple[Tens
 
     Args:
         x: samples, shape ``(n, p)`` (rows are normalised to unit length; zero rows are an error).
-        tol: Newton stopping tolerance (relative step, see :func:`vmf_kappa_mle`).
-        max_iter: Newton iteration cap.
+        tol: Newton stopping tolerance (relative step, see :func:`vmf_kappa_mle`), > 0.
+        max_iter: Newton iteration cap, >= 1; a ``RuntimeWarning`` says when it was reached
+            without convergence.
 
     Returns:
         ``(loc, kappa)``: the mean direction (shape ``(p,)``) and the concentration (scalar tensor),
         in the dtype of ``x`` (computed in float64).
     """
     check_tensor("x", x, ndim=2)
+    tol = check_positive("tol", tol)
+    max_iter = check_positive_int("max_iter", max_iter)
     n, p = x.shape
     if n < 1 or p < 2:
         raise ValueError(f"x must have shape (n >= 1, p >= 2), got {tuple(x.shape)}")
