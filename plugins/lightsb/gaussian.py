@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sciml.validation import check_positive, check_tensor
+from sciml.validation import check_device, check_positive, check_tensor
 
 from .bridge import Bridge
 from .potential import GaussianMixturePotential
@@ -27,7 +27,13 @@ __all__ = ["GaussianEOT", "gaussian_eot", "gaussian_bridge", "sqrtm_psd"]
 
 
 def sqrtm_psd(a: Tensor, inverse: bool = False) -> Tensor:
-    """Symmetric square root (or inverse square root) of symmetric PSD matrices (..., D, D)."""
+    """Symmetric square root (or inverse square root) of symmetric PSD matrices (..., D, D).
+
+    ``a`` is symmetrised first and its negative eigenvalues (round-off) are set to 0.
+    """
+    check_tensor("a", a, finite=False)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"a must be square matrices of shape (..., D, D), got {tuple(a.shape)}")
     a = 0.5 * (a + a.transpose(-1, -2))
     vals, vecs = torch.linalg.eigh(a)
     vals = vals.clamp_min(0.0)
@@ -74,14 +80,26 @@ class GaussianEOT:
 
 
 def gaussian_eot(m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor, eps: float) -> GaussianEOT:
-    """Closed-form EOT / SB between ``N(m0, S0)`` and ``N(m1, S1)`` (``S0`` positive definite)."""
+    """Closed-form EOT / SB between ``N(m0, S0)`` and ``N(m1, S1)``.
+
+    ``S0`` must be symmetric positive definite and ``S1`` positive semidefinite (both are
+    symmetrised; ``S1``'s eigenvalues may be negative by round-off of its dtype only), else
+    ``ValueError`` naming the matrix.
+    """
     eps = check_positive("eps", eps)
     check_tensor("m0", m0, ndim=1)
     d = m0.shape[0]
     check_tensor("S0", S0, shape=(d, d))
     check_tensor("m1", m1, shape=(d,))
     check_tensor("S1", S1, shape=(d, d))
+    unit = torch.finfo(S1.dtype).eps
     m0, S0, m1, S1 = (v.detach().to(torch.float64, copy=True).cpu() for v in (m0, S0, m1, S1))
+    if int(torch.linalg.cholesky_ex(0.5 * (S0 + S0.T)).info) != 0:
+        raise ValueError("S0 must be symmetric positive definite")
+    lam = torch.linalg.eigvalsh(0.5 * (S1 + S1.T))
+    # eigenvalues of a symmetric matrix stored with unit round-off u are exact to ~ d u |S1|
+    if float(lam.min()) < -d * unit * float(lam.abs().max()):
+        raise ValueError(f"S1 must be symmetric positive semidefinite, its smallest eigenvalue is {float(lam.min()):.3g}")
     eye = torch.eye(d, dtype=torch.float64)
     h = sqrtm_psd(S0)
     hi = sqrtm_psd(S0, inverse=True)
@@ -94,7 +112,13 @@ def gaussian_eot(m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor, eps: float) -> 
 
 def gaussian_bridge(plan: GaussianEOT, dtype: torch.dtype = torch.float64,
                     device: torch.device | str | None = None) -> Bridge:
-    """The exact LightSB bridge of a Gaussian plan: K = 1, full ``S = S*``, ``r = m1 - S* m0``."""
+    """The exact LightSB bridge of a Gaussian plan: K = 1, full ``S = S*``, ``r = m1 - S* m0``.
+
+    ``S*`` must be positive definite (it is when ``S1`` is); ``device`` is checked up front.
+    """
+    if not isinstance(plan, GaussianEOT):
+        raise TypeError(f"plan must be a GaussianEOT (from gaussian_eot), got {type(plan).__name__}")
+    device = check_device("device", device)
     d = plan.S_star.shape[0]
     pot = GaussianMixturePotential(d, 1, plan.eps, "full", init_means=plan.r[None], dtype=dtype, device=device)
     pot.set_covariances(plan.S_star)

@@ -24,9 +24,15 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sciml.validation import check_device, check_positive, check_positive_int, check_tensor
+
 __all__ = ["GaussianMixturePotential"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _describe(x: object) -> str:
+    return f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
 
 
 class GaussianMixturePotential(nn.Module):
@@ -45,8 +51,14 @@ class GaussianMixturePotential(nn.Module):
         n_components: number of mixture components K.
         eps: reference-process variance (> 0).
         covariance: ``"diag"`` or ``"full"``.
-        init_means: initial ``r_k``, shape (K, D) (typically K samples of p1).
-        init_scale: initial eigenvalues of every ``S_k`` (``S_k = init_scale * I``).
+        init_means: initial ``r_k``, shape (K, D) (typically K samples of p1), finite.
+        init_scale: initial eigenvalues of every ``S_k`` (``S_k = init_scale * I``, > 0).
+        dtype: a floating dtype (``None``: torch's default).
+        device: where the parameters live (checked up front with :func:`sciml.validation.check_device`).
+
+    The constructor and :meth:`set_covariances` check their arguments; the evaluation methods do
+    not (they are the training hot path): :class:`~sciml_plugins.lightsb.Bridge` checks the points
+    it is given before calling them.
     """
 
     def __init__(
@@ -63,9 +75,16 @@ class GaussianMixturePotential(nn.Module):
         super().__init__()
         if covariance not in ("diag", "full"):
             raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
-        self.dim, self.n_components, self.eps, self.covariance = int(dim), int(n_components), float(eps), covariance
+        self.dim = check_positive_int("dim", dim)
+        self.n_components = check_positive_int("n_components", n_components)
+        self.eps, self.covariance = check_positive("eps", eps), covariance
+        init_scale = check_positive("init_scale", init_scale)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
         K, D = self.n_components, self.dim
-        kw = {"dtype": dtype if dtype is not None else torch.get_default_dtype(), "device": device}
+        if init_means is not None:
+            check_tensor("init_means", init_means, shape=(K, D))
+        kw = {"dtype": dtype if dtype is not None else torch.get_default_dtype(), "device": check_device("device", device)}
         means = torch.zeros(K, D, **kw) if init_means is None else init_means.detach().to(**kw).clone()
         self.raw_log_alpha = nn.Parameter(torch.full((K,), self.eps * math.log(1.0 / K), **kw))
         self.means = nn.Parameter(means)
@@ -97,10 +116,12 @@ class GaussianMixturePotential(nn.Module):
     def set_covariances(self, S: Tensor) -> None:
         """Set every ``S_k`` (in place, no gradient): ``S`` (D, D) for all components or (K, D, D).
 
-        Full covariances store the Cholesky factor of ``S_k`` (symmetrised first); diagonal ones
-        keep the diagonal of ``S_k`` only.
+        Full covariances store the Cholesky factor of ``S_k`` (symmetrised first), which must be
+        positive definite; diagonal ones keep the diagonal of ``S_k`` only, which must be positive.
+        Raises ``ValueError`` (naming ``S``) otherwise, or for non-finite entries.
         """
         K, D = self.n_components, self.dim
+        check_tensor("S", S, ndim=(2, 3))
         S = S.detach().to(torch.float64).cpu()
         if S.ndim == 2:
             S = S.expand(K, D, D)
@@ -110,9 +131,15 @@ class GaussianMixturePotential(nn.Module):
         kw = {"dtype": self.means.dtype, "device": self.means.device}
         with torch.no_grad():
             if self.chol_lower is None:
-                self.log_scales.copy_(torch.diagonal(S, dim1=-2, dim2=-1).log().to(**kw))
+                diag = torch.diagonal(S, dim1=-2, dim2=-1)
+                if not bool((diag > 0).all()):
+                    raise ValueError("S must have a positive diagonal (diagonal covariances are positive definite)")
+                self.log_scales.copy_(diag.log().to(**kw))
             else:
-                L = torch.linalg.cholesky(S)
+                L, info = torch.linalg.cholesky_ex(S)
+                if bool((info != 0).any()):
+                    bad = (info != 0).nonzero()[:, 0].tolist()
+                    raise ValueError(f"S must be symmetric positive definite; component(s) {bad} are not")
                 d = torch.diagonal(L, dim1=-2, dim2=-1)
                 self.log_scales.copy_((2.0 * d.log()).to(**kw))
                 self.chol_lower.copy_(torch.tril(L, diagonal=-1).to(**kw))
@@ -134,6 +161,9 @@ class GaussianMixturePotential(nn.Module):
             raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
         if cov == "diag" and self.covariance == "full":
             raise ValueError("a full-covariance potential cannot be copied as a diagonal one")
+        if keep is not None and not (isinstance(keep, Tensor) and (keep.dtype == torch.bool or not (
+                keep.is_floating_point() or keep.is_complex()))):
+            raise TypeError(f"keep must be None, an integer tensor of indices or a boolean mask, got {_describe(keep)}")
         idx = torch.arange(self.n_components, device=self.means.device) if keep is None else keep
         if idx.dtype == torch.bool:
             if idx.shape != (self.n_components,):
