@@ -10,14 +10,26 @@ import torch
 from torch import Tensor
 
 from sciml import Solution
-from sciml.validation import check_generator, check_positive_int, check_tensor
+from sciml.io import load_state, reading, save_state
+from sciml.validation import (
+    check_bool,
+    check_device,
+    check_generator,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 from .potential import GaussianMixturePotential
 
 __all__ = ["Bridge"]
 
-_FORMAT = "sciml.lightsb.Bridge/2"
-_FORMAT_V1 = "sciml.lightsb.Bridge/1"  # full covariances stored as rotations (Cayley), read for compatibility
+#: Save-file kind and versions (:mod:`sciml.io`). Version 2: the Cholesky parametrisation of
+#: :class:`GaussianMixturePotential`; version 1 (read only): full covariances stored as
+#: ``S_k = U_k diag(exp s_k) U_k^T`` with ``U_k = base_k cayley(skew_k)``.
+_KIND, _VERSION, _READ_VERSIONS = "lightsb.Bridge", 2, (1, 2)
+_CONFIG_KEYS = ("dim", "n_components", "eps", "covariance")
+_PAYLOAD_KEYS = {"config", "state_dict", "loss_history", "diagnostics"}
 
 
 class Bridge(Solution):
@@ -30,6 +42,11 @@ class Bridge(Solution):
     Calling the bridge, ``bridge(x0, generator=None)``, is :meth:`sample`. All methods take
     batches of shape ``(n, D)``; inputs are moved to the bridge's device and dtype and results are
     returned in the dtype and on the device of the input.
+
+    Args:
+        potential: a :class:`GaussianMixturePotential` with finite parameters (frozen here).
+        loss_history: training loss per step (a list of numbers) or ``None``.
+        diagnostics: training figures (a dict) or ``None``.
 
     Attributes:
         potential: the fitted :class:`GaussianMixturePotential` (parameters frozen).
@@ -44,6 +61,15 @@ class Bridge(Solution):
         loss_history: list[float] | None = None,
         diagnostics: dict[str, Any] | None = None,
     ) -> None:
+        if not isinstance(potential, GaussianMixturePotential):
+            raise TypeError(f"potential must be a GaussianMixturePotential, got {type(potential).__name__}")
+        for name, p in potential.named_parameters():
+            check_tensor(f"potential.{name}", p)
+        if loss_history is not None and not (isinstance(loss_history, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in loss_history)):
+            raise TypeError(f"loss_history must be None or a list of numbers, got {type(loss_history).__name__}")
+        if diagnostics is not None and not isinstance(diagnostics, dict):
+            raise TypeError(f"diagnostics must be None or a dict, got {type(diagnostics).__name__}")
         super().__init__(loss_history, diagnostics)
         self.potential = potential
         for p in potential.parameters():
@@ -75,7 +101,13 @@ class Bridge(Solution):
         return self.potential.means
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Bridge:
-        """Move the potential to ``device`` / ``dtype`` (in place) and return ``self``."""
+        """Move the potential to ``device`` / ``dtype`` (a floating dtype; in place) and return ``self``.
+
+        A device this machine lacks raises :class:`sciml.DeviceUnavailableError` up front.
+        """
+        device = check_device("device", device)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
         self.potential.to(device=device, dtype=dtype)
         return self
 
@@ -213,6 +245,7 @@ class Bridge(Solution):
         x = self._points("x0", x0)
         n_steps = check_positive_int("n_steps", n_steps)
         check_generator("generator", generator)
+        check_bool("return_times", return_times)
         times = torch.linspace(0.0, 1.0, n_steps + 1, dtype=x.dtype, device=x.device)
         dt = 1.0 / n_steps
         path = [x]
@@ -232,32 +265,106 @@ class Bridge(Solution):
         return {"dim": p.dim, "n_components": p.n_components, "eps": p.eps, "covariance": p.covariance}
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write config, state dict, loss history and diagnostics with :func:`torch.save`."""
+        """Write the bridge with :func:`sciml.io.save_state` (kind ``"lightsb.Bridge"``, version 2).
+
+        The file holds the config, the state dict, the loss history and the scalar diagnostics
+        (list-valued ones such as ``val_history`` are not saved). The content is checked as
+        :meth:`load` checks it, so a bridge that could not be read back raises ``ValueError`` here.
+        """
         diag = {k: v for k, v in self.diagnostics.items() if isinstance(v, (int, float, str, bool))}
-        torch.save({"format": _FORMAT, "config": self.config(), "state_dict": self.potential.state_dict(),
-                    "loss_history": [float(v) for v in self.loss_history], "diagnostics": diag}, path)
+        payload = {"config": self.config(), "state_dict": dict(self.potential.state_dict()),
+                   "loss_history": [float(v) for v in self.loss_history], "diagnostics": diag}
+        _check_payload(_VERSION, payload)
+        save_state(path, _KIND, _VERSION, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> Bridge:
-        """Read a bridge written by :meth:`save`."""
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") not in (_FORMAT, _FORMAT_V1):
-            raise ValueError(f"{os.fspath(path)!r} is not a saved LightSB bridge")
-        state = dict(blob["state_dict"])
-        ref = state["means"]
-        pot = GaussianMixturePotential(**blob["config"], dtype=ref.dtype, device=ref.device)
-        if blob["format"] == _FORMAT_V1 and "skew" in state:
-            # version 1: S_k = U_k diag(exp s_k) U_k^T, U_k = base_k (I - B_k)^{-1} (I + B_k)
-            skew, base = state.pop("skew").to(torch.float64), state.pop("base_rotation").to(torch.float64)
-            upper = torch.triu(skew, diagonal=1)
-            b = upper - upper.transpose(-1, -2)
-            eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
-            U = base @ torch.linalg.solve(eye - b, eye + b)
-            S = (U * state["log_scales"].to(torch.float64).exp()[:, None, :]) @ U.transpose(-1, -2)
-            with torch.no_grad():
-                pot.raw_log_alpha.copy_(state["raw_log_alpha"])
-                pot.means.copy_(state["means"])
-            pot.set_covariances(S)
-        else:
-            pot.load_state_dict(state)
-        return cls(pot, blob.get("loss_history"), blob.get("diagnostics"))
+        """Read a bridge written by :meth:`save` (format versions 1 and 2).
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            sciml.SaveFileError: naming the file, for an empty, truncated or foreign file, another
+                kind or a newer version (see :func:`sciml.io.load_state`), and for content that
+                fails the checks: config entries (``dim``, ``n_components`` positive ints, finite
+                ``eps > 0``, ``covariance`` ``"diag"`` or ``"full"``), state tensors finite with the
+                shapes the config implies and positive definite covariances, a finite loss history.
+            sciml.DeviceUnavailableError: ``map_location`` names a device this machine lacks.
+        """
+        check_device("map_location", map_location)
+        version, payload = load_state(path, _KIND, _READ_VERSIONS, map_location)
+        with reading(path):
+            config = _check_payload(version, payload)
+            state = dict(payload["state_dict"])
+            pot = GaussianMixturePotential(**config, dtype=state["means"].dtype, device=state["means"].device)
+            if version == 1 and config["covariance"] == "full":
+                _load_cayley_state(pot, state)
+            else:
+                pot.load_state_dict(state)
+            return cls(pot, payload.get("loss_history"), payload.get("diagnostics"))
+
+
+def _check_config(config: object) -> dict[str, Any]:
+    """The potential's constructor arguments from a save file's ``config`` entry, checked."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    if set(config) != set(_CONFIG_KEYS):
+        raise ValueError(f"config must have exactly the entries {list(_CONFIG_KEYS)}, got {sorted(map(str, config))}")
+    if config["covariance"] not in ("diag", "full"):
+        raise ValueError(f"config covariance must be 'diag' or 'full', got {config['covariance']!r}")
+    return {"dim": check_positive_int("config dim", config["dim"]),
+            "n_components": check_positive_int("config n_components", config["n_components"]),
+            "eps": check_positive("config eps", config["eps"]), "covariance": config["covariance"]}
+
+
+def _state_shapes(config: dict[str, Any], version: int) -> dict[str, tuple[int, ...]]:
+    """Shape of every state tensor the config implies."""
+    K, D = config["n_components"], config["dim"]
+    shapes = {"raw_log_alpha": (K,), "means": (K, D), "log_scales": (K, D)}
+    if config["covariance"] == "full":
+        shapes.update({"chol_lower": (K, D, D)} if version == 2 else {"skew": (K, D, D), "base_rotation": (K, D, D)})
+    return shapes
+
+
+def _check_payload(version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Check a save payload; return the checked config. ``ValueError`` / ``TypeError`` / ``KeyError``."""
+    extra = set(payload) - _PAYLOAD_KEYS
+    if extra:
+        raise ValueError(f"unexpected entries {sorted(extra)}")
+    config = _check_config(payload["config"])
+    state = payload["state_dict"]
+    if not isinstance(state, dict):
+        raise TypeError(f"state_dict must be a dict, got {type(state).__name__}")
+    shapes = _state_shapes(config, version)
+    if set(state) != set(shapes):
+        missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+        raise ValueError(f"state_dict must hold {sorted(shapes)}: missing {missing}, unexpected {unexpected}")
+    for name, shape in shapes.items():
+        check_tensor(f"state_dict[{name!r}]", state[name], shape=shape)
+    # S_k = L_k L_k^T with diag(L_k) = exp(s_k / 2): positive definite exactly when that is finite and > 0
+    root = torch.exp(0.5 * state["log_scales"])
+    if not bool((torch.isfinite(root) & (root > 0)).all()):
+        raise ValueError(f"state_dict['log_scales'] gives covariances that are not positive definite in "
+                         f"{root.dtype} (exp(s_k / 2) overflows or underflows)")
+    history = payload.get("loss_history", [])
+    if not isinstance(history, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in history):
+        raise ValueError("loss_history must be a list of finite numbers")
+    diagnostics = payload.get("diagnostics", {})
+    if not isinstance(diagnostics, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in diagnostics.items()):
+        raise ValueError("diagnostics must be a dict of str keys and scalar values")
+    return config
+
+
+def _load_cayley_state(pot: GaussianMixturePotential, state: dict[str, Tensor]) -> None:
+    """Version 1 full covariances: ``S_k = U_k diag(exp s_k) U_k^T``, ``U_k = base_k (I - B_k)^{-1} (I + B_k)``."""
+    skew, base = state["skew"].to(torch.float64), state["base_rotation"].to(torch.float64)
+    upper = torch.triu(skew, diagonal=1)
+    b = upper - upper.transpose(-1, -2)
+    eye = torch.eye(b.shape[-1], dtype=torch.float64, device=b.device)
+    U = base @ torch.linalg.solve(eye - b, eye + b)
+    S = (U * state["log_scales"].to(torch.float64).exp()[:, None, :]) @ U.transpose(-1, -2)
+    with torch.no_grad():
+        pot.raw_log_alpha.copy_(state["raw_log_alpha"])
+        pot.means.copy_(state["means"])
+    pot.set_covariances(S)
