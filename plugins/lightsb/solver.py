@@ -10,10 +10,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from sciml import Solver
+from sciml.progress import progress_bar, resolve_progress
 from sciml.validation import (
+    check_bool,
     check_generator,
     check_nonnegative,
     check_positive,
@@ -92,7 +93,7 @@ class LightSB(Solver):
         patience: stop after this many evaluations without improvement (``None``: never); the
             parameters with the best held-out loss are returned.
         t_gap: the matching objective samples ``t ~ U[0, 1 - t_gap]``.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
         n_starts: number of warm starts tried (``init="clusters"`` or ``"targets"``, tensor inputs, the
             ``"lightsb"`` objective, ``val_fraction > 0``): each is trained for ``start_steps`` Adam steps
             (cosine decay over those steps), the one with the lowest held-out loss is kept and trained
@@ -133,7 +134,7 @@ class LightSB(Solver):
         eval_every: int = 100,
         patience: int | None = 20,
         t_gap: float = 0.01,
-        progress: bool = True,
+        progress: bool | None = None,
         n_starts: int = 1,
         start_steps: int = 500,
         init_min_weight: float = 0.0,
@@ -170,28 +171,41 @@ class LightSB(Solver):
         self.t_gap = check_positive("t_gap", t_gap)
         if self.t_gap >= 1:
             raise ValueError(f"t_gap must be < 1, got {t_gap}")
-        self.progress = bool(progress)
+        resolve_progress(progress)  # a bool or None, resolved at every solve
+        self.progress = progress
         self.n_starts = check_positive_int("n_starts", n_starts)
         self.start_steps = check_positive_int("start_steps", start_steps)
         self.init_min_weight = check_nonnegative("init_min_weight", init_min_weight)
         if self.init_min_weight >= 1:
             raise ValueError(f"init_min_weight must be < 1, got {init_min_weight}")
-        self.flush_denormal = bool(flush_denormal)
+        self.flush_denormal = check_bool("flush_denormal", flush_denormal)
         if self.n_starts > 1 and (init not in ("clusters", "targets") or objective != "lightsb" or self.val_fraction <= 0):
             raise ValueError("n_starts > 1 needs init='clusters' or 'targets', objective='lightsb' and val_fraction > 0")
 
     # ------------------------------------------------------------------ data handling
     @staticmethod
     def _check_samples(name: str, x: Tensor) -> Tensor:
+        """Finite float32 / float64 samples (n, D), n, D >= 1; returned detached (training never
+        back-propagates into the caller's tensors)."""
         check_tensor(name, x, ndim=2)
+        if x.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"{name} must have at least one row and one column, got {tuple(x.shape)}")
-        return x
+        return x.detach()
+
+    @staticmethod
+    def _call(name: str, src: Callable[..., Any], n: int, generator: torch.Generator | None) -> Any:
+        """``src(n, generator)``; a ``TypeError`` (e.g. a wrong signature) says which sampler and how it is called."""
+        try:
+            return src(n, generator)
+        except TypeError as exc:
+            raise TypeError(f"calling the sampler {name}(n, generator) raised TypeError: {exc} "
+                            "(a sampler is called as f(n, generator) and returns an (n, D) tensor)") from exc
 
     def _draw(self, name: str, src: SampleSource, n: int, generator: torch.Generator | None,
               dim: int | None = None) -> Tensor:
-        x = src(n, generator)  # type: ignore[operator]
-        self._check_samples(f"samples drawn from {name}", x)
+        x = self._check_samples(f"samples drawn from {name}", self._call(name, src, n, generator))
         if x.shape[0] != n or (dim is not None and x.shape[1] != dim):
             raise ValueError(f"{name}(n, generator) must return shape ({n}, {dim or 'D'}), got {tuple(x.shape)}")
         return x
@@ -210,10 +224,15 @@ class LightSB(Solver):
             raise ValueError(f"init='gaussian' needs more than D={d} samples of p0 and p1 to estimate covariances")
         c0 = torch.cov(a.T, correction=0).reshape(d, d)
         c1 = torch.cov(b.T, correction=0).reshape(d, d)
+        if int(torch.linalg.cholesky_ex(c0).info) != 0:
+            raise ValueError("init='gaussian' needs samples of p0 with a nonsingular covariance; use init='identity'")
         plan = gaussian_eot(m0, c0, m1, c1, self.eps)
         S = plan.S_star
         if potential.covariance == "diag":
             S = torch.diag(torch.diagonal(S).clamp_min(1e-6))
+        elif int(torch.linalg.cholesky_ex(S).info) != 0:
+            raise ValueError("init='gaussian' with covariance='full' needs samples of p1 with a nonsingular "
+                             "covariance; use init='identity'")
         potential.set_covariances(S)
         kw = {"dtype": potential.means.dtype, "device": potential.means.device}
         with torch.no_grad():
@@ -228,6 +247,10 @@ class LightSB(Solver):
 
         if x0 is None or x1 is None:
             raise ValueError(f"init={self.init!r} needs samples of both p0 and p1")
+        for side_name, x in (("p0", x0), ("p1", x1)):
+            if not bool((x != x[:1]).any()):
+                raise ValueError(f"init={self.init!r} needs samples of {side_name} that are not all equal; "
+                                 "use init='identity'")
         side = x1 if self.init == "targets" else x0
         if side.shape[0] < potential.n_components:
             raise ValueError(f"init={self.init!r} needs at least n_components={potential.n_components} samples of "
@@ -353,6 +376,8 @@ class LightSB(Solver):
                 raise ValueError("a full-covariance init_potential cannot start a diagonal fit")
             if self.n_starts > 1:
                 raise ValueError("init_potential needs n_starts = 1")
+            for pname, p in src_pot.named_parameters():
+                check_tensor(f"init_potential.{pname}", p)
         if x1 is None and not callable(x0) and not isinstance(x0, Tensor):
             problem = x0
             if callable(getattr(problem, "sample_p0", None)) and callable(getattr(problem, "sample_p1", None)):
@@ -394,7 +419,7 @@ class LightSB(Solver):
         # probe samplers for dim / dtype (and reuse the draw as the held-out set)
         val: dict[str, Tensor] = {}
         if paired_sampler:
-            pair = x0(self.val_size, generator)  # type: ignore[operator]
+            pair = self._call("x0", x0, self.val_size, generator)
             if not (isinstance(pair, tuple) and len(pair) == 2):
                 raise TypeError("a pair sampler must return a tuple (x0, x1)")
             a = self._check_samples("x0 drawn from the pair sampler", pair[0])
@@ -445,7 +470,7 @@ class LightSB(Solver):
                                  f"{' after the held-out split' if self.val_fraction > 0 else ''})")
             init = train["x1"][torch.randperm(train["x1"].shape[0], generator=generator, device=rdev)[:K].to(device)]
         elif paired_sampler:
-            init = x0(K, generator)[1]  # type: ignore[operator]
+            init = self._call("x0", x0, K, generator)[1]
         else:
             init = self._draw("x1", x1, K, generator, dim)
         def new_potential(start_index: int = 0) -> GaussianMixturePotential:
@@ -538,7 +563,7 @@ class LightSB(Solver):
         best_val, best_state, best_step, bad = math.inf, None, 0, 0
         stopped_early = False
         start = time.perf_counter()
-        bar = tqdm(range(self.n_steps), desc="LightSB", disable=not self.progress, leave=False)
+        bar = progress_bar(range(self.n_steps), desc="LightSB", progress=self.progress)
         step, flat = 0, 0
         for step in bar:
             if full is not None:
