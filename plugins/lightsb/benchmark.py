@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sciml.validation import check_positive, check_positive_int, check_tensor
+from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
 from .gaussian import sqrtm_psd
 
@@ -47,12 +47,16 @@ _LOG_2PI = math.log(2 * math.pi)
 
 def random_rotation(dim: int, generator: torch.Generator | None = None) -> Tensor:
     """A Haar-random orthogonal matrix (QR of a Gaussian matrix with the sign fix), float64."""
+    dim = check_positive_int("dim", dim)
     q, r = torch.linalg.qr(torch.randn(dim, dim, dtype=torch.float64, generator=generator))
     return q * torch.sign(torch.diagonal(r))[None, :]
 
 
 def random_spd(dim: int, low: float, high: float, generator: torch.Generator | None = None) -> Tensor:
-    """``Q diag(lam) Q^T`` with ``Q`` Haar-random and ``lam ~ U[low, high]``, float64."""
+    """``Q diag(lam) Q^T`` with ``Q`` Haar-random and ``lam ~ U[low, high]`` (``0 < low <= high``), float64."""
+    low, high = check_positive("low", low), check_positive("high", high)
+    if low > high:
+        raise ValueError(f"low must be <= high, got low={low}, high={high}")
     q = random_rotation(dim, generator)
     lam = low + (high - low) * torch.rand(dim, dtype=torch.float64, generator=generator)
     return (q * lam) @ q.T
@@ -69,11 +73,26 @@ def _mvn_log_prob(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
 
 @dataclass
 class GaussianMixture:
-    """Mixture ``sum_k weights_k N(means_k, covs_k)``; shapes (K,), (K, D), (K, D, D); float64."""
+    """Mixture ``sum_k weights_k N(means_k, covs_k)``; shapes (K,), (K, D), (K, D, D); float64.
+
+    The weights must be nonnegative with a positive sum (they are normalised when sampling), the
+    covariances positive definite (checked by :meth:`cholesky` on first use).
+    """
 
     weights: Tensor
     means: Tensor
     covs: Tensor
+
+    def __post_init__(self) -> None:
+        check_tensor("weights", self.weights, ndim=1)
+        check_tensor("means", self.means, ndim=2)
+        check_tensor("covs", self.covs, ndim=3)
+        k, d = self.weights.shape[0], self.means.shape[-1]
+        if self.means.shape != (k, d) or self.covs.shape != (k, d, d):
+            raise ValueError(f"weights, means and covs must have shapes (K,), (K, D), (K, D, D), got "
+                             f"{tuple(self.weights.shape)}, {tuple(self.means.shape)}, {tuple(self.covs.shape)}")
+        if not bool((self.weights >= 0).all()) or not float(self.weights.sum()) > 0:
+            raise ValueError("weights must be nonnegative with a positive sum")
 
     @property
     def dim(self) -> int:
@@ -81,7 +100,13 @@ class GaussianMixture:
         return int(self.means.shape[1])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws, shape (n, D), float64."""
+        """``n`` draws (an int >= 0), shape (n, D), float64."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if n == 0:
+            return torch.empty(0, self.dim, dtype=torch.float64)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         chol = self.cholesky()
         xi = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
@@ -95,12 +120,15 @@ class GaussianMixture:
         """Cholesky factors of the covariances, (K, D, D) (computed once)."""
         chol = self.__dict__.get("_chol")
         if chol is None:
-            chol = torch.linalg.cholesky(self.covs)
+            chol, info = torch.linalg.cholesky_ex(self.covs)
+            if bool((info != 0).any()):
+                raise ValueError(f"covs must be positive definite; component(s) {(info != 0).nonzero()[:, 0].tolist()} are not")
             self.__dict__["_chol"] = chol
         return chol
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Log-density at rows of ``x`` (n, D) -> (n,)."""
+        check_tensor("x", x, shape=(None, self.dim))
         lp = _mvn_log_prob(x.to(torch.float64), self.means, self.cholesky())
         return torch.logsumexp(torch.log(self.weights) + lp, dim=-1)
 
@@ -115,6 +143,11 @@ class EOTBenchmark:
     """
 
     def __init__(self, p0: GaussianMixture, potential: GaussianMixture, eps: float) -> None:
+        for name, mix in (("p0", p0), ("potential", potential)):
+            if not isinstance(mix, GaussianMixture):
+                raise TypeError(f"{name} must be a GaussianMixture, got {type(mix).__name__}")
+        if p0.dim != potential.dim:
+            raise ValueError(f"p0 and potential must have the same dimension, got {p0.dim} and {potential.dim}")
         self.p0, self.potential, self.eps = p0, potential, check_positive("eps", eps)
         d = potential.dim
         eye = torch.eye(d, dtype=torch.float64)
@@ -134,9 +167,13 @@ class EOTBenchmark:
 
     def conditional_log_weights(self, x: Tensor) -> Tensor:
         """Normalised log-weights ``log w_k(x)`` of the conditional mixture, (n, D) -> (n, K)."""
+        self._points("x", x)
         lp = torch.log(self.potential.weights) + _mvn_log_prob(x.to(torch.float64), self.potential.means,
                                                               self._weight_chol)
         return torch.log_softmax(lp, dim=-1)
+
+    def _points(self, name: str, x: Tensor) -> Tensor:
+        return check_tensor(name, x, shape=(None, self.dim))
 
     def _component_means(self, x: Tensor) -> Tensor:
         return self.plan_bias[None] + torch.einsum("kde,ne->nkd", self.plan_gain, x.to(torch.float64))
@@ -152,6 +189,7 @@ class EOTBenchmark:
 
     def conditional_log_prob(self, y: Tensor, x: Tensor) -> Tensor:
         """``log pi*(y | x)``, (n, D), (n, D) -> (n,)."""
+        check_tensor("y", y, shape=tuple(self._points("x", x).shape))
         logw = self.conditional_log_weights(x)
         y = y.to(torch.float64)
         mu = self._component_means(x)
@@ -188,8 +226,10 @@ class EOTBenchmark:
 
     def p1_variance(self, n: int = 100_000, generator: torch.Generator | None = None) -> float:
         """Total variance ``tr Cov(p1)`` by Monte Carlo over ``x ~ p0`` with exact conditional
-        moments: ``E_x tr Cov(y | x) + tr Cov_x(E[y | x])`` (cached after the first call)."""
+        moments: ``E_x tr Cov(y | x) + tr Cov_x(E[y | x])`` (cached after the first call; ``n >= 2``)."""
         if self._var_p1 is None:
+            if check_positive_int("n", n) < 2:
+                raise ValueError(f"n must be >= 2 to estimate a variance, got {n}")
             gen = generator if generator is not None else torch.Generator().manual_seed(12345)
             tot_tr, means = 0.0, []
             for chunk in self.p0.sample(n, gen).split(4096):
@@ -217,6 +257,8 @@ def make_benchmark(dim: int, eps: float, seed: int = 0) -> EOTBenchmark:
     """
     dim = check_positive_int("dim", dim)
     eps = check_positive("eps", eps)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     g0 = torch.Generator().manual_seed(1_000_003 * seed + dim)
     p0 = GaussianMixture(
         torch.full((3,), 1 / 3, dtype=torch.float64),
@@ -238,6 +280,14 @@ def bures_wasserstein_sq(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor) -> Tens
     ``|m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S1^{1/2} S2 S1^{1/2})^{1/2}``, batched over leading
     dimensions: means (..., D), covariances (..., D, D) -> (...,), computed in float64.
     """
+    for mname, m, sname, S in (("m1", m1, "S1", S1), ("m2", m2, "S2", S2)):
+        check_tensor(mname, m)
+        check_tensor(sname, S)
+        d = m.shape[-1] if m.ndim else 0
+        if m.ndim < 1 or S.shape[-2:] != (d, d):
+            raise ValueError(f"{sname} must have shape (..., {d}, {d}) to match {mname}, got {tuple(S.shape)}")
+    if m1.shape[-1] != m2.shape[-1]:
+        raise ValueError(f"m1 and m2 must have the same dimension, got {m1.shape[-1]} and {m2.shape[-1]}")
     m1, S1, m2, S2 = (v.to(torch.float64) for v in (m1, S1, m2, S2))
     h = sqrtm_psd(S1)
     mid = h @ S2 @ h
@@ -266,7 +316,10 @@ def cbw2_uvp(model_mean: Tensor, model_cov: Tensor, true_mean: Tensor, true_cov:
 
 
 def sample_moments(samples: Tensor) -> tuple[Tensor, Tensor]:
-    """Sample mean (..., D) and unbiased covariance (..., D, D) of draws (..., m, D)."""
+    """Sample mean (..., D) and unbiased covariance (..., D, D) of draws (..., m, D), ``m >= 2``."""
+    check_tensor("samples", samples)
+    if samples.ndim < 2 or samples.shape[-2] < 2:
+        raise ValueError(f"samples must hold m >= 2 draws along dimension -2, got shape {tuple(samples.shape)}")
     mean = samples.mean(-2)
     c = samples - mean[..., None, :]
     return mean, c.transpose(-1, -2) @ c / (samples.shape[-2] - 1)
@@ -287,11 +340,19 @@ def cbw2_uvp_bridge(
         bench: the benchmark instance.
         n_test: number of test points ``x ~ p0``.
         n_samples: ``None``: use the model's exact conditional moments (the limit of the
-            protocol); an int ``m``: fit a Gaussian to ``m`` model samples per test point (the
+            protocol); an int ``m >= 2``: fit a Gaussian to ``m`` model samples per test point (the
             published protocol uses 1000).
         generator: source of randomness (test points and model samples).
     """
+    if not isinstance(bench, EOTBenchmark):
+        raise TypeError(f"bench must be an EOTBenchmark (e.g. from make_benchmark), got {type(bench).__name__}")
+    method = "conditional_moments" if n_samples is None else "sample"
+    if not callable(getattr(bridge, method, None)):
+        raise TypeError(f"bridge must have a {method}() method (n_samples={n_samples}), got {type(bridge).__name__}")
     n_test = check_positive_int("n_test", n_test)
+    if n_samples is not None and check_positive_int("n_samples", n_samples) < 2:
+        raise ValueError(f"n_samples must be >= 2 (a covariance from one sample is undefined), got {n_samples}")
+    check_generator("generator", generator)
     x = bench.sample_p0(n_test, generator)
     t_mean, t_cov = bench.conditional_moments(x)
     if n_samples is None:
