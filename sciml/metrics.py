@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
+from sciml.validation import check_bool, check_generator, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "entropic_w2",
@@ -196,6 +196,7 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | Sequence[float] | None = None, 
         bandwidth: ``h`` (> 0), several of them, or ``None`` for the median heuristic.
     """
     x, y = _pair(x, y)
+    check_bool("unbiased", unbiased)
     if bandwidth is None:
         hs = [_median_bandwidth(x, y)]
     elif isinstance(bandwidth, (int, float)):
@@ -299,6 +300,7 @@ def mode_weight_error(x: Tensor, modes: Tensor, weights: Tensor) -> float:
 def mode_entropy(x: Tensor, modes: Tensor, *, normalised: bool = True) -> float:
     """Entropy of the empirical nearest-centre frequencies; divided by ``log M`` when ``normalised``
     (1 = all modes equally populated, 0 = a single mode)."""
+    check_bool("normalised", normalised)
     counts = mode_counts(x, modes).to(torch.float64)
     p = counts / counts.sum()
     h = float(-(p[p > 0] * p[p > 0].log()).sum())
@@ -318,11 +320,19 @@ class LogZEstimates(NamedTuple):
 
 
 def log_z_estimates(log_weights: Tensor) -> LogZEstimates:
-    """``log Z`` estimates (logmeanexp and mean of the log weights) and the ESS from ``(n,)`` log weights."""
-    lw = check_tensor("log_weights", log_weights, ndim=1).to(torch.float64)
+    """``log Z`` estimates (logmeanexp and mean of the log weights) and the ESS from ``(n,)`` log weights.
+
+    A log weight of ``-inf`` is a zero weight (then ``elbo = -inf``); NaN, ``+inf``, an empty tensor
+    or all weights zero raise ``ValueError``.
+    """
+    lw = check_tensor("log_weights", log_weights, ndim=1, finite=False).to(torch.float64)
     n = lw.shape[0]
     if n == 0:
         raise ValueError("log_weights must not be empty")
+    if bool(torch.isnan(lw).any()) or bool((lw == math.inf).any()):
+        raise ValueError("log_weights has non-finite entries (NaN or +inf); only -inf (a zero weight) is allowed")
+    if bool((lw == -math.inf).all()):
+        raise ValueError("log_weights are all -inf (every weight is zero): log Z and the ESS are undefined")
     lse = torch.logsumexp(lw, 0)
     ess = float(torch.exp(2 * lse - torch.logsumexp(2 * lw, 0)))
     return LogZEstimates(float(lse - math.log(n)), float(lw.mean()), ess)
@@ -333,14 +343,57 @@ def _sqrtm_psd(s: Tensor) -> Tensor:
     return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
 
 
+def _as_float64(name: str, value: object) -> tuple[Tensor, float]:
+    """``value`` (tensor, number or nested list) as float64, and the eps of the dtype it came in."""
+    if isinstance(value, Tensor):
+        check_tensor(name, value, floating=False)
+        eps = torch.finfo(value.dtype).eps if value.is_floating_point() else torch.finfo(torch.float64).eps
+        return value.to(torch.float64), eps
+    try:
+        return torch.tensor(value, dtype=torch.float64), torch.finfo(torch.float64).eps
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a tensor or a (nested) list of real numbers, got {type(value).__name__} "
+                        f"({exc})") from None
+
+
+def _check_covariance(name: str, s: Tensor, eps: float) -> Tensor:
+    """Symmetrised ``s``, or ``ValueError`` unless it is symmetric positive semi-definite.
+
+    Tolerance ``sqrt(eps) * max|S|`` (eps of the dtype ``s`` was given in) for both the asymmetry
+    and the most negative eigenvalue: the rounding a covariance estimate carries, far below any
+    genuinely indefinite matrix.
+    """
+    scale = float(s.abs().max()) if s.numel() else 0.0
+    tol = math.sqrt(eps) * scale
+    asym = float((s - s.T).abs().max()) if s.numel() else 0.0
+    if asym > tol:
+        raise ValueError(f"{name} must be a symmetric covariance matrix: max |{name} - {name}^T| = {asym:.3e} "
+                         f"exceeds {tol:.3e} (sqrt(eps) * max |{name}|)")
+    s = 0.5 * (s + s.T)
+    smallest = float(torch.linalg.eigvalsh(s)[0]) if s.numel() else 0.0
+    if smallest < -tol:
+        raise ValueError(f"{name} must be positive semi-definite: its smallest eigenvalue is {smallest:.3e} "
+                         f"(tolerance -{tol:.3e})")
+    return s
+
+
 def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> float:
     """Closed-form W2 between ``N(m1, S1)`` and ``N(m2, S2)``:
-    ``sqrt(|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2}))``."""
-    m1 = check_tensor("m1", torch.as_tensor(m1, dtype=torch.float64), ndim=1)
+    ``sqrt(|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2}))``.
+
+    Means ``(d,)`` and covariances ``(d, d)`` as tensors or nested lists (computed in float64). The
+    covariances must be symmetric positive semi-definite (singular allowed) to ``sqrt(eps) *
+    max|S|``, eps of their dtype; otherwise ``ValueError`` naming ``S1`` / ``S2``.
+    """
+    m1, _ = _as_float64("m1", m1)
+    check_tensor("m1", m1, ndim=1)
     d = m1.shape[0]
-    m2 = check_tensor("m2", torch.as_tensor(m2, dtype=torch.float64), shape=(d,))
-    s1 = check_tensor("S1", torch.as_tensor(s1, dtype=torch.float64), shape=(d, d))
-    s2 = check_tensor("S2", torch.as_tensor(s2, dtype=torch.float64), shape=(d, d))
+    m2, _ = _as_float64("m2", m2)
+    check_tensor("m2", m2, shape=(d,))
+    s1, eps1 = _as_float64("S1", s1)
+    s1 = _check_covariance("S1", check_tensor("S1", s1, shape=(d, d)), eps1)
+    s2, eps2 = _as_float64("S2", s2)
+    s2 = _check_covariance("S2", check_tensor("S2", s2, shape=(d, d)), eps2)
     r1 = _sqrtm_psd(s1)
     cross = _sqrtm_psd(r1 @ s2 @ r1)
     val = float(((m1 - m2) ** 2).sum() + torch.trace(s1 + s2 - 2 * cross))
