@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_generator, check_positive_int
+from sciml.validation import check_device, check_generator, check_positive_int
 
 __all__ = [
     "Target",
@@ -23,7 +23,21 @@ __all__ = [
     "DuckTarget",
     "as_target",
     "check_target",
+    "check_dtype_device",
 ]
+
+
+def check_dtype_device(dtype: object, device: object) -> tuple[torch.dtype, torch.device]:
+    """``(dtype, device)`` of a target, checked up front (before any costly set-up).
+
+    Raises ``TypeError`` unless ``dtype`` is a floating ``torch.dtype``; ``device`` goes through
+    :func:`sciml.validation.check_device` (``DeviceUnavailableError`` for an absent CUDA / MPS
+    device); ``None`` means the CPU.
+    """
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    dev = check_device("device", device)
+    return dtype, torch.device("cpu") if dev is None else dev
 
 
 class Target(abc.ABC):
@@ -57,10 +71,7 @@ class Target(abc.ABC):
         mode_weights: Tensor | None = None,
     ) -> None:
         self.dim = check_positive_int("dim", dim)
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        self.dtype = dtype
-        self.device = torch.device("cpu" if device is None else device)
+        self.dtype, self.device = check_dtype_device(dtype, device)
         self.log_z = None if log_z is None else float(log_z)
         if modes is not None:
             modes = torch.as_tensor(modes, dtype=dtype, device=self.device)
@@ -149,10 +160,8 @@ class Target(abc.ABC):
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Target:
         """Return a copy whose tensors (and evaluations / samples) use ``dtype`` / ``device``."""
-        dtype = self.dtype if dtype is None else dtype
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        device = self.device if device is None else torch.device(device)
+        dtype, device = check_dtype_device(self.dtype if dtype is None else dtype,
+                                           self.device if device is None else device)
         new = copy.copy(self)
         for key, value in vars(self).items():
             setattr(new, key, _convert(value, dtype, device))
@@ -348,6 +357,8 @@ def check_target(target: Target, x: Tensor | None = None) -> Tensor:
     Returns the log-densities. Raises ``ValueError`` with a clear message if the output has the
     wrong shape or is not finite (useful before starting a sampler).
     """
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a sciml.targets.Target (see as_target), got {type(target).__name__}")
     if x is None:
         x = torch.randn(2, target.dim, dtype=target.dtype, device=target.device,
                         generator=torch.Generator(device=target.device).manual_seed(0))

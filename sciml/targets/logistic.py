@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sciml.targets.base import Target
+from sciml.targets.base import Target, check_dtype_device
 from sciml.validation import check_positive, check_positive_int, check_tensor
 
 __all__ = ["LogisticRegression", "logistic_regression"]
@@ -35,6 +35,9 @@ class LogisticRegression(Target):
                  y_test: Tensor | None = None, *, prior_scale: float = 1.0, intercept_scale: float = 2.5,
                  true_weights: Tensor | None = None, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
+        check_dtype_device(dtype, device)
+        if (x_test is None) != (y_test is None):
+            raise ValueError("x_test and y_test must be given together (test features and their labels)")
         x_train = check_tensor("x_train", torch.as_tensor(x_train, dtype=dtype), ndim=2)
         n, p = x_train.shape
         y_train = check_tensor("y_train", torch.as_tensor(y_train, dtype=dtype), shape=(n,))
@@ -121,7 +124,10 @@ def logistic_regression(n_train: int = 280, dim: int = 35, seed: int = 0, *, n_t
     if dim < 2:
         raise ValueError(f"dim must be >= 2 (features + intercept), got {dim}")
     n_test = n_train // 4 if n_test is None else check_positive_int("n_test", n_test)
-    gen = torch.Generator().manual_seed(int(seed))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_dtype_device(dtype, device)
+    gen = torch.Generator().manual_seed(seed)
     p = dim - 1
     x = torch.randn(n_train + n_test, p, dtype=torch.float64, generator=gen)
     mu, sd = x[:n_train].mean(0), x[:n_train].std(0)

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-from sciml.targets.base import Target
+from sciml.targets.base import Target, check_dtype_device
 from sciml.validation import check_positive, check_positive_int, check_tensor
 
 __all__ = [
@@ -25,10 +25,33 @@ __all__ = [
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _tensor(name: str, value: object, dtype: torch.dtype) -> Tensor:
+    """``value`` (tensor, number or nested list) as a ``dtype`` tensor, or ``TypeError`` naming it."""
+    try:
+        return torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a tensor, a number or a nested list of numbers, got "
+                        f"{type(value).__name__} ({exc})") from None
+
+
+def _centres(name: str, value: object, dtype: torch.dtype) -> Tensor:
+    """Component centres: a finite ``(M, dim)`` tensor with ``M, dim >= 1``."""
+    c = check_tensor(name, _tensor(name, value, dtype), ndim=2)
+    if c.shape[0] < 1 or c.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (M >= 1, dim >= 1), got {tuple(c.shape)}")
+    return c
+
+
+def _seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return seed
+
+
 def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:
     if weights is None:
         return torch.full((m,), 1.0 / m, dtype=dtype)
-    w = check_tensor("weights", torch.as_tensor(weights, dtype=dtype), shape=(m,))
+    w = check_tensor("weights", _tensor("weights", weights, dtype), shape=(m,))
     if bool((w <= 0).any()):
         raise ValueError("weights must be > 0")
     return w / w.sum()
@@ -73,9 +96,10 @@ class GaussianMixture(_Mixture):
 
     def __init__(self, means: Tensor, variances: float | Tensor = 1.0, weights: Tensor | None = None, *,
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
-        means = check_tensor("means", torch.as_tensor(means, dtype=dtype), ndim=2)
+        check_dtype_device(dtype, device)
+        means = _centres("means", means, dtype)
         m, d = means.shape
-        v = torch.as_tensor(variances, dtype=dtype)
+        v = _tensor("variances", variances, dtype)
         if v.ndim == 0:
             v = v.expand(m, d)
         elif v.shape == (m,):
@@ -126,7 +150,7 @@ def mog40(dim: int = 2, seed: int = 0, *, dtype: torch.dtype = torch.float64,
           device: torch.device | str | None = None) -> GaussianMixture:
     """40-MoG: 40 unit-covariance components with means ``U[-40, 40]^dim`` (seeded), equal weights."""
     dim = check_positive_int("dim", dim)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(_seed(seed))
     means = 80.0 * torch.rand(40, dim, dtype=torch.float64, generator=gen) - 40.0
     return GaussianMixture(means, 1.0, dtype=dtype, device=device)
 
@@ -147,7 +171,8 @@ class StudentTMixture(_Mixture):
 
     def __init__(self, locs: Tensor, df: float = 2.0, scale: float = 1.0, weights: Tensor | None = None, *,
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
-        locs = check_tensor("locs", torch.as_tensor(locs, dtype=dtype), ndim=2)
+        check_dtype_device(dtype, device)
+        locs = _centres("locs", locs, dtype)
         self.df = check_positive("df", df)
         self.scale = check_positive("scale", scale)
         w = _weights(weights, locs.shape[0], dtype)
@@ -190,6 +215,7 @@ class Rings(Target):
                  dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> None:
         from scipy.special import log_ndtr, logsumexp
 
+        check_dtype_device(dtype, device)
         k = check_positive_int("num_rings", num_rings)
         self.radius, self.sigma = check_positive("radius", radius), check_positive("sigma", sigma)
         centres = [self.radius * (i + 1) for i in range(k)]
@@ -220,7 +246,7 @@ def mos10(dim: int = 2, seed: int = 0, *, dtype: torch.dtype = torch.float64,
           device: torch.device | str | None = None) -> StudentTMixture:
     """10-MoS: 10 equally weighted products of Student-t (df 2, scale 1), locations ``U(-10, 10)^dim`` (seeded)."""
     dim = check_positive_int("dim", dim)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(_seed(seed))
     locs = 20.0 * torch.rand(10, dim, dtype=torch.float64, generator=gen) - 10.0
     return StudentTMixture(locs, df=2.0, scale=1.0, dtype=dtype, device=device)
 

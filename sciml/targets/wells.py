@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sciml.targets.base import Target
+from sciml.targets.base import Target, check_dtype_device
 from sciml.validation import check_nonnegative, check_positive, check_positive_int
 
 __all__ = [
@@ -138,6 +138,7 @@ class DoubleWell(Target):
 
     def __init__(self, dim: int, m: int, delta: float, *, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
+        check_dtype_device(dtype, device)  # before the costly 1-D sampler set-up
         dim = check_positive_int("dim", dim)
         m = check_positive_int("m", m)
         if m > dim:
@@ -209,6 +210,7 @@ class ManyWell(Target):
 
     def __init__(self, dim: int = 32, *, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> None:
+        check_dtype_device(dtype, device)  # before the costly 1-D sampler set-up
         dim = check_positive_int("dim", dim)
         if dim % 2:
             raise ValueError(f"dim must be even, got {dim}")
