@@ -45,7 +45,19 @@ def save_state(path: str | os.PathLike[str], kind: str, version: int, payload: d
         raise ValueError(f"kind must be a dotted name and version an int >= 0, got {kind!r}, {version!r}")
     if _FORMAT_KEY in payload:
         raise ValueError(f"payload must not hold the key {_FORMAT_KEY!r} (it is the format tag)")
-    torch.save({_FORMAT_KEY: f"sciml.{kind}/{version}", **payload}, os.fspath(path))
+    name = _path_name(path)
+    if os.path.isdir(name):
+        raise IsADirectoryError(f"{name!r} is a directory, not a file to write")
+    parent = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"cannot write {name!r}: the folder {parent!r} does not exist")
+    torch.save({_FORMAT_KEY: f"sciml.{kind}/{version}", **payload}, name)
+
+
+def _path_name(path: object) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return os.fspath(path)
 
 
 def load_state(
@@ -66,12 +78,11 @@ def load_state(
         ``(version, payload)``, the payload without its format tag.
 
     Raises:
+        TypeError: ``path`` is not a str or path.
         FileNotFoundError: ``path`` does not exist.
         SaveFileError: anything else that makes the file unusable, with the file named.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    name = os.fspath(path)
+    name = _path_name(path)
     if not os.path.exists(name):
         raise FileNotFoundError(f"no such file: {name!r}")
     if os.path.isdir(name):

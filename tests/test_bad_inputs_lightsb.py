@@ -52,7 +52,6 @@ class Case:
     error: type[BaseException] | tuple[type[BaseException], ...] | None = None
     match: str = ""
     check: Callable[[Any], None] | None = None
-    xfail: str = ""
 
 
 def err(id: str, run: Callable[[Path], Any], error: type[BaseException], match: str) -> Case:
@@ -308,7 +307,6 @@ HALF = (X0.half(), X1.half())
 
 #: sciml.io.save_state (not this plugin's) passes the path to torch.save unchecked: a directory or a
 #: missing parent folder end in torch's RuntimeError
-_SAVE_STATE_PATHS = "sciml.io.save_state does not check the path before torch.save"
 
 # ---------------------------------------------------------------------------------- the matrix
 CASES: list[Case] = [
@@ -478,10 +476,8 @@ CASES: list[Case] = [
     err("load-map_location-cuda", _raises_device, sciml.DeviceUnavailableError, "map_location"),
     ok("save-load-round-trip", _round_trip, _check_round_trip),
     err("save-loss-nan", lambda t: Bridge(_potential(), [NAN]).save(t / "x.pt"), ValueError, "loss_history"),
-    Case("save-to-directory", lambda t: _bridge().save(t), (IsADirectoryError, ValueError), "directory",
-         xfail=_SAVE_STATE_PATHS),
-    Case("save-parent-missing", lambda t: _bridge().save(t / "no" / "b.pt"), FileNotFoundError, r"/no\b",
-         xfail=_SAVE_STATE_PATHS),
+    err("save-to-directory", lambda t: _bridge().save(t), IsADirectoryError, "directory"),
+    err("save-parent-missing", lambda t: _bridge().save(t / "no" / "b.pt"), FileNotFoundError, r"/no\b"),
     err("Bridge-loss_history-str", lambda t: Bridge(_potential(), "abc"), TypeError, "loss_history"),  # type: ignore[arg-type]
     err("Bridge-diagnostics-str", lambda t: Bridge(_potential(), None, "abc"), TypeError, "diagnostics"),  # type: ignore[arg-type]
     # GaussianMixturePotential(...) and its setters
@@ -547,8 +543,7 @@ CASES: list[Case] = [
 
 
 def _params() -> list[Any]:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(reason=c.xfail, strict=False)] if c.xfail else [])
-            for c in CASES]
+    return [pytest.param(c, id=c.id) for c in CASES]
 
 
 @pytest.mark.parametrize("case", _params())

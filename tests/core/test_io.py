@@ -101,6 +101,12 @@ def test_save_state_rejects_bad_tags(tmp_path):
     with pytest.raises(ValueError, match="must not hold the key 'format'"):
         save_state(tmp_path / "a.pt", "demo.Thing", 1, {"format": 1})
     assert not os.path.exists(tmp_path / "a.pt")
+    with pytest.raises(IsADirectoryError, match="is a directory, not a file to write"):
+        save_state(tmp_path, "demo.Thing", 1, {})
+    with pytest.raises(FileNotFoundError, match="the folder .* does not exist"):
+        save_state(tmp_path / "missing" / "a.pt", "demo.Thing", 1, {})
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
+        save_state(None, "demo.Thing", 1, {})
 
 
 def test_reading_names_the_file():
