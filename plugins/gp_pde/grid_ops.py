@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["mode_product", "multi_mode_product", "multi_mode_solve", "eval_tensor_field"]
+__all__ = ["mode_product", "multi_mode_product", "multi_mode_solve", "multi_mode_whiten", "whiten_rows",
+           "eval_tensor_field"]
 
 
 def mode_product(mat: Tensor, grid: Tensor, axis: int) -> Tensor:
@@ -38,6 +39,25 @@ def multi_mode_solve(chols: Sequence[Tensor | None], grid: Tensor) -> Tensor:
             sol = torch.cholesky_solve(moved.reshape(shape[0], -1), c)
             out = torch.movedim(sol.reshape(shape), 0, j)
     return out
+
+
+def multi_mode_whiten(chols: Sequence[Tensor], grid: Tensor) -> Tensor:
+    """``(L_1 kron ... kron L_d)^{-1} vec(grid)`` for lower Cholesky factors ``chols[j]``: one triangular solve per mode."""
+    out = grid
+    for j, c in enumerate(chols):
+        moved = torch.movedim(out, j, 0)
+        shape = moved.shape
+        sol = torch.linalg.solve_triangular(c, moved.reshape(shape[0], -1), upper=False)
+        out = torch.movedim(sol.reshape(shape), 0, j)
+    return out
+
+
+def whiten_rows(rows: Tensor, chol: Tensor) -> Tensor:
+    """``rows L^{-T}`` for kernel rows ``(m, n)`` and the lower Cholesky factor ``L`` ``(n, n)`` of ``K = L L^T``.
+
+    With ``W = L^{-1} U`` (per mode), ``k(x, X) K^{-1} U = (k(x, X) L^{-T}) W``.
+    """
+    return torch.linalg.solve_triangular(chol.mT, rows, upper=True, left=False)
 
 
 def eval_tensor_field(rows: Sequence[Tensor], coef: Tensor, chunk: int = 4096) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 from sciml import Solution
 from sciml.validation import check_tensor
 
-from .grid_ops import eval_tensor_field, multi_mode_product, multi_mode_solve
+from .grid_ops import eval_tensor_field, multi_mode_product, multi_mode_whiten, whiten_rows
 from .kernels import grid_kernel_matrix, mixture_kernel
 
 __all__ = ["GPPDESolution"]
@@ -22,8 +22,9 @@ _BLOCK = 256  # points per block in scattered evaluation
 class GPPDESolution(Solution):
     """GP posterior of ``u`` given the collocated grid values.
 
-    The mean is ``u(x) = k(x, X) K^{-1} U`` with the product kernel; derivatives use the closed-form
-    kernel derivatives. :meth:`std` is the posterior standard deviation of ``u(x)`` given the grid
+    The mean is ``u(x) = k(x, X) K^{-1} U`` with the product kernel, evaluated in the whitened form
+    ``(v_1 kron ... kron v_d)^T vec(W)``, ``v_j = L_j^{-1} k_j(X_j, x_j)``, ``W = (kron_j L_j^{-1}) U``
+    (``K_j = L_j L_j^T``), whose terms are bounded; derivatives use the closed-form kernel derivatives. :meth:`std` is the posterior standard deviation of ``u(x)`` given the grid
     values (which the solver determines exactly): ``k(x, x) - k(x, X) K^{-1} k(X, x)``, zero at the
     collocation points (boundary included) and growing between them.
 
@@ -79,14 +80,22 @@ class GPPDESolution(Solution):
             k = k + self.jitter * k[0, 0] * torch.eye(n, dtype=k.dtype)
             self._kmats.append(k)
             self._chols.append(torch.linalg.cholesky(k))
-        # alpha = K^{-1} U, one Cholesky solve per mode
-        # (a backward-stable solve per mode: an explicit K_j^{-1} loses about eps / jitter absolute accuracy
-        # in alpha, which dominated the error of the interpolant at jitters below 1e-8)
-        self.alpha = multi_mode_solve(self._chols, self.values)
+        # The mean is evaluated in whitened form: with K_j = L_j L_j^T and W = (L_1^{-1} kron ...) U,
+        # k(x, X) K^{-1} U = prod-contraction of the rows k_j(x_j, X_j) L_j^{-T} with W. Their terms are
+        # bounded (|row|^2 <= k_j(0), |W|^2 = U^T K^{-1} U); the terms of k(x, X) alpha with alpha = K^{-1} U
+        # reach |u| / jitter, so that sum lost about eps / jitter to cancellation and its rounding depended on
+        # the BLAS summation order (CPU, thread count). Triangular solves only, never an explicit inverse.
+        self._white = multi_mode_whiten(self._chols, self.values)
 
     def _rows(self, x: Tensor, orders: Sequence[int]) -> list[Tensor]:
-        return [mixture_kernel(x[:, j, None] - self.axes[j][None, :], p["log_w"], p["mu"], p["log_ls"],
-                               orders[j], self.kernel) for j, p in enumerate(self.params)]
+        """Whitened kernel rows ``d^m k_j(x_j, X_j) L_j^{-T}`` per dimension, ``(n, n_j)`` each."""
+        return [self._white_rows(j, x[:, j], orders[j]) for j in range(self.dim)]
+
+    def _white_rows(self, j: int, t: Tensor, order: int) -> Tensor:
+        p = self.params[j]
+        rows = mixture_kernel(t[:, None] - self.axes[j][None, :], p["log_w"], p["mu"], p["log_ls"], order,
+                              self.kernel)
+        return whiten_rows(rows, self._chols[j])
 
     def _check_points(self, x: Tensor) -> Tensor:
         check_tensor("x", x, ndim=2)
@@ -111,17 +120,15 @@ class GPPDESolution(Solution):
         if len(orders) != self.dim or any(m not in (0, 1, 2) for m in orders):
             raise ValueError(f"orders must hold {self.dim} entries in (0, 1, 2), got {orders}")
         # kernel rows cost (points x grid x components) memory: evaluate in blocks of points
-        out = [eval_tensor_field(self._rows(x[i:i + _BLOCK], orders), self.alpha)
+        out = [eval_tensor_field(self._rows(x[i:i + _BLOCK], orders), self._white)
                for i in range(0, x.shape[0], _BLOCK)]
         return torch.cat(out) if out else x.new_zeros(0)
 
     def on_grid(self, axes: Sequence[Tensor], orders: Sequence[int] | None = None) -> Tensor:
         """Mean (or a derivative) on a tensor grid given by per-dimension axes; shape ``(len(a_1), ...)``."""
         orders = list(orders) if orders is not None else [0] * self.dim
-        mats = [mixture_kernel(a.to(torch.float64)[:, None] - self.axes[j][None, :], p["log_w"], p["mu"],
-                               p["log_ls"], orders[j], self.kernel)
-                for j, (a, p) in enumerate(zip(axes, self.params))]
-        return multi_mode_product(mats, self.alpha)
+        mats = [self._white_rows(j, a.to(torch.float64), orders[j]) for j, a in enumerate(axes)]
+        return multi_mode_product(mats, self._white)
 
     def std(self, x: Tensor) -> Tensor:
         """Posterior standard deviation of ``u(x)`` given the grid values, at ``x`` ``(n, d)``; ``(n,)``.
@@ -136,9 +143,8 @@ class GPPDESolution(Solution):
         prior, quad = 1.0, 1.0
         for j, r in enumerate(rows):
             k0 = float(self._kmats[j][0, 0]) / (1.0 + self.jitter)  # k_j(0) without the jitter
-            sol = torch.cholesky_solve(r.T, self._chols[j]).T
             prior = prior * k0
-            quad = quad * (r * sol).sum(-1)
+            quad = quad * r.square().sum(-1)  # |k_j(x_j, X_j) L_j^{-T}|^2 = k_j(x_j, X) K_j^{-1} k_j(X, x_j)
         return (prior - quad).clamp_min(0.0).sqrt()
 
     def _grid_operator(self, operator: Any, U: Tensor) -> Tensor:
