@@ -6,7 +6,7 @@
     sciml bench --list | NAME [ARGS...]     run a benchmark from ``benchmarks/``
 
 Exit codes: 0 success, 1 the command ran but failed (a plugin failed to load under ``--check``,
-an example raised), 2 bad arguments or unknown names.
+an example raised), 2 bad arguments or unknown names (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -148,8 +148,17 @@ def _docs_link(cls: type, row: object) -> str:
     return "(none)"
 
 
+class _UsageError(Exception):
+    """A command line argparse rejected (raised instead of argparse's usage dump and exit)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sciml", description="sciml: plugins for inference and scientific ML")
+    parser = _Parser(prog="sciml", description="sciml: plugins for inference and scientific ML")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins")
@@ -174,7 +183,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sciml`` console script; returns the exit code."""
     parser = _parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except _UsageError as exc:  # unknown command or flag, missing argument: one line, exit 2
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
     if ns.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -262,8 +262,20 @@ def check_plugin_object(obj: Any, kind: str, *, where: str = "") -> None:
         )
 
 
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def _normalise_kind(kind: str) -> str:
-    k = kind.strip().lower()
+    k = _check_str("kind", kind).strip().lower()
     if k.endswith("s") and k[:-1] in KINDS:
         k = k[:-1]
     if k not in KINDS:
@@ -283,6 +295,7 @@ def plugins(kind: str | None = None, *, check: bool = False) -> PluginTable:
         a :class:`PluginTable` sorted by kind then name.
     """
     wanted = _normalise_kind(kind) if kind is not None else None
+    _check_flag("check", check)
     table = PluginTable()
     for (k, _name), entry in sorted(_REGISTRY.entries().items()):
         if wanted is not None and k != wanted:
@@ -306,7 +319,11 @@ def load(kind_or_name: str, name: str | None = None) -> type[Plugin]:
         AmbiguousPluginError: a bare name found under several kinds.
         PluginLoadError: importing the plugin failed (the cause is attached).
         PluginInterfaceError: the object does not implement its interface or API version.
+        TypeError: ``kind_or_name`` is not a str, or ``name`` is neither a str nor ``None``.
     """
+    _check_str("kind_or_name", kind_or_name)
+    if name is not None:
+        _check_str("name", name)
     entries = _REGISTRY.entries()
     if name is None:
         plugin_name = kind_or_name
@@ -355,9 +372,14 @@ def register(
         PluginInterfaceError: ``cls`` is not a concrete plugin class of a supported API version.
         PluginConflictError: the name is taken by another in-process or installed plugin of the
             same kind and ``replace`` is false.
+        TypeError / ValueError: ``name`` (or ``cls.name``) is not a non-empty str, ``replace`` is
+            not a bool (checked before anything is registered).
     """
     from .interfaces import interface_for
 
+    if name is not None and _check_str("name", name).strip() == "":
+        raise ValueError("name must be a non-empty str (or None to use cls.name)")
+    _check_flag("replace", replace)
     interface = interface_for(cls)
     if interface is None:
         raise PluginInterfaceError(
@@ -366,8 +388,10 @@ def register(
         )
     kind = interface.kind
     check_plugin_object(cls, kind)
-    plugin_name = name or cls.name
-    if not plugin_name:
+    plugin_name = cls.name if name is None else name
+    if not isinstance(plugin_name, str):
+        raise TypeError(f"{cls.__qualname__}.name must be a str, got {type(plugin_name).__name__}")
+    if not plugin_name.strip():
         raise ValueError(f"{cls.__qualname__} has no name: set the class attribute or pass name=")
     key = (kind, plugin_name)
     taken = _REGISTRY.entries().get(key)
@@ -390,7 +414,7 @@ def register(
 
 def unregister(kind: str, name: str) -> None:
     """Remove an in-process registration (entry-point plugins cannot be removed)."""
-    key = (_normalise_kind(kind), name)
+    key = (_normalise_kind(kind), _check_str("name", name))
     if key not in _REGISTRY._registered:
         raise UnknownPluginError(f"no in-process {key[0]} plugin named {name!r} is registered")
     del _REGISTRY._registered[key]
@@ -402,6 +426,7 @@ def registered(*classes: type[Plugin], replace: bool = False) -> Iterator[None]:
 
     On exit the in-process registrations are restored exactly as they were.
     """
+    _check_flag("replace", replace)
     saved = dict(_REGISTRY._registered)
     try:
         for cls in classes:
