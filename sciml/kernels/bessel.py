@@ -21,6 +21,8 @@ Regions (rho = sqrt(v^2 + x^2), chosen per element, each region evaluated only o
   below 1e-17.
 * ``rho < 23``, log I: power series sum_k (x/2)^(2k+v) / (k! Gamma(k+v+1)), summed by term ratios
   outward from its largest term and anchored with ``lgamma`` (all terms positive: no cancellation).
+* ``v`` or ``x >= 2^1020`` (where v + rho or rho overflow): the leading Debye terms in quarter scale
+  (the omitted terms are below 1e-306 relative).
 * ``rho < 23``, log K with x < 1e-100 and v >= 1/2: the leading term log(Gamma(v)/2 (2/x)^v), exact
   to O(x) relative (the recurrence below would overflow for subnormal x).
 * ``rho < 23``, log K otherwise: Temme's series (x <= 2) or Steed's continued fraction CF2 (x > 2) for
@@ -57,6 +59,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 #: Below this argument the small-x leading terms are exact in float64 (their relative corrections
 #: are O(x) or smaller) and the recurrence / series of the general code would overflow or underflow.
 _X_TINY = 1e-100
+#: From here on (v or x), v + sqrt(v^2 + x^2) may overflow: see _debye_huge.
+_HUGE = 2.0**1020
 _LOG_PI_2 = math.log(math.pi / 2.0)
 # Taylor coefficients of 1 / Gamma(1 + z) about z = 0 (mpmath, 40 digits, rounded to float64).
 _RGAMMA1P = (
@@ -148,6 +152,30 @@ def _debye(
             else:
                 out["dkx"] = -rho / x - 0.5 * drho_dx_over_rho + dsum_dx / one
                 out["dkv"] = -lx - 0.5 * drho_dv_over_rho + dsum_dv / one
+    return out
+
+
+def _debye_huge(v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool) -> dict[str, Tensor]:
+    """The Debye leading terms for v or x >= _HUGE, in quarter scale so that v + rho cannot overflow.
+
+    The omitted terms are O(1 / rho) < 1e-306 relative; values beyond the float64 range round to inf.
+    """
+    vq, xq = 0.25 * v, 0.25 * x  # exact: both are far above the subnormal range or 0
+    rq = torch.hypot(vq, xq)
+    lx = torch.log(xq / (vq + rq))
+    veta = 4.0 * (rq + vq * lx)  # rho + v log(x / (v + rho))
+    half = 0.5 * (torch.log(rq) + 2.0 * _LOG_2)
+    out: dict[str, Tensor] = {}
+    if want_i:
+        out["i"] = veta - 0.5 * _LOG_2PI - half
+    if want_k:
+        out["k"] = -veta + 0.5 * _LOG_PI_2 - half
+    if grad:
+        ratio = xq / (vq + rq)  # I_{v+1}/I_v
+        if want_i:
+            out.update(ri=ratio, dix=ratio + v / x, div=lx)
+        if want_k:
+            out.update(dkx=-rq / xq, dkv=-lx)
     return out
 
 
@@ -605,6 +633,19 @@ def _evaluate(
     # x / (v + rho) of the Debye region underflows below ~1e-290 (see _debye)
     tiny_x = bool(xo.numel()) and float(xmin if idx is None else xo.min()) < 1e-280
     rho = torch.hypot(vo, xo)
+    if not xo.numel():
+        big = 0.0
+    elif idx is None:
+        big = max(float(vmax), float(xmax))
+    else:
+        big = float(torch.maximum(vo.max(), xo.max()))
+    if big >= _HUGE:  # v + rho (or rho) would overflow: leading terms, scaled
+        huge = (vo >= _HUGE) | (xo >= _HUGE)
+        hsel = huge.nonzero().squeeze(1)
+        res = _debye_huge(vo.index_select(0, hsel), xo.index_select(0, hsel), want_i, want_k, grad)
+        for nm, val in res.items():
+            out[nm].index_copy_(0, hsel if idx is None else idx[hsel], val)
+        rho = torch.where(huge, math.nan, rho)  # NaN: in no region below
     upper = math.inf
     for lower, nterms in DEBYE_TIERS:
         above = rho >= lower
