@@ -180,19 +180,45 @@ class GPPDESolver(Solver):
                              f"(N <= dense_limit={self.dense_limit}) supports mixed terms")
         t0 = time.perf_counter()
         params = self._init_params(problem, fs, dtype, generator)
-        ctx = _Context(problem, f_grid, g, self, dtype)
         saved_threads = torch.get_num_threads()
-        pin = ctx.path == "dense" and self.dense_threads is not None and self.dense_threads != saved_threads
+        dense = n_tot <= self.dense_limit
+        pin = dense and self.dense_threads is not None and self.dense_threads != saved_threads
         if pin:
             torch.set_num_threads(self.dense_threads)
         try:
-            return self._solve_in(problem, ctx, params, t0)
+            scale = self._data_scale(problem, f_grid, g, params, dtype)
+            ctx = _Context(problem, f_grid / scale, g / scale, self, dtype)
+            return self._solve_in(problem, ctx, params, t0, scale)
         finally:
             if pin:
                 torch.set_num_threads(saved_threads)
 
+    def _data_scale(self, problem: PDEProblem, f_grid: Tensor, g: Tensor, params: list[dict[str, Tensor]],
+                    dtype: torch.dtype) -> float:
+        """Magnitude ``c`` by which the data are divided (``f / c``, ``g / c``) and the grid values multiplied back.
+
+        Linear operators: ``c = c_0 max|U_0|``, where ``c_0 = max(max|f|, max|g|)`` and ``U_0`` are the grid values
+        for the data ``f / c_0``, ``g / c_0`` with the initial kernel. ``c`` is 1-homogeneous in the data, so data
+        scaled by any ``s > 0`` give the same normalised problem (the same kernel fit, the values times ``s``), and
+        ``c`` is about ``max|u|``, the size the initial prior (unit variance) assumes. Nonlinear operators: 1,
+        since ``phi(s u) != s phi(u)``: scaled data pose a different PDE, and nothing is normalised.
+        Zero data: 1 (the solution is 0).
+        """
+        if not problem.operator.linear:
+            return 1.0
+        c0 = max(float(f_grid.abs().max()), float(g.abs().max()) if g.numel() else 0.0)
+        if c0 == 0.0:
+            return 1.0
+        ctx0 = _Context(problem, f_grid / c0, g / c0, self, dtype)
+        try:
+            with torch.no_grad():
+                m = float(ctx0.solve_U(ctx0.factors(params), None).abs().max())
+        except torch.linalg.LinAlgError:
+            m = 1.0
+        return c0 * m if math.isfinite(m) and m > 0.0 else c0
+
     def _solve_in(self, problem: PDEProblem, ctx: _Context, params: list[dict[str, Tensor]],
-                  t0: float) -> GPPDESolution:
+                  t0: float, scale: float) -> GPPDESolution:
         history: list[float] = []
         state: dict[str, Any] = {"U": None}
         if self.max_evals > 0:
@@ -202,9 +228,9 @@ class GPPDESolver(Solver):
             U = ctx.solve_U(factors, state["U"], self.boundary_iters)
             loss = float(ctx.loss(params, U))
         history.append(loss)
-        sol = GPPDESolution.from_fit(problem, params, self.kernel, self.jitter, U, history,
+        sol = GPPDESolution.from_fit(problem, params, self.kernel, self.jitter, U * scale, history,
                                      {"wall_time": time.perf_counter() - t0, "evals": len(history) - 1,
-                                      "path": ctx.path, "final_loss": loss, **ctx.info})
+                                      "path": ctx.path, "final_loss": loss, "data_scale": scale, **ctx.info})
         return sol
 
     # ------------------------------------------------------------------ internals
