@@ -247,6 +247,33 @@ case("ratio(0.5, 3) = coth x - 1/x", lambda: log_bessel_ratio(t64(0.5), t64(3.0)
 case("ratio Python floats float64", lambda: log_bessel_ratio(0.5, 3.0), is_(lambda r: r.dtype == F64, "float64"))
 
 
+
+def _grads(fn: Callable, v: float, x: float) -> tuple[float, float]:
+    vt = torch.tensor(v, dtype=F64, requires_grad=True)
+    xt = torch.tensor(x, dtype=F64, requires_grad=True)
+    fn(vt, xt).backward()
+    return float(vt.grad), float(xt.grad)
+
+
+def _grads_close(got: tuple[float, float], want: tuple[float, float], rel: float) -> bool:
+    return all(abs(g - w) <= rel * abs(w) for g, w in zip(got, want))
+
+
+# gradients in the tiny-x region: d/dx log K = -v/x, d/dv log K = digamma(v) + log(2/x) (+ O(x));
+# huge region: d/dx log I = x / (v + rho) + v / x, d/dv log I = log(x / (v + rho)) (+ O(1/rho))
+case("grad log_kv(2, 1e-200)", lambda: _grads(log_kv, 2.0, 1e-200),
+     is_(lambda g: _grads_close(g, (float(mp.digamma(2) + mp.log(2 / mp.mpf(1e-200))), -2e200), 8 * EPS64),
+         "(digamma(2) + log(2/x), -2/x)"))
+case("grad log_iv(1e308, 1e308)", lambda: _grads(log_iv, 1e308, 1e308),
+     is_(lambda g: _grads_close(g, (math.log(math.sqrt(2) - 1), math.sqrt(2) - 1 + 1.0), 8 * EPS64),
+         "(log(sqrt 2 - 1), sqrt 2)"))
+case("log_bessel_ratio x list", lambda: log_bessel_ratio(0.5, [3.0, INF]),
+     is_(lambda r: r.dtype == F64 and abs(float(r[0]) - (1 / math.tanh(3.0) - 1 / 3)) <= 8 * EPS64 and float(r[1]) == 1.0,
+         "[coth 3 - 1/3, 1]", "x"))
+case("log_iv v bool", lambda: log_iv(True, 1.0), raises(TypeError, "v"))
+case("log_iv ragged list", lambda: log_iv([[1.0], [1.0, 2.0]], 1.0), raises(TypeError, "v"))
+
+
 # ------------------------------------------------------------------------------ Kronecker
 def _eye(n: int) -> torch.Tensor:
     return torch.eye(n, dtype=F64)
@@ -293,6 +320,9 @@ case("Kronecker from_linear_operator(5)", lambda: Kronecker.from_linear_operator
 case("Kronecker batch mismatch", lambda: Kronecker([torch.eye(2, dtype=F64).expand(3, 2, 2), torch.eye(2, dtype=F64).expand(4, 2, 2)]),
      raises(ValueError, "batch"))
 
+case("Kronecker shift 2 elements", lambda: Kronecker([_eye(2)]).logdet(torch.ones(2, dtype=F64)), raises(ValueError, "shift"))
+case("Kronecker logdet shift=1 of 2I", lambda: Kronecker([2 * _eye(2), _eye(3)]).logdet(1.0),
+     close(2 * math.log(3.0) * 3, 8 * EPS64))
 
 # ------------------------------------------------------------------------------ von Mises-Fisher
 def _a3(k: float) -> float:
@@ -497,6 +527,16 @@ case("CallableTarget wrong output shape", lambda: T.CallableTarget(lambda x: x, 
 case("check_target non-finite", lambda: T.check_target(T.CallableTarget(lambda x: x.sum(-1) * NAN, 2)), raises(ValueError, "not finite"))
 case("check_target not a target", lambda: T.check_target(5), raises(TypeError, "target"))
 case("from_pyro_model(5)", lambda: T.from_pyro_model(5), raises(TypeError, "model"))
+case("Target.to device=5", lambda: T.Funnel().to(device=5), raises(TypeError, "device"))
+case("as_target duck object without dim", lambda: T.as_target(type("D", (), {"log_prob": lambda self, x: x.sum(-1)})()),
+     raises(TypeError, "dim"))
+case("DuckTarget dim mismatch", lambda: T.DuckTarget(T.Funnel(3), dim=4), raises(ValueError, "dim"))
+case("metrics x list", lambda: M.mmd([[0.0]], _x2), raises(TypeError, "x"))
+case("mode_coverage radius str", lambda: M.mode_coverage(_x2, _x2, radius="1"), raises(TypeError, "radius"))
+case("VMF sample_shape int", lambda: VonMisesFisher(_mu3, 1.0).sample(3), raises(TypeError, "sample_shape"))
+case("VMF float32 entropy dtype", lambda: VonMisesFisher(_mu3.float(), 2.0).entropy(),
+     is_(lambda r: r.dtype == torch.float32 and abs(float(r) - (-math.log(2.0 / (4 * math.pi * math.sinh(2.0))) - 2.0 * _a3(2.0))) <= 16 * EPS32 * 3,
+         "float32 -log C_3(2) - 2 A_3(2)"))
 
 
 # ------------------------------------------------------------------------------ registry
