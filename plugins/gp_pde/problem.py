@@ -60,6 +60,9 @@ class DifferentialOperator:
     def __post_init__(self) -> None:
         if not isinstance(self.terms, dict) or not self.terms:
             raise ValueError("terms must be a non-empty dict {multi-index: coefficient}")
+        if not all(isinstance(k, tuple) for k in self.terms):
+            raise TypeError("terms must map multi-index tuples (m_1, ..., m_d) to coefficients, got keys "
+                            f"{[k for k in self.terms if not isinstance(k, tuple)]}")
         dims = {len(k) for k in self.terms}
         if len(dims) != 1:
             raise ValueError(f"all multi-indices in terms must have the same length, got {sorted(dims)}")
@@ -95,9 +98,16 @@ class DifferentialOperator:
         out = torch.zeros_like(val)
         grads: dict[int, Tensor] = {}
 
+        def grad(y: Tensor, j: int) -> Tensor:
+            # a y without a graph (u affine in x_j, or constant) has derivative 0
+            if not y.requires_grad:
+                return torch.zeros_like(val)
+            (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True, allow_unused=True)
+            return torch.zeros_like(val) if gx is None else gx[:, j]
+
         def first(j: int) -> Tensor:
             if j not in grads:
-                grads[j] = torch.autograd.grad(val.sum(), x, create_graph=True)[0][:, j]
+                grads[j] = grad(val, j)
             return grads[j]
 
         for k, c in self.terms.items():
@@ -107,7 +117,7 @@ class DifferentialOperator:
             elif len(order) == 1:
                 term = first(order[0])
             else:
-                term = torch.autograd.grad(first(order[0]).sum(), x, create_graph=True)[0][:, order[1]]
+                term = grad(first(order[0]), order[1])
             out = out + float(c) * term
         if self.nonlinearity is not None:
             out = out + self.nonlinearity(val)
@@ -132,7 +142,11 @@ def allen_cahn(dim: int) -> DifferentialOperator:
 
 
 def advection(beta: float) -> DifferentialOperator:
-    """Advection ``u_t + beta u_x`` on points ``(x, t)`` (x first)."""
+    """Advection ``u_t + beta u_x`` on points ``(x, t)`` (x first); ``beta`` a finite real number."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a real number, got {type(beta).__name__}")
+    if not math.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta}")
     return DifferentialOperator({(1, 0): float(beta), (0, 1): 1.0}, name="advection")
 
 
@@ -200,6 +214,8 @@ class PDEProblem:
                 raise ValueError(f"domain interval ({lo}, {hi}) must be finite with hi > lo")
         if isinstance(self.grid, int):
             self.grid = [self.grid] * d
+        if isinstance(self.grid, (str, bytes)) or not isinstance(self.grid, Sequence):
+            raise TypeError(f"grid must be an int or a sequence of ints, got {type(self.grid).__name__}")
         self.grid = [check_positive_int("grid", int(n) if isinstance(n, int) else n) for n in self.grid]
         if len(self.grid) != d:
             raise ValueError(f"grid has {len(self.grid)} sizes but the operator is {d}-dimensional")
@@ -215,6 +231,8 @@ class PDEProblem:
             check_tensor("boundary", self.boundary, shape=(n_b,))
         elif not callable(self.boundary):
             raise TypeError(f"boundary must be a callable g(x) or a tensor of shape ({n_b},)")
+        if self.exact is not None and not callable(self.exact):
+            raise TypeError(f"exact must be a callable u(x) or None, got {type(self.exact).__name__}")
 
     @property
     def dim(self) -> int:
@@ -288,6 +306,8 @@ def manufactured_problem(u_exact: Field, operator: DifferentialOperator | str = 
         if domain is None:
             raise ValueError("domain is required when operator is given by name")
         d = len(domain)
+        if d == 0:
+            raise ValueError("domain must hold at least one (lo, hi) interval, got an empty sequence")
         makers = {"laplacian": laplacian, "poisson": laplacian, "allen-cahn": allen_cahn}
         if operator not in makers:
             raise ValueError(f"operator must be a DifferentialOperator or one of {sorted(makers)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,14 +10,63 @@ import torch
 from torch import Tensor
 
 from sciml import Solution
-from sciml.validation import check_tensor
+from sciml.io import load_state, reading, save_state
+from sciml.validation import check_nonnegative, check_positive, check_positive_int, check_tensor
 
 from .grid_ops import eval_tensor_field, multi_mode_product, multi_mode_whiten, whiten_rows
-from .kernels import grid_kernel_matrix, mixture_kernel
+from .kernels import KERNELS, grid_kernel_matrix, mixture_kernel
+from .problem import PDEProblem, grid_points
 
 __all__ = ["GPPDESolution"]
 
 _BLOCK = 256  # points per block in scattered evaluation
+_KIND, _VERSION = "gp_pde.GPPDESolution", 1
+
+
+def _check_axes(axes: Any) -> list[Tensor]:
+    """Collocation axes: a non-empty list of 1-D finite tensors, each increasing and uniform, >= 3 points."""
+    if not isinstance(axes, (list, tuple)) or not axes:
+        raise TypeError(f"axes must be a non-empty list of 1-D tensors, got {type(axes).__name__}")
+    out = []
+    for j, a in enumerate(axes):
+        a = check_tensor(f"axes[{j}]", a, ndim=1).detach().to(torch.float64)
+        if a.shape[0] < 3:
+            raise ValueError(f"axes[{j}] must hold at least 3 points, got {a.shape[0]}")
+        step = a.diff()
+        h = float(a[-1] - a[0]) / (a.shape[0] - 1)
+        # uniform: every step equals the mean step up to the rounding of linspace (a few ulps of the coordinates)
+        tol = 64 * torch.finfo(torch.float64).eps * max(float(a.abs().max()), abs(h))
+        if not h > 0 or float((step - h).abs().max()) > tol:
+            raise ValueError(f"axes[{j}] must be increasing and uniformly spaced (a collocation grid)")
+        out.append(a)
+    return out
+
+
+def _check_params(params: Any, dim: int) -> list[dict[str, Tensor]]:
+    """Kernel parameters: one dict per dimension of finite 1-D ``log_w``, ``mu``, ``log_ls`` of equal length."""
+    if not isinstance(params, (list, tuple)) or len(params) != dim:
+        raise ValueError(f"params must be a list of {dim} dicts (one per dimension), got "
+                         f"{len(params) if isinstance(params, (list, tuple)) else type(params).__name__}")
+    out = []
+    for j, p in enumerate(params):
+        if not isinstance(p, dict) or set(p) != {"log_w", "mu", "log_ls"}:
+            raise ValueError(f"params[{j}] must be a dict with the keys 'log_w', 'mu', 'log_ls'")
+        q = p["log_w"].shape[0] if isinstance(p["log_w"], Tensor) and p["log_w"].ndim == 1 else None
+        out.append({k: check_tensor(f"params[{j}][{k!r}]", v, shape=(q,)).detach().to(torch.float64).clone()
+                    for k, v in p.items()})
+        if not q:
+            raise ValueError(f"params[{j}] must hold at least one component")
+    return out
+
+
+def _check_problem(problem: Any, dim: int) -> Any:
+    if problem is None:
+        return None
+    if not isinstance(problem, PDEProblem):
+        raise TypeError(f"problem must be a PDEProblem or None, got {type(problem).__name__}")
+    if problem.dim != dim:
+        raise ValueError(f"problem is {problem.dim}-dimensional but the solution is {dim}-dimensional")
+    return problem
 
 
 class GPPDESolution(Solution):
@@ -42,12 +92,15 @@ class GPPDESolution(Solution):
                  values: Tensor, loss_history: list[float] | None = None,
                  diagnostics: dict[str, Any] | None = None, problem: Any = None) -> None:
         super().__init__(loss_history, diagnostics)
-        self.axes = [a.detach().to(torch.float64) for a in axes]
-        self.params = [{k: v.detach().clone() for k, v in p.items()} for p in params]
+        self.axes = _check_axes(axes)
+        self.params = _check_params(params, len(self.axes))
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
-        self.jitter = float(jitter)
-        self.values = values.detach().clone()
-        self.problem = problem
+        self.jitter = check_positive("jitter", jitter)
+        grid = tuple(int(a.shape[0]) for a in self.axes)
+        self.values = check_tensor("values", values, shape=grid).detach().to(torch.float64).clone()
+        self.problem = _check_problem(problem, len(self.axes))
         self._prepare()
 
     @classmethod
@@ -55,7 +108,7 @@ class GPPDESolution(Solution):
                  history: list[float], diagnostics: dict[str, Any]) -> GPPDESolution:
         """Build the solution of a fit and fill its residual / boundary diagnostics."""
         sol = cls(problem.axes(), params, kernel, jitter, U, history, diagnostics, problem)
-        from .problem import boundary_mask, grid_points
+        from .problem import boundary_mask
 
         f, g = problem.grid_data()
         mask = boundary_mask(problem.grid)
@@ -78,8 +131,12 @@ class GPPDESolution(Solution):
             h = float(a[1] - a[0])
             k = grid_kernel_matrix(n, h, p["log_w"], p["mu"], p["log_ls"], 0, self.kernel)
             k = k + self.jitter * k[0, 0] * torch.eye(n, dtype=k.dtype)
+            chol, info = torch.linalg.cholesky_ex(k)
+            if int(info) != 0:
+                raise ValueError(f"params[{len(self._chols)}] with jitter={self.jitter:g} give a kernel matrix that "
+                                 "is not positive definite (raise the jitter)")
             self._kmats.append(k)
-            self._chols.append(torch.linalg.cholesky(k))
+            self._chols.append(chol)
         # The mean is evaluated in whitened form: with K_j = L_j L_j^T and W = (L_1^{-1} kron ...) U,
         # k(x, X) K^{-1} U = prod-contraction of the rows k_j(x_j, X_j) L_j^{-T} with W. Their terms are
         # bounded (|row|^2 <= k_j(0), |W|^2 = U^T K^{-1} U); the terms of k(x, X) alpha with alpha = K^{-1} U
@@ -96,6 +153,20 @@ class GPPDESolution(Solution):
         rows = mixture_kernel(t[:, None] - self.axes[j][None, :], p["log_w"], p["mu"], p["log_ls"], order,
                               self.kernel)
         return whiten_rows(rows, self._chols[j])
+
+    def _check_orders(self, orders: Any) -> list[int]:
+        if isinstance(orders, (str, bytes)) or not isinstance(orders, Sequence):
+            raise TypeError(f"orders must be a sequence of {self.dim} ints in (0, 1, 2), got {type(orders).__name__}")
+        out = list(orders)
+        if len(out) != self.dim or any(isinstance(m, bool) or m not in (0, 1, 2) for m in out):
+            raise ValueError(f"orders must hold {self.dim} entries in (0, 1, 2), got {out}")
+        return [int(m) for m in out]
+
+    def _problem(self, problem: Any, method: str, field: str) -> Any:
+        problem = _check_problem(problem, self.dim) if problem is not None else self.problem
+        if problem is None or not callable(getattr(problem, field)):
+            raise ValueError(f"{method}() needs a problem with a callable {field} (pass problem=...)")
+        return problem
 
     def _check_points(self, x: Tensor) -> Tensor:
         check_tensor("x", x, ndim=2)
@@ -116,17 +187,25 @@ class GPPDESolution(Solution):
             orders: ``(m_1, ..., m_d)``, each 0, 1 or 2.
         """
         x = self._check_points(x)
-        orders = list(orders)
-        if len(orders) != self.dim or any(m not in (0, 1, 2) for m in orders):
-            raise ValueError(f"orders must hold {self.dim} entries in (0, 1, 2), got {orders}")
+        orders = self._check_orders(orders)
         # kernel rows cost (points x grid x components) memory: evaluate in blocks of points
         out = [eval_tensor_field(self._rows(x[i:i + _BLOCK], orders), self._white)
                for i in range(0, x.shape[0], _BLOCK)]
         return torch.cat(out) if out else x.new_zeros(0)
 
     def on_grid(self, axes: Sequence[Tensor], orders: Sequence[int] | None = None) -> Tensor:
-        """Mean (or a derivative) on a tensor grid given by per-dimension axes; shape ``(len(a_1), ...)``."""
-        orders = list(orders) if orders is not None else [0] * self.dim
+        """Mean (or a derivative) on a tensor grid given by per-dimension axes; shape ``(len(a_1), ...)``.
+
+        Args:
+            axes: one 1-D tensor of finite coordinates per dimension (any order, any spacing).
+            orders: derivative orders per dimension (default: the mean).
+        """
+        if not isinstance(axes, (list, tuple)):
+            raise TypeError(f"axes must be a list of {self.dim} 1-D tensors, got {type(axes).__name__}")
+        if len(axes) != self.dim:
+            raise ValueError(f"axes must hold {self.dim} 1-D tensors (one per dimension), got {len(axes)}")
+        axes = [check_tensor(f"axes[{j}]", a, ndim=1) for j, a in enumerate(axes)]
+        orders = self._check_orders(orders) if orders is not None else [0] * self.dim
         mats = [self._white_rows(j, a.to(torch.float64), orders[j]) for j, a in enumerate(axes)]
         return multi_mode_product(mats, self._white)
 
@@ -167,9 +246,7 @@ class GPPDESolution(Solution):
 
         Needs the problem (stored by the solver; pass it again after :meth:`load`) with a callable source.
         """
-        problem = problem if problem is not None else self.problem
-        if problem is None or not callable(problem.source):
-            raise ValueError("residual() needs a problem with a callable source (pass problem=...)")
+        problem = self._problem(problem, "residual", "source")
         x = self._check_points(x)
         op = problem.operator
         out = torch.zeros(x.shape[0], dtype=torch.float64)
@@ -181,9 +258,7 @@ class GPPDESolution(Solution):
 
     def boundary_error(self, x: Tensor, problem: Any = None) -> Tensor:
         """``u(x) - g(x)`` at boundary points ``(n, d)`` (callable boundary data needed)."""
-        problem = problem if problem is not None else self.problem
-        if problem is None or not callable(problem.boundary):
-            raise ValueError("boundary_error() needs a problem with callable boundary data (pass problem=...)")
+        problem = self._problem(problem, "boundary_error", "boundary")
         x = self._check_points(x)
         return self(x) - problem.boundary(x)
 
@@ -194,6 +269,7 @@ class GPPDESolution(Solution):
             one dict per dimension with ``weight``, ``mu`` (cycles per unit), ``lengthscale`` and
             ``active`` (weight above ``rel_threshold`` times the largest: survived the pruning).
         """
+        rel_threshold = check_nonnegative("rel_threshold", rel_threshold)
         out = []
         for p in self.params:
             w = p["log_w"].exp()
@@ -203,13 +279,27 @@ class GPPDESolution(Solution):
         return out
 
     def relative_l2(self, exact: Any, n_test: int = 300) -> float:
-        """Relative L2 error against ``exact(x)`` on a uniform tensor grid of ``n_test`` points per dimension."""
-        axes = [torch.linspace(float(a[0]), float(a[-1]), n_test, dtype=torch.float64) for a in self.axes]
-        from .problem import grid_points
+        """Relative L2 error ``|u - exact| / |exact|`` on a uniform tensor grid of ``n_test`` points per dimension.
 
+        ``exact(x)`` maps points ``(n, d)`` to ``(n,)`` (or ``(n, 1)``). An exact solution that is 0 on the test grid
+        gives ``inf`` (0 where the mean is 0 too).
+        """
+        if not callable(exact):
+            raise TypeError(f"exact must be a callable u(x) on points (n, {self.dim}), got {type(exact).__name__}")
+        n_test = check_positive_int("n_test", n_test)
+        axes = [torch.linspace(float(a[0]), float(a[-1]), n_test, dtype=torch.float64) for a in self.axes]
+        pts = grid_points(axes)
         pred = self.on_grid(axes).reshape(-1)
-        ref = exact(grid_points(axes))
-        return float((pred - ref).norm() / ref.norm())
+        ref = exact(pts)
+        if not isinstance(ref, Tensor):
+            raise TypeError(f"exact(x) must return a tensor, got {type(ref).__name__}")
+        if ref.ndim == 2 and ref.shape[1] == 1:
+            ref = ref[:, 0]
+        check_tensor("exact(x)", ref, shape=(pts.shape[0],))
+        num, den = float((pred - ref).norm()), float(ref.norm())
+        if den == 0.0:
+            return 0.0 if num == 0.0 else math.inf
+        return num / den
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -219,15 +309,30 @@ class GPPDESolution(Solution):
                 "diagnostics": {k: v for k, v in self.diagnostics.items() if isinstance(v, (int, float, str))}}
 
     def save(self, path: Any) -> None:
-        """Write the fitted solution to ``path`` (``torch.save``)."""
-        torch.save(self.state_dict(), path)
+        """Write the fitted solution to ``path`` (:func:`sciml.io.save_state`, kind ``gp_pde.GPPDESolution``, v1)."""
+        save_state(path, _KIND, _VERSION, self.state_dict())
 
     @classmethod
-    def load(cls, path: Any, problem: Any = None) -> GPPDESolution:
-        """Read a solution written by :meth:`save` (``problem`` re-attaches the source for residuals)."""
-        st = torch.load(path, weights_only=True)
-        return cls(st["axes"], st["params"], st["kernel"], st["jitter"], st["values"], st["loss_history"],
-                   st["diagnostics"], problem)
+    def load(cls, path: Any, problem: Any = None, map_location: Any = None) -> GPPDESolution:
+        """Read a solution written by :meth:`save`.
+
+        Args:
+            path: the file.
+            problem: re-attaches the problem (its source and boundary functions) for :meth:`residual`.
+            map_location: passed to :func:`torch.load`.
+
+        Raises:
+            FileNotFoundError: no such file.
+            SaveFileError: the file is empty, damaged, not a sciml file, of another kind or a newer version,
+                or holds invalid content (non-finite tensors, inconsistent shapes, axes not increasing and
+                uniform, an unknown kernel, a jitter <= 0), with the file named.
+        """
+        _, st = load_state(path, _KIND, (_VERSION,), map_location)
+        with reading(path):
+            if not isinstance(st["loss_history"], list) or not isinstance(st["diagnostics"], dict):
+                raise TypeError("loss_history must be a list and diagnostics a dict")
+            return cls(st["axes"], st["params"], st["kernel"], st["jitter"], st["values"],
+                       [float(v) for v in st["loss_history"]], st["diagnostics"], problem)
 
     def __repr__(self) -> str:
         return (f"GPPDESolution(grid={self.grid}, kernel={self.kernel!r}, "

@@ -39,7 +39,14 @@ from torch import Tensor
 
 from sciml import Solver
 from sciml.kernels import Kronecker
-from sciml.validation import check_generator, check_nonnegative, check_positive, check_positive_int
+from sciml.progress import progress_bar
+from sciml.validation import (
+    check_bool,
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 
 from .grid_ops import multi_mode_product
 from .kernels import KERNELS, grid_kernel_matrix
@@ -108,7 +115,8 @@ class GPPDESolver(Solver):
             components (per dimension, keep the ``m`` heaviest) and keep the variant of lowest loss
             (marginal likelihood) if it improves on the current kernel; L-BFGS then resumes (see
             ``_prune``).
-        progress: show a tqdm progress bar.
+        progress: a progress bar of the kernel fit on stderr; ``None`` (default): shown only when stderr is a
+            terminal (quiet in logs and CI).
     """
 
     name = "gp-pde"
@@ -118,14 +126,18 @@ class GPPDESolver(Solver):
                  max_evals: int = 150, newton_steps: int = 60, dense_limit: int = 2048,
                  init_noise: float = 0.0, objective: str = "marginal", boundary_iters: int = 0,
                  mean_boundary: bool | None = None, dense_threads: int | None = 1, prune: bool = True,
-                 progress: bool = True) -> None:
+                 progress: bool | None = None) -> None:
         self.n_components = check_positive_int("n_components", n_components)
         fs = freq_scale if isinstance(freq_scale, (list, tuple)) else [freq_scale]
+        if not fs:
+            raise ValueError("freq_scale must be a number or a non-empty list (one per dimension), got []")
         self.freq_scale = [check_positive("freq_scale", f) for f in fs]
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
-        if not isinstance(log_lengthscale, (int, float)) or not math.isfinite(log_lengthscale):
+        if isinstance(log_lengthscale, bool) or not isinstance(log_lengthscale, (int, float)):
+            raise TypeError(f"log_lengthscale must be a real number, got {type(log_lengthscale).__name__}")
+        if not math.isfinite(log_lengthscale):
             raise ValueError(f"log_lengthscale must be a finite number, got {log_lengthscale!r}")
         self.log_lengthscale = float(log_lengthscale)
         self.residual_precision = check_positive("residual_precision", residual_precision)
@@ -142,10 +154,10 @@ class GPPDESolver(Solver):
         if isinstance(boundary_iters, bool) or not isinstance(boundary_iters, int) or boundary_iters < 0:
             raise ValueError(f"boundary_iters must be an int >= 0, got {boundary_iters!r}")
         self.boundary_iters = boundary_iters
-        self.mean_boundary = None if mean_boundary is None else bool(mean_boundary)
+        self.mean_boundary = None if mean_boundary is None else check_bool("mean_boundary", mean_boundary)
         self.dense_threads = None if dense_threads is None else check_positive_int("dense_threads", dense_threads)
-        self.prune = bool(prune)
-        self.progress = bool(progress)
+        self.prune = check_bool("prune", prune)
+        self.progress = None if progress is None else check_bool("progress", progress)
 
     # ------------------------------------------------------------------ public entry point
     def solve(self, problem: PDEProblem, *, generator: torch.Generator | None = None) -> GPPDESolution:
@@ -252,9 +264,7 @@ class GPPDESolver(Solver):
 
         ``params`` is updated in place (pruning replaces the per-dimension tensors by shorter ones).
         """
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.max_evals, desc="gp-pde", disable=not self.progress, leave=False)
+        bar = progress_bar(total=self.max_evals, desc="gp-pde", progress=self.progress)
         evals = [0]
         leaves: list[Tensor] = []
 
