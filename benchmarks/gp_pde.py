@@ -53,7 +53,7 @@ def _rel_l2_on_grid(predict_grid: Any, problem: Any, n_test: int = 300) -> float
     return float((pred - ref).norm() / ref.norm())
 
 
-def run_row(key: str, quick: bool = False, progress: bool = False) -> dict[str, Any]:
+def run_row(key: str, quick: bool = False, progress: bool | None = None) -> dict[str, Any]:
     """Solve one benchmark row; returns error, time and the solver's diagnostics."""
     from sciml_plugins.gp_pde import GPPDESolver, benchmark_problems
 
@@ -147,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="lower bound of the PINN's training time (s)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--output", default=None, help="write the markdown table to this file")
-    parser.add_argument("--progress", action="store_true", help="show the solver's progress bars")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="the solver's progress bars on stderr (default: only when stderr is a terminal)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.threads:
         torch.set_num_threads(args.threads)

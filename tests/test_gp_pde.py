@@ -367,3 +367,14 @@ def test_scale_invariance(scale_reference: dict, scale: float, max_evals: int) -
     assert abs(err - err_base) <= max(spread, 4 * torch.finfo(F64).eps)
     assert float((sol(ref["x"]) / scale - base).norm() / ref["exact"].norm()) <= max(spread, 4 * torch.finfo(F64).eps)
     assert sol.diagnostics["data_scale"] > 0
+
+
+def test_progress_convention(capsys) -> None:
+    """``progress=None`` (default) is quiet when stderr is not a terminal; ``True`` shows the bar on stderr."""
+    prob = manufactured_problem(lambda x: torch.sin(3 * x[:, 0]), "laplacian", domain=[(0.0, 1.0)], grid=12)
+    GPPDESolver(freq_scale=2, max_evals=3).solve(prob)
+    assert capsys.readouterr().err == ""
+    GPPDESolver(freq_scale=2, max_evals=3, progress=True).solve(prob)
+    assert "gp-pde" in capsys.readouterr().err
+    with pytest.raises(TypeError, match="progress"):
+        GPPDESolver(progress=1)
