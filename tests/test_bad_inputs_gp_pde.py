@@ -247,6 +247,7 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("solve-mixed-large", lambda: _solve(PDEProblem(DifferentialOperator({(1, 1): 1.0}), _dom2(), [50, 50],
                                                     lambda x: x[:, 0] * 0, lambda x: x[:, 0] * 0)),
      Raises(ValueError, "mixed")),
+    ("solve-jitter-tiny", lambda: _solve(_prob1(), jitter=1e-20), Raises(ValueError, "jitter")),
     ("solve-zero-data", lambda: _sol_zero_data().values.abs().max().item(), Gives(lambda v: v == 0.0)),
     ("solve-scale-1e-4", lambda: _solve(PDEProblem(laplacian(1), [(0.0, 1.0)], 16, *(1e-4 * t for t in _prob1().grid_data())),
                                         max_evals=10).relative_l2(lambda x: 1e-4 * _u1(x)), Gives(lambda e: e < 1e-3)),

@@ -235,10 +235,14 @@ class GPPDESolver(Solver):
         state: dict[str, Any] = {"U": None}
         if self.max_evals > 0:
             self._optimise(ctx, params, history, state)
-        with torch.no_grad():
-            factors = ctx.factors(params)
-            U = ctx.solve_U(factors, state["U"], self.boundary_iters)
-            loss = float(ctx.loss(params, U))
+        try:
+            with torch.no_grad():
+                factors = ctx.factors(params)
+                U = ctx.solve_U(factors, state["U"], self.boundary_iters)
+                loss = float(ctx.loss(params, U))
+        except torch.linalg.LinAlgError as exc:
+            raise ValueError(f"the kernel matrices (or the interior system) are not positive definite with "
+                             f"jitter={self.jitter:g} (relative to k(0)): raise jitter (default 1e-8)") from exc
         history.append(loss)
         sol = GPPDESolution.from_fit(problem, params, self.kernel, self.jitter, U * scale, history,
                                      {"wall_time": time.perf_counter() - t0, "evals": len(history) - 1,
