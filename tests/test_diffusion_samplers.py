@@ -265,11 +265,17 @@ def test_bad_targets_raise(name: str) -> None:
 
 
 def test_divergence_reported_not_dropped() -> None:
-    # x' = x - 3 x + noise doubles |x| every step: float32 overflows after ~130 steps
-    s = ULA(num_steps=200, step_size=3.0, progress=False).sample(StandardNormalTarget(2, dtype=torch.float32), 64,
-                                                                 generator=_gen())
+    # x' = x - 3 x + noise doubles |x| every step: float32 would overflow after ~130 steps; every chain
+    # passes the divergence bound 1e6 (max|x0| + init_std) ~ 5e6 after ~22 steps and the run stops there
+    with pytest.warns(RuntimeWarning, match="64 of 64 chains diverged.*stopped after"):
+        s = ULA(num_steps=200, step_size=3.0, progress=False).sample(StandardNormalTarget(2, dtype=torch.float32), 64,
+                                                                     generator=_gen())
     assert s.x.shape == (64, 2)
     assert bool(s.diverged.all()) and s.diagnostics["n_diverged"] == 64
+    # doubling from |x| >= 1e-3 (a sqrt(6) N(0, 1) draw is below it with probability 4e-4) reaches the
+    # bound within log2(bound / 1e-3) ~ 33 steps: the run stops long before its 200 steps
+    bound = s.diagnostics["divergence_bound"]
+    assert s.diagnostics["stopped_at_step"] <= math.ceil(math.log2(bound / 1e-3)) and bool(torch.isnan(s.x).all())
 
 
 def test_evaluation_counts_per_point() -> None:

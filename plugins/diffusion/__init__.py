@@ -10,11 +10,12 @@ Sampler plugins (``sciml.load("sampler", NAME)``):
 
 Every sampler runs many chains vectorised on the target's device and dtype, counts target
 energy and gradient evaluations per point, reports diverged chains and is seeded by a
-``torch.Generator``.
+``torch.Generator``. A target that raises during a run is re-raised as :class:`TargetError`.
 """
 
 from __future__ import annotations
 
+from ._common import TargetError
 from .ais import AIS
 from .integrators import ou_exponential_step, skrock_stability_length, skrock_step
 from .langevin import ULA, ULMC
@@ -35,4 +36,5 @@ __all__ = [
     "skrock_step",
     "skrock_stability_length",
     "ou_exponential_step",
+    "TargetError",
 ]

@@ -9,87 +9,180 @@ from __future__ import annotations
 
 import abc
 import math
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from sciml.interfaces import Sampler, Samples
+from sciml.progress import progress_bar, resolve_progress
 from sciml.targets import Target, as_target
-from sciml.validation import check_bool, check_generator, check_positive, check_positive_int
+from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
 __all__ = ["CountedTarget", "DiffusionSamplerBase", "check_probability", "check_choice", "logmeanexp"]
 
 
+class TargetError(RuntimeError):
+    """The target's ``log_prob`` (or its gradient) raised during a sampler's run.
+
+    The message names the sampler, the number of steps completed and, when it can be known, the
+    chains whose states made the target fail; the target's own exception is ``__cause__``.
+
+    Attributes:
+        sampler: the sampler's registry name.
+        step: steps completed when the target raised (0: during the start-up evaluations).
+        chains: indices of the chains whose states fail on their own, or ``None`` when unknown (the
+            failing batch was not one point per chain, or the target fails on every single point).
+    """
+
+    def __init__(self, message: str, *, sampler: str, step: int, chains: list[int] | None) -> None:
+        super().__init__(message)
+        self.sampler, self.step, self.chains = sampler, step, chains
+
+
 class CountedTarget:
-    """A :class:`~sciml.targets.Target` with per-point evaluation counters.
+    """A :class:`~sciml.targets.Target` with per-point evaluation counters and failure bookkeeping.
 
     Every call adds the number of points evaluated: :meth:`log_prob` to ``n_evals``;
     :meth:`grad` and :meth:`log_prob_and_grad` to both ``n_evals`` and ``n_grad_evals`` (an
     autograd gradient evaluates the energy on the way). Gradients are ``grad log pi = -grad V``.
-    Non-finite inputs (diverged chains) are evaluated too: their outputs are non-finite and
-    stay so, which is how divergence is detected.
+
+    * Rows of ``x`` that are not finite (diverged chains) are not passed to the target; their
+      outputs are NaN.
+    * A target that raises is re-raised as :class:`TargetError` (sampler, steps completed, the
+      failing chain when a batch of one point per chain is evaluated), the original as ``__cause__``.
+    * Finite points where the target returns NaN or ``+inf`` (or a non-finite gradient at a finite
+      log-density) are counted in ``n_bad_points`` (those of a start-up pool also in ``n_bad_pool``).
+      With ``attribute`` (samplers that evaluate only chain states and MALA proposals) a batch of one
+      point per chain (``num_chains`` rows) also marks them in ``bad_chains`` for the run's divergence
+      monitor; samplers whose evaluations are mostly trial points of a step control (SK-ROCK stages,
+      curvature probes, which redo a step that hit a non-finite value) leave it off.
+      ``-inf`` (zero density) is a valid value. The checks are vectorised, O(points x dim).
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, sampler: str = "sampler", num_chains: int = 0, total_steps: int = 0,
+                 attribute: bool = True) -> None:
         self.target = target
         self.dim = target.dim
         self.dtype = target.dtype
         self.device = target.device
         self.n_evals = 0
         self.n_grad_evals = 0
+        self.sampler, self.num_chains, self.total_steps = sampler, num_chains, total_steps
+        self.steps_done = 0
+        self.attribute = attribute
+        self.n_bad_points = 0
+        self.n_bad_pool = 0
+        self.first_bad_step: int | None = None
+        self.bad_chains = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density at ``x`` ``(n, dim) -> (n,)``; counts ``n`` energy evaluations."""
+    def log_prob(self, x: Tensor, *, per_chain: bool = True) -> Tensor:
+        """Log-density at ``x`` ``(n, dim) -> (n,)``; counts ``n`` energy evaluations.
+
+        ``per_chain=False``: the rows are a pool, not one point per chain (never attributed to chains).
+        """
         self.n_evals += int(x.shape[0])
         bad = ~torch.isfinite(x).all(-1)
         safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x)
-        try:
+
+        def evaluate(z: Tensor) -> Tensor:
             with torch.no_grad():
-                lp = self.target.log_prob(safe)
-        except (ValueError, RuntimeError):
-            lp = self._rowwise(safe)[0]
+                return self.target.log_prob(z)
+
+        lp = self._call(evaluate, safe, per_chain)
+        self._record(bad, lp, None, per_chain)
         return torch.where(bad, torch.full_like(lp, float("nan")), lp)
 
-    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def log_prob_and_grad(self, x: Tensor, *, at_states: bool = False) -> tuple[Tensor, Tensor]:
         """``(log pi(x), grad log pi(x))``; counts ``n`` energy and ``n`` gradient evaluations.
 
-        Rows of ``x`` that are not finite (diverged chains) are not passed to the target (a
-        distribution validating its argument would raise); their outputs are NaN.
+        ``at_states=True``: the rows are the chains' current states (or points next to them), so a
+        non-finite value marks the chain even when ``attribute`` is off.
         """
         n = int(x.shape[0])
         self.n_evals += n
         self.n_grad_evals += n
         bad = ~torch.isfinite(x).all(-1)
-        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x) if bool(bad.any()) else x
-        try:
-            lp, g = self.target.log_prob_and_grad(safe)
-        except (ValueError, RuntimeError):
-            # a point outside the target's domain (e.g. a pyro distribution validating a parameter):
-            # evaluate row by row; rows that fail become NaN, i.e. diverged chains
-            lp, g = self._rowwise(safe)
-        if bool(bad.any()):
+        any_bad = bool(bad.any())
+        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x) if any_bad else x
+        lp, g = self._call(self.target.log_prob_and_grad, safe, True)
+        self._record(bad, lp, g, True, at_states)
+        if any_bad:
             nan = float("nan")
             lp = torch.where(bad, torch.full_like(lp, nan), lp)
             g = torch.where(bad.unsqueeze(-1), torch.full_like(g, nan), g)
         return lp, g
 
-    def _rowwise(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        lps, gs = [], []
-        for row in x:
-            try:
-                lp, g = self.target.log_prob_and_grad(row.unsqueeze(0))
-            except (ValueError, RuntimeError):
-                lp = torch.full((1,), float("nan"), dtype=x.dtype, device=x.device)
-                g = torch.full((1, x.shape[-1]), float("nan"), dtype=x.dtype, device=x.device)
-            lps.append(lp.reshape(1))
-            gs.append(g.reshape(1, -1))
-        return torch.cat(lps), torch.cat(gs)
+    def grad(self, x: Tensor, *, at_states: bool = False) -> Tensor:
+        """``grad log pi(x)`` ``(n, dim) -> (n, dim)`` (``at_states``: see :meth:`log_prob_and_grad`)."""
+        return self.log_prob_and_grad(x, at_states=at_states)[1]
 
-    def grad(self, x: Tensor) -> Tensor:
-        """``grad log pi(x)`` ``(n, dim) -> (n, dim)``."""
-        return self.log_prob_and_grad(x)[1]
+    def grad_at_states(self, x: Tensor) -> Tensor:
+        """``grad(x, at_states=True)``: the gradient at the chains' states."""
+        return self.log_prob_and_grad(x, at_states=True)[1]
+
+    # failures ------------------------------------------------------------------------------------
+    def _record(self, bad_in: Tensor, lp: Tensor, g: Tensor | None, per_chain: bool,
+                at_states: bool = False) -> None:
+        """Count the finite points where the target's output is NaN / +inf (or its gradient not finite)."""
+        broken = torch.isnan(lp) | (lp == math.inf)
+        if g is not None:
+            broken |= torch.isfinite(lp) & ~torch.isfinite(g).all(-1)
+        broken &= ~bad_in
+        if not bool(broken.any()):
+            return
+        self.n_bad_points += int(broken.sum())
+        if self.first_bad_step is None:
+            self.first_bad_step = self.steps_done
+        if not per_chain:
+            self.n_bad_pool += int(broken.sum())
+        elif (self.attribute or at_states) and broken.shape[0] == self.num_chains:
+            self.bad_chains |= broken
+
+    def _call(self, fn: Any, x: Tensor, per_chain: bool) -> Any:
+        try:
+            return fn(x)
+        except Exception as exc:  # any failure of user code: re-raised with the run's context
+            chains = self._failing_rows(fn, x)
+            if chains is not None and not (per_chain and x.shape[0] == self.num_chains):
+                where = f" at point {chains[0]} of a batch of {x.shape[0]} (not one per chain)"
+                chains = None
+            elif chains is not None:
+                where = f" at the state of chain {chains[0]}"
+            else:
+                where = ""
+            when = (f"after {self.steps_done} of {self.total_steps} steps" if self.steps_done
+                    else f"in the start-up evaluations (after 0 of {self.total_steps} steps)")
+            raise TargetError(
+                f"{self.sampler}: the target raised {type(exc).__name__}: {exc} -- {when}{where}. If the "
+                "target is only defined on part of R^dim, return -inf outside it instead of raising",
+                sampler=self.sampler, step=self.steps_done, chains=chains) from exc
+
+    def _failing_rows(self, fn: Any, x: Tensor) -> list[int] | None:
+        """The first row of ``x`` on which ``fn`` fails by itself (bisection, ~2 log2(n) calls), or
+        ``None`` when the failure is not tied to one row (every row fails, or only the whole batch)."""
+
+        def fails(rows: Tensor) -> bool:
+            try:
+                fn(rows)
+            except Exception:  # noqa: BLE001 - probing which rows fail
+                return True
+            return False
+
+        lo, hi = 0, int(x.shape[0])
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fails(x[lo:mid]):
+                hi = mid
+            elif fails(x[mid:hi]):
+                lo = mid
+            else:
+                return None
+        other = 0 if lo else x.shape[0] - 1
+        if hi - lo != 1 or (other != lo and fails(x[other:other + 1])):
+            return None
+        return [lo]
 
 
 def check_probability(name: str, value: object, *, open_low: bool = True, open_high: bool = True) -> float:
@@ -122,18 +215,129 @@ def logmeanexp(a: Tensor) -> float:
     return float(torch.logsumexp(a, 0) - math.log(a.numel()))
 
 
+DIVERGENCE_FACTOR = 1e6
+"""A chain is diverged once ``max_j |x_j|`` exceeds ``DIVERGENCE_FACTOR`` times the run's scale."""
+
+
+def target_scale(target: Target) -> float:
+    """A size of the region the target lives in, from what it exposes (else 0).
+
+    ``max |modes|`` for targets with modes, ``max(|mean| + stddev)`` of a wrapped torch distribution;
+    non-finite or unavailable figures count as 0.
+    """
+    values: list[float] = []
+    modes = getattr(target, "modes", None)
+    if isinstance(modes, Tensor) and modes.numel():
+        values.append(float(modes.abs().max()))
+    dist = getattr(target, "dist", None)
+    if dist is not None:
+        try:
+            values.append(float((dist.mean.abs() + dist.stddev).max()))
+        except Exception:  # noqa: BLE001 - distributions without a (finite) mean or stddev
+            pass
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite, default=0.0)
+
+
+class RunMonitor:
+    """Per-run bookkeeping of a sampler: progress bar, completed steps, divergence and early stop.
+
+    A chain is diverged once one of its states is non-finite or beyond ``bound`` (``max_j |x_j|``), or
+    the target returned NaN / ``+inf`` at its state (``CountedTarget.bad_chains``). The mask is sticky:
+    its rows are set to NaN in the states passed to :meth:`end_step`, so they are never evaluated
+    again and never weighted. Once every chain has diverged the run stops (``stopped``).
+    """
+
+    def __init__(self, target: CountedTarget, num_chains: int, total: int, bound: float, bar: Any) -> None:
+        self.target, self.total, self.bound, self.bar = target, total, bound, bar
+        self.steps = 0
+        self.diverged = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
+        self.n_flagged = 0
+        self.stopped_at: int | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether every chain has diverged (the sampler's loop breaks)."""
+        return self.stopped_at is not None
+
+    def end_step(self, *states: Tensor) -> Any:
+        """Close a step: advance the bar, flag diverged chains in ``states`` ``(n, d)`` and return the
+        states with the diverged rows set to NaN (one tensor if one was given)."""
+        self.steps += 1
+        self.target.steps_done = self.steps
+        self.bar.update(1)
+        out = self.flag(*states)
+        return out[0] if len(out) == 1 else out
+
+    def flag(self, *states: Tensor) -> tuple[Tensor, ...]:
+        """Flag chains that diverged in ``states`` (or at which the target failed); NaN their rows."""
+        bad = self.target.bad_chains.clone()
+        self.target.bad_chains.zero_()
+        for x in states:
+            bad |= ~(x.abs().amax(-1) <= self.bound)  # NaN compares False: flagged
+        new = bad & ~self.diverged
+        if not bool(new.any()):
+            return states
+        self.n_flagged += int(new.sum())
+        self.diverged |= new
+        if bool(self.diverged.all()) and self.stopped_at is None:
+            self.stopped_at = self.steps
+        return tuple(self._nan_rows(x, new) for x in states)
+
+    @staticmethod
+    def _nan_rows(x: Tensor, rows: Tensor) -> Tensor:
+        """``x`` with ``rows`` set to NaN; ``x`` itself when they already are (a sampler may cache by identity)."""
+        if not bool((rows & ~torch.isnan(x).all(-1)).any()):
+            return x
+        return torch.where(rows.unsqueeze(-1), torch.full_like(x, float("nan")), x)
+
+    def reindex(self, idx: Tensor) -> None:
+        """Follow a resampling of the chains (``new[i] = old[idx[i]]``)."""
+        self.diverged = self.diverged[idx]
+        self.target.bad_chains = self.target.bad_chains[idx]
+
+    def report(self, num_chains: int, weighted: bool) -> str | None:
+        """The warning text for a run with diverged chains or target failures, else ``None``."""
+        parts = []
+        if self.n_flagged:
+            parts.append(f"{min(self.n_flagged, num_chains)} of {num_chains} chains diverged (a non-finite "
+                         f"state, a state beyond |x| = {self.bound:.3g}, i.e. {DIVERGENCE_FACTOR:.0e} x (initial "
+                         "spread + target scale), or a NaN / +inf target value at the state)")
+        if self.stopped_at is not None:
+            parts.append(f"the run stopped after {self.stopped_at} of {self.total} steps because every chain "
+                         "had diverged (step_size too large, or a broken target)")
+        tgt = self.target
+        if tgt.n_bad_points and (self.n_flagged or tgt.n_bad_pool or tgt.attribute):
+            parts.append(f"the target returned non-finite values (NaN or +inf log-density, or a non-finite "
+                         f"gradient) at {self.target.n_bad_points} finite points, first after "
+                         f"{self.target.first_bad_step} steps")
+        if not parts:
+            return None
+        tail = "; diverged chains are NaN rows in Samples.x, marked in Samples.diverged"
+        if weighted:
+            tail += ", and are excluded from log_weights (-inf) and log_z"
+        return f"{self.target.sampler}: " + "; ".join(parts) + tail
+
+
 class DiffusionSamplerBase(Sampler):
     """Common ``sample`` driver: validation, target wrapping, initialisation, bookkeeping.
 
-    Subclasses implement ``_run(target, x0, generator, bar) -> (x, extras)`` where ``target`` is
+    Subclasses implement ``_run(target, x0, generator, monitor) -> (x, extras)`` where ``target`` is
     a :class:`CountedTarget`, ``x0`` the ``(n, dim)`` initial states drawn from
-    ``N(0, init_std^2 I)`` (or the user's ``init``), and ``extras`` a dict of optional
-    :class:`~sciml.Samples` fields (``log_weights``, ``log_z``, ``diagnostics``).
+    ``N(0, init_std^2 I)`` (or the user's ``init``), ``monitor`` the run's :class:`RunMonitor` (the
+    loop calls ``monitor.end_step(states)`` once per step and stops when ``monitor.stopped``), and
+    ``extras`` a dict of optional :class:`~sciml.Samples` fields (``log_weights``, ``log_z``,
+    ``diagnostics``).
     """
 
-    def __init__(self, *, init_std: float = 1.0, progress: bool = True) -> None:
+    #: whether every target evaluation is at a chain's state or MALA proposal (a non-finite value there
+    #: marks the chain diverged); ``False`` for samplers evaluating trial points of a step control
+    _attribute_failures = True
+
+    def __init__(self, *, init_std: float = 1.0, progress: bool | None = None) -> None:
         self.init_std = check_positive("init_std", init_std)
-        self.progress = check_bool("progress", progress)
+        resolve_progress(progress)  # validates: a bool or None
+        self.progress = progress
 
     # subclasses -----------------------------------------------------------------------------
     @abc.abstractmethod
@@ -142,7 +346,7 @@ class DiffusionSamplerBase(Sampler):
 
     @abc.abstractmethod
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         """Run the chains from ``x0`` and return the final states and the extra Samples fields."""
 
     # driver ----------------------------------------------------------------------------------
@@ -155,38 +359,53 @@ class DiffusionSamplerBase(Sampler):
                 shape ``(dim,)``, or any object with ``log_prob`` and ``dim``.
             num_samples: number of chains / particles (= returned draws), an int >= 1.
             generator: source of randomness (on the target's device); equal seeds give equal draws.
-            init: optional initial states ``(num_samples, dim)``; default ``N(0, init_std^2 I)``.
+            init: optional finite initial states ``(num_samples, dim)`` (converted to the target's
+                dtype); default ``N(0, init_std^2 I)``.
 
         Returns:
             :class:`~sciml.Samples` with ``x`` ``(num_samples, dim)`` in the target's dtype and on
-            its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask.
+            its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask (diverged
+            chains are NaN rows); ``diagnostics`` holds ``n_diverged``, ``stopped_at_step`` (``None``
+            unless every chain diverged and the run stopped early), ``divergence_bound`` and
+            ``n_nonfinite_target_points``.
+
+        Warns:
+            RuntimeWarning: when chains diverged or the target returned NaN / ``+inf`` values.
 
         Raises:
-            ValueError: non-positive ``num_samples``; ``init`` of the wrong shape; a target whose
-                ``log_prob`` returns the wrong shape or non-finite values at the start.
-            TypeError: ``generator`` not a ``torch.Generator``; ``target`` not usable.
+            ValueError: non-positive ``num_samples``; ``init`` of the wrong shape or not finite; a
+                target whose ``log_prob`` returns the wrong shape, non-finite values or fails at
+                the start.
+            TypeError: ``num_samples`` not an int; ``generator`` not a ``torch.Generator``; ``init``
+                not a tensor; ``target`` not usable.
+            TargetError: the target raised during the run.
         """
         num_samples = check_positive_int("num_samples", num_samples)
         check_generator("generator", generator)
         tgt = as_target(target)
-        counted = CountedTarget(tgt)
         if init is None:
             x0 = self.init_std * torch.randn(num_samples, tgt.dim, dtype=tgt.dtype, device=tgt.device,
                                              generator=generator)
         else:
-            if not isinstance(init, Tensor):
-                raise TypeError(f"init must be a torch.Tensor, got {type(init).__name__}")
-            if tuple(init.shape) != (num_samples, tgt.dim):
-                raise ValueError(f"init must have shape (num_samples, dim) = {(num_samples, tgt.dim)}, "
-                                 f"got {tuple(init.shape)}")
+            check_tensor("init", init, shape=(num_samples, tgt.dim), floating=False)
             x0 = init.to(dtype=tgt.dtype, device=tgt.device)
+            check_tensor("init", x0)  # finite in the target's dtype too
         self._check_start(tgt, x0)
-        with tqdm(total=self._num_iterations(), disable=not self.progress, desc=self.name,
-                  leave=False) as bar:
-            x, extras = self._run(counted, x0, generator, bar)
+        total = self._num_iterations()
+        counted = CountedTarget(tgt, self.name, num_samples, total, self._attribute_failures)
+        bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(tgt))
+        with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
+            monitor = RunMonitor(counted, num_samples, total, bound, bar)
+            x, extras = self._run(counted, x0, generator, monitor)
         diverged = ~torch.isfinite(x).all(dim=-1)
+        message = monitor.report(num_samples, "log_weights" in extras)
+        if message is not None:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         diagnostics = dict(extras.pop("diagnostics", {}))
         diagnostics["n_diverged"] = int(diverged.sum())
+        diagnostics["stopped_at_step"] = monitor.stopped_at
+        diagnostics["divergence_bound"] = bound
+        diagnostics["n_nonfinite_target_points"] = counted.n_bad_points
         diagnostics["evals_per_chain"] = counted.n_evals / num_samples
         diagnostics["grad_evals_per_chain"] = counted.n_grad_evals / num_samples
         return Samples(x=x.detach(), n_evals=int(counted.n_evals), n_grad_evals=int(counted.n_grad_evals),
@@ -200,9 +419,9 @@ class DiffusionSamplerBase(Sampler):
         try:
             with torch.no_grad():
                 lp = tgt.log_prob(probe)
-        except (RuntimeError, IndexError) as exc:  # e.g. a dimension mismatch inside the target
-            raise ValueError(f"{name} failed on inputs of shape {tuple(probe.shape)} "
-                             f"(dimension mismatch?): {exc}") from exc
+        except (RuntimeError, IndexError, ValueError) as exc:  # e.g. a dimension mismatch inside the target
+            raise ValueError(f"{name} failed on the first starting points, shape {tuple(probe.shape)} "
+                             f"(a dimension mismatch, or the target cannot be evaluated there): {exc}") from exc
         if not isinstance(lp, Tensor) or tuple(lp.shape) != (probe.shape[0],):
             got = tuple(lp.shape) if isinstance(lp, Tensor) else type(lp).__name__
             raise ValueError(f"{name} must return shape (n,) = ({probe.shape[0]},) for inputs "
@@ -210,6 +429,18 @@ class DiffusionSamplerBase(Sampler):
         if not bool(torch.isfinite(lp).all()):
             raise ValueError(f"{name} is not finite at the starting points (NaN or inf); "
                              "check the target or pass a finite `init`")
+
+
+def check_nonnegative_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 0 (not a bool), else raise ``TypeError`` / ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+__all__ += ["TargetError", "RunMonitor", "DIVERGENCE_FACTOR", "target_scale", "check_nonnegative_int"]
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -254,7 +485,7 @@ def sample_target_sir(target: CountedTarget, x: Tensor, proposal_scale: float, n
     std = math.sqrt(spread * spread + c * c - 1.0) if c > 1.0 else max(spread, 1.0)
     z = torch.randn((n * num_candidates, d), dtype=x.dtype, device=x.device, generator=generator)
     u = centre + std * z
-    logw = target.log_prob(u) + 0.5 * (z * z).sum(-1)
+    logw = target.log_prob(u, per_chain=False) + 0.5 * (z * z).sum(-1)
     logw = torch.where(torch.isfinite(logw), logw, torch.full_like(logw, -float("inf")))
     w = torch.exp(logw - logw.max())
     ess = float(w.sum() ** 2 / (w * w).sum())

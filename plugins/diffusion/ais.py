@@ -11,6 +11,7 @@ acceptance rate of about 0.6 (using past moves only).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_positive, check_positive_int
+from sciml.validation import check_bool, check_positive, check_positive_int
 
-from ._common import CountedTarget, DiffusionSamplerBase, check_probability, logmeanexp, randn_like
+from ._common import (
+    CountedTarget,
+    DiffusionSamplerBase,
+    RunMonitor,
+    check_probability,
+    logmeanexp,
+    randn_like,
+)
 from .schedules import annealing_schedule
 
 __all__ = ["AIS", "AnnealedState", "mala_move", "temperatures"]
@@ -85,7 +93,7 @@ class AIS(DiffusionSamplerBase):
         adapt_step: adapt the MALA step size between temperatures.
         target_accept: acceptance rate aimed at by the adaptation.
         init_std: standard deviation of the Gaussian start ``p0 = N(0, init_std^2 I)``.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
 
     The returned ``x`` are the final particles (unweighted positions); ``log_weights`` their
     importance log-weights; ``log_z`` ``= log mean exp(log_weights)``.
@@ -95,7 +103,7 @@ class AIS(DiffusionSamplerBase):
 
     def __init__(self, num_steps: int = 200, step_size: float = 0.05, mcmc_steps: int = 1, *,
                  schedule: str | Callable[[Tensor], Tensor] = "geometric", adapt_step: bool = True,
-                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool = True) -> None:
+                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -104,7 +112,7 @@ class AIS(DiffusionSamplerBase):
             raise TypeError(f"schedule must be a str or a callable, got {type(schedule).__name__}")
         temperatures(schedule, 2)
         self.schedule = schedule
-        self.adapt_step = bool(adapt_step)
+        self.adapt_step = check_bool("adapt_step", adapt_step)
         self.target_accept = check_probability("target_accept", target_accept)
 
     def _num_iterations(self) -> int:
@@ -126,7 +134,7 @@ class AIS(DiffusionSamplerBase):
         return state, step, rate
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         betas = temperatures(self.schedule, self.num_steps).tolist()
         state = self._start(target, x0)
         log_w = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
@@ -135,9 +143,33 @@ class AIS(DiffusionSamplerBase):
             log_w = log_w + (betas[k] - betas[k - 1]) * (state.log_target - _log_p0(state.x, self.init_std))
             state, step, rate = self._moves(target, state, betas[k], step, generator)
             rates.append(rate)
-            bar.update(1)
-        log_w = torch.where(torch.isfinite(log_w), log_w, torch.full_like(log_w, -math.inf))
+            state = self._end_step(monitor, state)
+            if monitor.stopped:
+                break
+        log_w = torch.where(torch.isfinite(log_w) & ~monitor.diverged, log_w, torch.full_like(log_w, -math.inf))
         w = torch.softmax(log_w, 0)
         ess = float(1.0 / (w * w).sum()) if bool(torch.isfinite(w).all()) else 0.0
+        self._warn_frozen(rates)
         diagnostics = {"acceptance": sum(rates) / max(len(rates), 1), "final_step_size": step, "ess": ess}
         return state.x, {"log_weights": log_w, "log_z": logmeanexp(log_w), "diagnostics": diagnostics}
+
+    @staticmethod
+    def _end_step(monitor: RunMonitor, state: AnnealedState) -> AnnealedState:
+        """Close a temperature: flag diverged particles (NaN rows, so their weights become -inf)."""
+        x = monitor.end_step(state.x)
+        if x is state.x:
+            return state
+        bad = ~torch.isfinite(x).all(-1)
+        nan = torch.full_like(state.log_target, math.nan)
+        return AnnealedState(x, torch.where(bad, nan, state.log_target),
+                             torch.where(bad.unsqueeze(-1), torch.full_like(x, math.nan), state.grad_target))
+
+    def _warn_frozen(self, rates: list[float]) -> None:
+        """Warn when no MALA move was accepted at most temperatures (a hopeless step size): the
+        particles did not move and the result is close to plain importance sampling from ``p0``."""
+        frozen = sum(1 for r in rates if r == 0.0)
+        if rates and frozen > len(rates) // 2:
+            warnings.warn(f"{self.name}: no MALA move was accepted at {frozen} of {len(rates)} temperatures "
+                          f"(step_size={self.step_size:g} too large?); the particles hardly moved, so the "
+                          "weights and log Z are close to plain importance sampling from "
+                          "N(0, init_std^2 I)", RuntimeWarning, stacklevel=3)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from sciml.validation import check_positive, check_positive_int
 
-from ._common import CountedTarget, DiffusionSamplerBase, randn_like
+from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
 
 __all__ = ["ULA", "ULMC"]
 
@@ -32,13 +32,13 @@ class ULA(DiffusionSamplerBase):
         num_steps: steps per chain (one gradient evaluation each).
         step_size: ``h`` (> 0).
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial states.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
     """
 
     name = "ula"
 
     def __init__(self, num_steps: int = 1000, step_size: float = 0.01, *, init_std: float = 1.0,
-                 progress: bool = True) -> None:
+                 progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -47,12 +47,14 @@ class ULA(DiffusionSamplerBase):
         return self.num_steps
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         h, x = self.step_size, x0.clone()
         noise = math.sqrt(2.0 * h)
         for _ in range(self.num_steps):
             x = x + h * target.grad(x) + noise * randn_like(x, generator)
-            bar.update(1)
+            x = monitor.end_step(x)
+            if monitor.stopped:
+                break
         return x, {}
 
 
@@ -65,13 +67,13 @@ class ULMC(DiffusionSamplerBase):
         friction: ``gamma`` (> 0).
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial positions (velocities
             start from ``N(0, I)``).
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
     """
 
     name = "ulmc"
 
     def __init__(self, num_steps: int = 1000, step_size: float = 0.05, friction: float = 1.0, *,
-                 init_std: float = 1.0, progress: bool = True) -> None:
+                 init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -81,7 +83,7 @@ class ULMC(DiffusionSamplerBase):
         return self.num_steps
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         h, x = self.step_size, x0.clone()
         v = randn_like(x, generator)
         c = math.exp(-0.5 * self.friction * h)
@@ -94,5 +96,7 @@ class ULMC(DiffusionSamplerBase):
             g = target.grad(x)
             v = v + 0.5 * h * g
             v = c * v + s * randn_like(v, generator)
-            bar.update(1)
+            x, v = monitor.end_step(x, v)
+            if monitor.stopped:
+                break
         return x, {}

@@ -36,7 +36,9 @@ from sciml.validation import check_bool, check_nonnegative, check_positive, chec
 from ._common import (
     CountedTarget,
     DiffusionSamplerBase,
+    RunMonitor,
     check_choice,
+    check_nonnegative_int,
     check_probability,
     randn_like,
     sample_target_sir,
@@ -148,13 +150,14 @@ class MultALMC(DiffusionSamplerBase):
             modes on the inner side: 40-MoG (d = 2, 2000 chains, 202 steps) mode-weight TV 0.167 instead
             of 0.05; modes at +-20 / +-25 with weights 0.1 / 0.4: outer weights 0.08 instead of 0.40.
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
 
     Evaluation cost per chain: ``stages`` (SK-ROCK) or 1 (exponential) gradient evaluations per
     annealing step, plus 1 per step in the pi-form and plain-Langevin phases.
     """
 
     name = "mult-almc"
+    _attribute_failures = False  # stages / probes are trial points: the step control redoes them
 
     def __init__(self, num_steps: int = 1000, step_size: float = 0.005, eps: float = 0.05, *,
                  underdamped: bool = False, gamma_min: float = 0.07, gamma_max: float = 0.5,
@@ -163,7 +166,7 @@ class MultALMC(DiffusionSamplerBase):
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
                  max_stages: int = 40, chain_control: bool = True, max_substeps: int = 64,
                  reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
-                 fast_init_candidates: int = 256, rescale_fast: bool = True, carry_slow: bool = True, init_std: float = 1.0, progress: bool = True) -> None:
+                 fast_init_candidates: int = 256, rescale_fast: bool = True, carry_slow: bool = True, init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -196,8 +199,7 @@ class MultALMC(DiffusionSamplerBase):
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
-        self.fast_init_candidates = 0 if fast_init_candidates == 0 else check_positive_int(
-            "fast_init_candidates", fast_init_candidates)
+        self.fast_init_candidates = check_nonnegative_int("fast_init_candidates", fast_init_candidates)
         self.rescale_fast = check_bool("rescale_fast", rescale_fast)
         self.carry_slow = check_bool("carry_slow", carry_slow)
         if self.reference == "student-t" and self.integrator == "exponential":
@@ -291,7 +293,7 @@ class MultALMC(DiffusionSamplerBase):
             direction = randn_like(u, gen)
             direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-30)
             delta = 1e-4 * (1.0 + u.norm(dim=-1, keepdim=True))
-            diff = (target.grad(u + delta * direction) - target.grad(u)).norm(dim=-1, keepdim=True) / delta
+            diff = (target.grad(u + delta * direction) - target.grad_at_states(u)).norm(dim=-1, keepdim=True) / delta
             finite = diff[torch.isfinite(diff)]
             local = 2.0 * float(finite.max()) if finite.numel() else 0.0
             stiff = (1.0 / (1.0 - lam) + max(self._lip.value, local) / lam) / eps
@@ -318,7 +320,7 @@ class MultALMC(DiffusionSamplerBase):
         if self.reference == "gaussian" and self.integrator == "exponential":
             a = 1.0 / (eps * (1.0 - lam))
             u = y / sl
-            g = target.grad(u)
+            g = target.grad_at_states(u)
             self._lip.update(u, g)
             return ou_exponential_step(y, a, x, (g / sl) / eps, h, 1.0 / eps, xi)
         path = _PathSecants(y.shape[0], y) if probe is not None else None
@@ -441,7 +443,7 @@ class MultALMC(DiffusionSamplerBase):
         if lam < self.l_switch:
             return self._nu_score(x, y, lam)
         sl = math.sqrt(lam)
-        return target.grad(y / sl) / sl
+        return target.grad_at_states(y / sl) / sl
 
     def _gamma(self, k: int, total: int) -> float:
         half = total // 2
@@ -452,7 +454,7 @@ class MultALMC(DiffusionSamplerBase):
 
     # -------------------------------------------------------------------------------------------
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         h = self.step_size
         lams = self.lambdas()
         self._lip, self._stage_counts, self._init_ess = LipschitzTracker(), [], float("nan")
@@ -476,7 +478,7 @@ class MultALMC(DiffusionSamplerBase):
             y = math.sqrt(lam0) * (c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator))
         if self.stages is None:  # a first secant estimate of L from the starting points
             u0 = y / math.sqrt(lam0)
-            self._lip.update(u0, target.grad(u0))
+            self._lip.update(u0, target.grad_at_states(u0))
             u1 = u0 + 0.1 * randn_like(u0, generator)
             self._lip.update(u1, target.grad(u1))
         v = randn_like(x, generator) if self.underdamped else None
@@ -508,24 +510,34 @@ class MultALMC(DiffusionSamplerBase):
                 score = self._score(target, x, y, lam)
                 v = v + 0.5 * h * score
                 v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
-            bar.update(1)
+            if v is None:
+                x, y = monitor.end_step(x, y)
+            else:
+                x, y, v = monitor.end_step(x, y, v)
+            if monitor.stopped:
+                break
         # plain Langevin on the target
-        if n_final:
-            g = target.grad(x)
+        if n_final and not monitor.stopped:
+            g = target.grad_at_states(x)
             for j in range(n_final):
                 if not self.underdamped:
                     x = x + h * g + math.sqrt(2.0 * h) * randn_like(x, generator)
-                    g = target.grad(x)
+                    g = target.grad_at_states(x)
                 else:
                     assert v is not None
                     c = math.exp(-0.5 * self._gamma(lams.numel() + j, total) * h)
                     v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
                     v = v + 0.5 * h * g
                     x = x + h * v
-                    g = target.grad(x)
+                    g = target.grad_at_states(x)
                     v = v + 0.5 * h * g
                     v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
-                bar.update(1)
+                if v is None:
+                    x = monitor.end_step(x)
+                else:
+                    x, v = monitor.end_step(x, v)
+                if monitor.stopped:
+                    break
         counts = self._stage_counts
         diagnostics = {"init_ess": getattr(self, "_init_ess", float("nan")), "lambda_final": float(lams[-1]), "num_steps": total, "lipschitz_estimate": self._lip.value,
                        "mean_stages": sum(counts) / max(len(counts), 1), "max_stages_used": max(counts, default=0),

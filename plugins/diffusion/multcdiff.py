@@ -37,9 +37,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_bool, check_nonnegative, check_positive, check_positive_int
+from sciml.validation import check_bool, check_positive, check_positive_int
 
-from ._common import CountedTarget, DiffusionSamplerBase, check_choice, randn_like, sample_target_sir
+from ._common import (
+    CountedTarget,
+    DiffusionSamplerBase,
+    RunMonitor,
+    check_choice,
+    check_nonnegative_int,
+    randn_like,
+    sample_target_sir,
+)
 from .integrators import (
     local_curvature,
     ou_exponential_step,
@@ -108,17 +116,18 @@ class MultCDiff(DiffusionSamplerBase):
             draw of ``q_{s_min}``, ``pi`` blurred by noise of variance ``1 - e^{-2 s_min}``;
             ``"slow"`` returns ``X``. The plain Langevin steps, when asked for, move the returned state.
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
     """
 
     name = "mult-cdiff"
+    _attribute_failures = False  # stages / probes are trial points: the step control redoes them
 
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
                  max_substeps: int = 64, curvature_safety: float = 2.0, step_check: bool = True, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
-                 progress: bool = True) -> None:
+                 progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.horizon = check_positive("horizon", horizon)
@@ -140,11 +149,8 @@ class MultCDiff(DiffusionSamplerBase):
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
-        self.fast_init_candidates = 0 if fast_init_candidates == 0 else check_positive_int(
-            "fast_init_candidates", fast_init_candidates)
-        if isinstance(final_steps, bool) or not isinstance(final_steps, int) or final_steps < 0:
-            raise ValueError(f"final_steps must be an int >= 0, got {final_steps!r}")
-        self.final_steps = final_steps
+        self.fast_init_candidates = check_nonnegative_int("fast_init_candidates", fast_init_candidates)
+        self.final_steps = check_nonnegative_int("final_steps", final_steps)
         self.final_step_size = check_positive("final_step_size", final_step_size)
         self.return_state = check_choice("return_state", return_state, ("fast", "slow"))
         if check_choice("reference", reference, ("gaussian", "student-t")) != "gaussian":
@@ -152,7 +158,6 @@ class MultCDiff(DiffusionSamplerBase):
                              "the noising process has no Gaussian transition (no Tweedie formula); "
                              "use MultALMC(reference='student-t') for heavy-tailed targets")
         self.reference = reference
-        check_nonnegative("final_step_size", final_step_size)
 
     def _num_iterations(self) -> int:
         return self.num_steps + self.final_steps
@@ -176,7 +181,7 @@ class MultCDiff(DiffusionSamplerBase):
         if self.integrator == "exponential" or self.stages is not None:
             self._stage_counts.append(self.stages or 1)
             if self.integrator == "exponential" or self.stages == 1:
-                return ou_exponential_step(y, k / eps, m, target.grad(y) / eps, h, 1.0 / eps, randn_like(y, gen))
+                return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
 
             def drift_fixed(z: Tensor) -> Tensor:
                 return (target.grad(z) + k * (m - z)) / eps
@@ -190,7 +195,7 @@ class MultCDiff(DiffusionSamplerBase):
                 self._direction = randn_like(y, gen)
             iters = 3 if self._first_probe else 1
             self._first_probe = False
-            curv, self._direction = local_curvature(target.grad, y, self._direction, iterations=iters)
+            curv, self._direction = local_curvature(target.grad_at_states, y, self._direction, iterations=iters)
         self._cache = None
         lip = self.curvature_safety * curv  # (n,); NaN on non-finite chains
         ok = torch.isfinite(lip)
@@ -208,7 +213,7 @@ class MultCDiff(DiffusionSamplerBase):
             self._stage_counts.append(1)
             if s_need > 1:
                 self._n_exponential += 1
-            return ou_exponential_step(y, k / eps, m, target.grad(y) / eps, h, 1.0 / eps, randn_like(y, gen))
+            return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
         def drift(z: Tensor, rows: Tensor | None) -> Tensor:
             return (target.grad(z) + k * ((m if rows is None else m[rows]) - z)) / eps
 
@@ -248,7 +253,7 @@ class MultCDiff(DiffusionSamplerBase):
         finite_before = torch.isfinite(y_old).all(-1)
         y = y.clone()
         for attempt in range(4):
-            c, d = local_curvature(target.grad, y[check], dir_end[check])
+            c, d = local_curvature(target.grad_at_states, y[check], dir_end[check])
             curv_end[check], dir_end[check] = c, d
             bad = ~(h * (c + k) / eps <= cap[check]) & finite_before[check]
             if not bool(bad.any()):
@@ -281,7 +286,7 @@ class MultCDiff(DiffusionSamplerBase):
         return y, unresolved
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         times = self.diffusion_times().tolist()
         self._stage_counts, self._n_exponential, self._n_unresolved_steps = [], 0, 0
         self._lip_max, self._lip_q90 = 0.0, []
@@ -290,7 +295,7 @@ class MultCDiff(DiffusionSamplerBase):
         self._init_ess = float("nan")
         x = x0.clone()
         if self.underdamped:
-            x, y = self._run_underdamped(target, x, times, generator, bar)
+            x, y = self._run_underdamped(target, x, times, generator, monitor)
         else:
             c = min(math.exp(times[0]), self.fast_init_scale)
             if self.fast_init_candidates:
@@ -308,13 +313,17 @@ class MultCDiff(DiffusionSamplerBase):
                 b = 2.0 / var - 1.0  # slow drift = -b X + 2 e Y / var
                 centre = 2.0 * e * y / (var * b)
                 x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, generator))
-                bar.update(1)
+                x, y = monitor.end_step(x, y)
+                if monitor.stopped:
+                    break
         if self.return_state == "fast":
             x = y
         hf = self.final_step_size
-        for _ in range(self.final_steps):
-            x = x + hf * target.grad(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
-            bar.update(1)
+        for _ in range(0 if monitor.stopped else self.final_steps):
+            x = x + hf * target.grad_at_states(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
+            x = monitor.end_step(x)
+            if monitor.stopped:
+                break
         counts = self._stage_counts
         q90 = self._lip_q90
         diagnostics = {"init_ess": self._init_ess, "s_final": times[-1],
@@ -329,7 +338,7 @@ class MultCDiff(DiffusionSamplerBase):
         return x, {"diagnostics": diagnostics}
 
     def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
-                         generator: torch.Generator | None, bar: Any) -> tuple[Tensor, Tensor]:
+                         generator: torch.Generator | None, monitor: RunMonitor) -> tuple[Tensor, Tensor]:
         v = randn_like(x, generator)
 
         def coefficients(s: float) -> tuple[float, float, float]:
@@ -372,5 +381,7 @@ class MultCDiff(DiffusionSamplerBase):
             n1, n2 = randn_like(x, generator), randn_like(x, generator)
             x, v = (p00 * x + p01 * v + g0 * y + r00 * n1 + r01 * n2,
                     p10 * x + p11 * v + g1 * y + r10 * n1 + r11 * n2)
-            bar.update(1)
+            x, v, y = monitor.end_step(x, v, y)
+            if monitor.stopped:
+                break
         return x, y

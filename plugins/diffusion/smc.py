@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import CountedTarget, check_probability, systematic_resample
+from ._common import CountedTarget, RunMonitor, check_probability, systematic_resample
 from .ais import AIS, AnnealedState, _log_p0, temperatures
 
 __all__ = ["SMC", "systematic_resample"]
@@ -32,7 +32,7 @@ class SMC(AIS):
         adapt_step: adapt the MALA step size between temperatures.
         target_accept: acceptance rate aimed at by the adaptation.
         init_std: standard deviation of the Gaussian start ``p0 = N(0, init_std^2 I)``.
-        progress: show a tqdm progress bar.
+        progress: show a progress bar (``None``: only when stderr is a terminal).
 
     ``log_weights`` are the final weights times ``N`` (all zero right after a resampling).
     """
@@ -41,13 +41,13 @@ class SMC(AIS):
 
     def __init__(self, num_steps: int = 200, step_size: float = 0.05, mcmc_steps: int = 2, *,
                  ess_threshold: float = 0.5, schedule: Any = "geometric", adapt_step: bool = True,
-                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool = True) -> None:
+                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(num_steps, step_size, mcmc_steps, schedule=schedule, adapt_step=adapt_step,
                          target_accept=target_accept, init_std=init_std, progress=progress)
         self.ess_threshold = check_probability("ess_threshold", ess_threshold, open_high=False)
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             bar: Any) -> tuple[Tensor, dict[str, Any]]:
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         betas = temperatures(self.schedule, self.num_steps).tolist()
         n = x0.shape[0]
         state = self._start(target, x0)
@@ -55,22 +55,34 @@ class SMC(AIS):
         log_z, step, rates, n_resample = 0.0, self.step_size, [], 0
         for k in range(1, len(betas)):
             incr = (betas[k] - betas[k - 1]) * (state.log_target - _log_p0(state.x, self.init_std))
-            incr = torch.where(torch.isfinite(incr), incr, torch.full_like(incr, -math.inf))
+            alive = torch.isfinite(incr)
+            if not bool(alive.all()):
+                # diverged particles (NaN rows) are excluded: the weights are renormalised over the others
+                incr = torch.where(alive, incr, torch.full_like(incr, -math.inf))
+                log_w = torch.where(alive, log_w, torch.full_like(log_w, -math.inf))
+                log_w = log_w - torch.logsumexp(log_w, 0)
             total = log_w + incr
             lse = torch.logsumexp(total, 0)
             if not bool(torch.isfinite(lse)):
-                break  # every particle diverged: reported through the diverged mask
+                log_z = math.nan  # every particle diverged: reported through the diverged mask
+                break
             log_z += float(lse)
             log_w = total - lse
             ess = float(1.0 / torch.exp(2.0 * log_w).sum())
             if ess < self.ess_threshold * n:
                 idx = systematic_resample(log_w, generator)
                 state = AnnealedState(state.x[idx], state.log_target[idx], state.grad_target[idx])
+                monitor.reindex(idx)
                 log_w = torch.full_like(log_w, -math.log(n))
                 n_resample += 1
             state, step, rate = self._moves(target, state, betas[k], step, generator)
             rates.append(rate)
-            bar.update(1)
+            state = self._end_step(monitor, state)
+            if monitor.stopped:
+                log_z = math.nan
+                break
+        log_w = torch.where(torch.isfinite(state.x).all(-1), log_w, torch.full_like(log_w, -math.inf))
+        self._warn_frozen(rates)
         diagnostics = {"acceptance": sum(rates) / max(len(rates), 1), "final_step_size": step,
                        "n_resample": n_resample, "ess": float(1.0 / torch.exp(2.0 * log_w).sum())}
         return state.x, {"log_weights": log_w + math.log(n), "log_z": log_z, "diagnostics": diagnostics}
