@@ -13,6 +13,7 @@ from sciml_plugins.gp_pde import (
     PDEProblem,
     allen_cahn,
     benchmark_problems,
+    derivatives_at_zero,
     grid_points,
     laplacian,
     manufactured_problem,
@@ -60,6 +61,14 @@ def test_kernel_derivatives_closed_form(family: str) -> None:
     c = 1.0 if family == "gm" else 5.0 / 3.0
     want = -(w * (c * torch.exp(-2 * log_ls) + (2 * math.pi * mu) ** 2)).sum()
     assert torch.isclose(k0[20], w.sum()) and torch.isclose(k2[20], want)
+    # k(0), k^(2)(0), k^(4)(0) in closed form (the solver's data scale); k^(4) against a central difference of
+    # k^(2) (truncation h^2 k^(6) / 12: about 3e-5 relative here, |2 pi mu| <= 19; rounding eps |k^(2)| / h^2: 1e-7)
+    at0 = derivatives_at_zero(log_w, mu, log_ls, family)
+    h4 = 1e-3
+    d2 = mixture_kernel(torch.tensor([-h4, 0.0, h4], dtype=F64), log_w, mu, log_ls, 2, family)
+    fd4 = float((d2[0] - 2 * d2[1] + d2[2]) / h4**2)
+    assert math.isclose(at0[0], float(k0[20]), rel_tol=1e-14) and math.isclose(at0[2], float(k2[20]), rel_tol=1e-12)
+    assert math.isclose(at0[4], fd4, rel_tol=1e-3) and at0[1] == at0[3] == 0.0
 
 
 def test_poisson_1d_high_frequency(solved_1d: tuple[PDEProblem, GPPDESolution]) -> None:
@@ -326,46 +335,49 @@ def _grid_problem(prob: PDEProblem, f: torch.Tensor, g: torch.Tensor) -> PDEProb
 
 @pytest.fixture(scope="module")
 def scale_reference() -> dict:
-    """An unscaled linear problem, its solutions and the spread of those under few-ulp data perturbations."""
+    """An unscaled linear problem, its solutions, and how far rounding-level data perturbations move them."""
     prob = manufactured_problem(lambda x: torch.sin(3 * x[:, 0]), "laplacian", domain=[(0.0, 1.0)], grid=16)
     f, g = prob.grid_data()
     x = torch.linspace(0, 1, 301, dtype=F64)[:, None]
     exact = torch.sin(3 * x[:, 0])
     gen = torch.Generator().manual_seed(0)
     eps = torch.finfo(F64).eps
+
+    def pert(t: torch.Tensor) -> torch.Tensor:
+        return t * (1 + eps * (2 * torch.rand(t.shape, generator=gen, dtype=F64) - 1))
+
     out = {"f": f, "g": g, "prob": prob, "x": x, "exact": exact}
     for max_evals in (0, 10):
         solver = GPPDESolver(freq_scale=2, max_evals=max_evals, progress=False)
         base = solver.solve(_grid_problem(prob, f, g))(x)
-        # a scaled problem's data differ from s * (f, g) by a few ulps (products, the division by the data
-        # scale): runs on data perturbed by 8 ulps show how far that alone moves the solution
-        spread = 0.0
-        for _ in range(3):
-            def pert(t: torch.Tensor) -> torch.Tensor:
-                return t * (1 + 8 * eps * (2 * torch.rand(t.shape, generator=gen, dtype=F64) - 1))
-            moved = solver.solve(_grid_problem(prob, pert(f), pert(g)))(x)
-            spread = max(spread, float((moved - base).norm() / exact.norm()))
-        out[max_evals] = (base, spread)
+        moves = [float((solver.solve(_grid_problem(prob, pert(f), pert(g)))(x) - base).norm() / exact.norm())
+                 for _ in range(16)]
+        out[max_evals] = (base, max(moves))
     return out
 
 
 @pytest.mark.parametrize("max_evals", [0, 10])
 @pytest.mark.parametrize("scale", [1e-6, 1e-4, 3.7, 1e4, 1e20])
 def test_scale_invariance(scale_reference: dict, scale: float, max_evals: int) -> None:
-    """Source and boundary data scaled by ``s``: the solution is ``s`` times the unscaled one.
+    """Source and boundary data scaled by ``s``: the solution is ``s`` times the unscaled one, up to rounding.
 
     Before the data were normalised, ``s = 1e-4`` ended in a raw Cholesky error during the kernel fit and
-    ``s = 1e20`` returned about 0 (relative error 1.0).
+    ``s = 1e20`` returned about 0 (relative error 1.0). The scaled data are ``s (f, g)`` rounded (and divided
+    by the data scale), i.e. the unscaled data perturbed at the ulp level, so a scaled run may move the
+    solution as far as such a perturbation does: the bound is twice the largest move among 16 random one-ulp
+    perturbations (the moves are heavy-tailed: median 8e-13, largest of 8 draws 1e-10 for the fixed kernel with
+    MKL's SSE4.2 kernels; about 1e-6 after 10 L-BFGS steps, whose path the rounding changes).
     """
     ref = scale_reference
-    base, spread = ref[max_evals]
+    base, largest_move = ref[max_evals]
     sol = GPPDESolver(freq_scale=2, max_evals=max_evals, progress=False).solve(
         _grid_problem(ref["prob"], scale * ref["f"], scale * ref["g"]))
-    err_base = float((base - ref["exact"]).norm() / ref["exact"].norm())
-    err = float((sol(ref["x"]) - scale * ref["exact"]).norm() / (scale * ref["exact"]).norm())
-    # |err - err_base| <= |u_s / s - u_1| / |u|: no more than the few-ulp perturbations move it
-    assert abs(err - err_base) <= max(spread, 4 * torch.finfo(F64).eps)
-    assert float((sol(ref["x"]) / scale - base).norm() / ref["exact"].norm()) <= max(spread, 4 * torch.finfo(F64).eps)
+    exact = ref["exact"]
+    err_base = float((base - exact).norm() / exact.norm())
+    err = float((sol(ref["x"]) - scale * exact).norm() / (scale * exact).norm())
+    bound = 2 * largest_move + 4 * torch.finfo(F64).eps
+    assert float((sol(ref["x"]) / scale - base).norm() / exact.norm()) <= bound
+    assert abs(err - err_base) <= bound  # (follows from the line above: the same relative error)
     assert sol.diagnostics["data_scale"] > 0
 
 

@@ -5,7 +5,7 @@
 GP-HM paper's benchmark set.
 """
 
-from .kernels import KERNELS, grid_kernel_matrix, mixture_kernel
+from .kernels import KERNELS, derivatives_at_zero, grid_kernel_matrix, mixture_kernel
 from .problem import (
     DifferentialOperator,
     PDEProblem,
@@ -37,4 +37,5 @@ __all__ = [
     "KERNELS",
     "mixture_kernel",
     "grid_kernel_matrix",
+    "derivatives_at_zero",
 ]

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["KERNELS", "mixture_kernel", "grid_kernel_matrix"]
+__all__ = ["KERNELS", "mixture_kernel", "grid_kernel_matrix", "derivatives_at_zero"]
 
 #: Kernel families understood by :func:`mixture_kernel`.
 KERNELS: tuple[str, ...] = ("gm", "stm")
@@ -96,3 +96,22 @@ def grid_kernel_matrix(n: int, spacing: float, log_w: Tensor, mu: Tensor, log_ls
     if order == 1:
         mat = mat * torch.sign(diff).to(mat.dtype)
     return mat
+
+
+def derivatives_at_zero(log_w: Tensor, mu: Tensor, log_ls: Tensor, family: str) -> dict[int, float]:
+    """``{n: d^n k / d tau^n at tau = 0}`` for ``n = 0 .. 4`` (odd orders are 0: ``k`` is even).
+
+    With ``b = 2 pi mu``, from the Taylor series of the factors at 0: ``gm`` (``a = 1 / (2 l^2)``):
+    ``k^(2)(0) = -sum w (2 a + b^2)``, ``k^(4)(0) = sum w (12 a^2 + 12 a b^2 + b^4)``; ``stm``
+    (``s = sqrt(5) / l``): ``k^(2)(0) = -sum w (s^2 / 3 + b^2)``, ``k^(4)(0) = sum w (s^2 + b^2)^2``.
+    """
+    if family not in KERNELS:
+        raise ValueError(f"family must be one of {KERNELS}, got {family!r}")
+    w, b2 = log_w.exp(), (2.0 * math.pi * mu) ** 2
+    if family == "gm":
+        a = 0.5 * torch.exp(-2.0 * log_ls)
+        k2, k4 = -(w * (2.0 * a + b2)), w * (12.0 * a * a + 12.0 * a * b2 + b2 * b2)
+    else:
+        s2 = 5.0 * torch.exp(-2.0 * log_ls)
+        k2, k4 = -(w * (s2 / 3.0 + b2)), w * (s2 + b2) ** 2
+    return {0: float(w.sum()), 1: 0.0, 2: float(k2.sum()), 3: 0.0, 4: float(k4.sum())}
