@@ -420,7 +420,7 @@ def test_bad_input(case: Case) -> None:
 
 def test_target_error_chain_and_cause() -> None:
     """The re-raised error names the sampler, the step and the chain, and chains the original."""
-    from sciml_plugins.diffusion import TargetError
+    from sciml.targets import TargetError
 
     with pytest.raises(TargetError, match=r"ula: .*after 0 of 20 steps.*chain 10") as info:
         _sampler("ula").sample(RaisesFar(), N, generator=_gen(), init=_init_far())

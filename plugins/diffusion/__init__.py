@@ -10,12 +10,11 @@ Sampler plugins (``sciml.load("sampler", NAME)``):
 
 Every sampler runs many chains vectorised on the target's device and dtype, counts target
 energy and gradient evaluations per point, reports diverged chains and is seeded by a
-``torch.Generator``. A target that raises during a run is re-raised as :class:`TargetError`.
+``torch.Generator``. A target that raises during a run is re-raised as :class:`sciml.targets.TargetError`.
 """
 
 from __future__ import annotations
 
-from ._common import TargetError
 from .ais import AIS
 from .integrators import ou_exponential_step, skrock_stability_length, skrock_step
 from .langevin import ULA, ULMC
@@ -36,5 +35,4 @@ __all__ = [
     "skrock_step",
     "skrock_stability_length",
     "ou_exponential_step",
-    "TargetError",
 ]

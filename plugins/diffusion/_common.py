@@ -17,28 +17,10 @@ from torch import Tensor
 
 from sciml.interfaces import Sampler, Samples
 from sciml.progress import progress_bar, resolve_progress
-from sciml.targets import Target, as_target
+from sciml.targets import Target, TargetError, as_target
 from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
 __all__ = ["CountedTarget", "DiffusionSamplerBase", "check_probability", "check_choice", "logmeanexp"]
-
-
-class TargetError(RuntimeError):
-    """The target's ``log_prob`` (or its gradient) raised during a sampler's run.
-
-    The message names the sampler, the number of steps completed and, when it can be known, the
-    chains whose states made the target fail; the target's own exception is ``__cause__``.
-
-    Attributes:
-        sampler: the sampler's registry name.
-        step: steps completed when the target raised (0: during the start-up evaluations).
-        chains: indices of the chains whose states fail on their own, or ``None`` when unknown (the
-            failing batch was not one point per chain, or the target fails on every single point).
-    """
-
-    def __init__(self, message: str, *, sampler: str, step: int, chains: list[int] | None) -> None:
-        super().__init__(message)
-        self.sampler, self.step, self.chains = sampler, step, chains
 
 
 class CountedTarget:
@@ -440,7 +422,7 @@ def check_nonnegative_int(name: str, value: object) -> int:
     return value
 
 
-__all__ += ["TargetError", "RunMonitor", "DIVERGENCE_FACTOR", "target_scale", "check_nonnegative_int"]
+__all__ += ["RunMonitor", "DIVERGENCE_FACTOR", "target_scale", "check_nonnegative_int"]
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

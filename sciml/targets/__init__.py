@@ -10,6 +10,7 @@ from sciml.targets.base import (
     DistributionTarget,
     DuckTarget,
     Target,
+    TargetError,
     as_target,
     check_target,
 )
@@ -32,6 +33,7 @@ from sciml.targets.wells import (
 
 __all__ = [
     "Target",
+    "TargetError",
     "CallableTarget",
     "DistributionTarget",
     "DuckTarget",

@@ -24,7 +24,26 @@ __all__ = [
     "as_target",
     "check_target",
     "check_dtype_device",
+    "TargetError",
 ]
+
+
+class TargetError(RuntimeError):
+    """The target's ``log_prob`` (or its gradient) raised during a sampler's (or a fit's) run.
+
+    The message names the sampler, the number of steps completed and, when it can be known, the
+    chains whose states made the target fail; the target's own exception is ``__cause__``.
+
+    Attributes:
+        sampler: the sampler's registry name.
+        step: steps completed when the target raised (0: during the start-up evaluations).
+        chains: indices of the chains whose states fail on their own, or ``None`` when unknown (the
+            failing batch was not one point per chain, or the target fails on every single point).
+    """
+
+    def __init__(self, message: str, *, sampler: str, step: int, chains: list[int] | None) -> None:
+        super().__init__(message)
+        self.sampler, self.step, self.chains = sampler, step, chains
 
 
 def check_dtype_device(dtype: object, device: object) -> tuple[torch.dtype, torch.device]:
