@@ -407,7 +407,9 @@ SPECIFIC: list[tuple[str, dict[str, Any], str, str]] = [
     ("mult-cdiff", {"max_substeps": 0}, "ValueError", "max_substeps"),
 ]
 for _name, _kw, _err, _arg in SPECIFIC:
-    add(f"{_name}-{_arg}-{list(_kw.values())[-1]!r}", lambda n=_name, kw=_kw: _sampler(n, **kw),
+    _value = list(_kw.values())[-1]
+    _label = "callable" if callable(_value) else repr(_value)  # a function's repr holds its address
+    add(f"{_name}-{_arg}-{_label}", lambda n=_name, kw=_kw: _sampler(n, **kw),
         Raises((_err,), (_arg,)))
 
 
