@@ -7,16 +7,22 @@ message that names the argument.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "check_tensor",
+    "check_real",
     "check_positive",
     "check_nonnegative",
+    "check_int",
     "check_positive_int",
+    "check_nonnegative_int",
     "check_bool",
     "check_generator",
     "check_device",
@@ -75,12 +81,17 @@ def check_tensor(
     return x
 
 
+def check_real(name: str, value: object) -> float:
+    """Return ``value`` as a finite float (Python or NumPy number, one-element tensor; not a bool)."""
+    return _as_float(name, value)
+
+
 def _as_float(name: str, value: object) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
@@ -104,16 +115,31 @@ def check_nonnegative(name: str, value: object) -> float:
     return v
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an int, or raise unless it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
-            value = int(value.item())
-        else:
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int (Python, NumPy or 0-d integer tensor; not a bool), at least ``minimum``.
+
+    Raises ``TypeError`` for a non-integer (floats included, even 2.0) and ``ValueError`` below
+    ``minimum``.
+    """
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point() \
+            and value.dtype != torch.bool:
+        value = int(value.item())
+    if isinstance(value, (bool, Tensor)) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = operator.index(value)  # type: ignore[arg-type]
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer >= 1 (see :func:`check_int`)."""
+    return check_int(name, value, minimum=1)
+
+
+def check_nonnegative_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer >= 0 (see :func:`check_int`)."""
+    return check_int(name, value, minimum=0)
 
 
 def check_bool(name: str, value: object) -> bool:

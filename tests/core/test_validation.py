@@ -68,3 +68,25 @@ def test_check_bool(bad):
 def test_check_tensor_finite_entries_whose_sum_overflows():
     big = torch.full((4,), 1e308, dtype=torch.float64)
     assert check_tensor("x", big) is big
+
+
+def test_check_int_accepts_integer_kinds_only():
+    import numpy as np
+
+    from sciml.validation import check_int, check_nonnegative_int, check_real
+
+    for good in (3, np.int64(3), np.int32(3), torch.tensor(3)):
+        assert check_int("n", good) == 3 and type(check_int("n", good)) is int
+    assert check_nonnegative_int("n", 0) == 0
+    for bad in (True, 3.0, np.float32(3), torch.tensor(3.0), torch.tensor(True), torch.tensor([3]), "3", None):
+        with pytest.raises(TypeError, match="n must be an int"):
+            check_int("n", bad)
+    with pytest.raises(ValueError, match="n must be >= 0, got -1"):
+        check_nonnegative_int("n", -1)
+    for good in (2, 2.5, np.float32(2.5), np.int64(2), torch.tensor(2.5)):
+        assert check_real("s", good) == float(good)
+    for bad in (True, np.True_, "2", [2.0]):
+        with pytest.raises(TypeError, match="s must be a real number"):
+            check_real("s", bad)
+    with pytest.raises(ValueError, match="s must be finite"):
+        check_real("s", math.inf)
