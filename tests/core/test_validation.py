@@ -78,7 +78,7 @@ def test_check_int_accepts_integer_kinds_only():
     for good in (3, np.int64(3), np.int32(3), torch.tensor(3)):
         assert check_int("n", good) == 3 and type(check_int("n", good)) is int
     assert check_nonnegative_int("n", 0) == 0
-    for bad in (True, 3.0, np.float32(3), torch.tensor(3.0), torch.tensor(True), torch.tensor([3]), "3", None):
+    for bad in (True, 3.0, np.float32(3), torch.tensor(3.0), torch.tensor(True), torch.tensor([3, 4]), "3", None):
         with pytest.raises(TypeError, match="n must be an int"):
             check_int("n", bad)
     with pytest.raises(ValueError, match="n must be >= 0, got -1"):
