@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .validation import check_device
+
 __all__ = ["SaveFileError", "save_state", "load_state", "reading"]
 
 _FORMAT_KEY = "format"
@@ -41,8 +43,10 @@ def save_state(path: str | os.PathLike[str], kind: str, version: int, payload: d
         version: format version of that kind (an int >= 1; bump it when the payload changes).
         payload: plain values and tensors; must not use the key ``"format"``.
     """
-    if not _FORMAT_RE.match(f"sciml.{kind}/{version}") or isinstance(version, bool):
-        raise ValueError(f"kind must be a dotted name and version an int >= 0, got {kind!r}, {version!r}")
+    if not isinstance(kind, str) or isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(f"kind must be a str and version an int, got {type(kind).__name__}, {type(version).__name__}")
+    if not _FORMAT_RE.match(f"sciml.{kind}/{version}") or version < 1:
+        raise ValueError(f"kind must be a dotted name and version an int >= 1, got {kind!r}, {version!r}")
     if _FORMAT_KEY in payload:
         raise ValueError(f"payload must not hold the key {_FORMAT_KEY!r} (it is the format tag)")
     name = _path_name(path)
@@ -72,7 +76,8 @@ def load_state(
         path: the file.
         kind: the kind expected (``"lightsb.Bridge"``, ``"gp_pde.GPPDESolution"``, ...).
         versions: the format versions the caller can read.
-        map_location: passed to :func:`torch.load`.
+        map_location: passed to :func:`torch.load`; a device this machine lacks raises
+            :class:`sciml.DeviceUnavailableError` before the file is read.
 
     Returns:
         ``(version, payload)``, the payload without its format tag.
@@ -83,6 +88,8 @@ def load_state(
         SaveFileError: anything else that makes the file unusable, with the file named.
     """
     name = _path_name(path)
+    if isinstance(map_location, (str, torch.device)):  # dict / callable forms are torch.load's own
+        check_device("map_location", map_location)
     if not os.path.exists(name):
         raise FileNotFoundError(f"no such file: {name!r}")
     if os.path.isdir(name):

@@ -29,6 +29,7 @@ from importlib import metadata
 from typing import Any
 
 from .interfaces import KINDS, SUPPORTED_API_VERSIONS, Plugin
+from .validation import check_bool
 
 __all__ = [
     "ENV_DISABLE_AUTOLOAD",
@@ -268,12 +269,6 @@ def _check_str(name: str, value: object) -> str:
     return value
 
 
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
 def _normalise_kind(kind: str) -> str:
     k = _check_str("kind", kind).strip().lower()
     if k.endswith("s") and k[:-1] in KINDS:
@@ -295,7 +290,7 @@ def plugins(kind: str | None = None, *, check: bool = False) -> PluginTable:
         a :class:`PluginTable` sorted by kind then name.
     """
     wanted = _normalise_kind(kind) if kind is not None else None
-    _check_flag("check", check)
+    check_bool("check", check)
     table = PluginTable()
     for (k, _name), entry in sorted(_REGISTRY.entries().items()):
         if wanted is not None and k != wanted:
@@ -379,7 +374,7 @@ def register(
 
     if name is not None and _check_str("name", name).strip() == "":
         raise ValueError("name must be a non-empty str (or None to use cls.name)")
-    _check_flag("replace", replace)
+    check_bool("replace", replace)
     interface = interface_for(cls)
     if interface is None:
         raise PluginInterfaceError(
@@ -426,7 +421,7 @@ def registered(*classes: type[Plugin], replace: bool = False) -> Iterator[None]:
 
     On exit the in-process registrations are restored exactly as they were.
     """
-    _check_flag("replace", replace)
+    check_bool("replace", replace)
     saved = dict(_REGISTRY._registered)
     try:
         for cls in classes:

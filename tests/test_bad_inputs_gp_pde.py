@@ -21,6 +21,7 @@ from sciml_plugins.gp_pde import (
     manufactured_problem,
 )
 
+import sciml
 from sciml.io import SaveFileError, save_state
 
 F64 = torch.float64
@@ -227,7 +228,7 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("solver-jitter-0", lambda: GPPDESolver(jitter=0.0), Raises(ValueError, "jitter")),
     ("solver-jitter-inf", lambda: GPPDESolver(jitter=math.inf), Raises(ValueError, "jitter")),
     ("solver-max_evals-neg", lambda: GPPDESolver(max_evals=-1), Raises(ValueError, "max_evals")),
-    ("solver-max_evals-float", lambda: GPPDESolver(max_evals=1.5), Raises(ValueError, "max_evals")),
+    ("solver-max_evals-float", lambda: GPPDESolver(max_evals=1.5), Raises(TypeError, "max_evals")),
     ("solver-newton_steps-0", lambda: GPPDESolver(newton_steps=0), Raises(ValueError, "newton_steps")),
     ("solver-dense_limit-0", lambda: GPPDESolver(dense_limit=0), Raises(ValueError, "dense_limit")),
     ("solver-init_noise-neg", lambda: GPPDESolver(init_noise=-0.1), Raises(ValueError, "init_noise")),
@@ -346,3 +347,20 @@ def test_save_load_round_trip_with_map_location(tmp_path: Any) -> None:
     assert torch.equal(back(x), sol(x)) and torch.equal(back.std(x), sol.std(x))
     assert back.kernel == sol.kernel and back.jitter == sol.jitter and back.diagnostics == {
         k: v for k, v in sol.diagnostics.items() if isinstance(v, (int, float, str))}
+
+
+def test_load_to_an_absent_device_is_one_clear_error(tmp_path: Any) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    path = tmp_path / "sol.pt"
+    _sol1().save(path)
+    with pytest.raises(sciml.DeviceUnavailableError, match="map_location='cuda'"):
+        GPPDESolution.load(path, map_location="cuda")
+
+
+def test_float32_axes_are_uniform_to_float32_rounding() -> None:
+    sol = _sol1()
+    axes32 = [sol.axes[0].to(torch.float32)]
+    back = GPPDESolution(axes32, sol.params, sol.kernel, sol.jitter, sol.values)
+    # the float32 axis differs from the float64 one by its rounding (<= 1 ulp of float32 at 1.0)
+    assert (back.axes[0] - sol.axes[0]).abs().max() <= torch.finfo(torch.float32).eps

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["mode_product", "multi_mode_product", "multi_mode_solve", "multi_mode_whiten", "whiten_rows",
+__all__ = ["mode_product", "multi_mode_product", "multi_mode_whiten", "whiten_rows",
            "eval_tensor_field"]
 
 
@@ -23,21 +23,6 @@ def multi_mode_product(mats: Sequence[Tensor | None], grid: Tensor) -> Tensor:
     for j, m in enumerate(mats):
         if m is not None:
             out = mode_product(m, out, j)
-    return out
-
-
-def multi_mode_solve(chols: Sequence[Tensor | None], grid: Tensor) -> Tensor:
-    """``(K_1 kron ... kron K_d)^{-1} vec(grid)`` from the Cholesky factors ``chols[j]`` of ``K_j`` (``None``: identity).
-
-    One triangular solve pair per mode (backward stable), never an explicit inverse.
-    """
-    out = grid
-    for j, c in enumerate(chols):
-        if c is not None:
-            moved = torch.movedim(out, j, 0)
-            shape = moved.shape
-            sol = torch.cholesky_solve(moved.reshape(shape[0], -1), c)
-            out = torch.movedim(sol.reshape(shape), 0, j)
     return out
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sciml.validation import check_positive_int, check_tensor
+from sciml.validation import check_positive_int, check_real, check_tensor
 
 __all__ = [
     "DifferentialOperator",
@@ -143,11 +143,7 @@ def allen_cahn(dim: int) -> DifferentialOperator:
 
 def advection(beta: float) -> DifferentialOperator:
     """Advection ``u_t + beta u_x`` on points ``(x, t)`` (x first); ``beta`` a finite real number."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta must be a real number, got {type(beta).__name__}")
-    if not math.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta}")
-    return DifferentialOperator({(1, 0): float(beta), (0, 1): 1.0}, name="advection")
+    return DifferentialOperator({(1, 0): check_real("beta", beta), (0, 1): 1.0}, name="advection")
 
 
 def grid_axes(domain: Sequence[tuple[float, float]], grid: Sequence[int],

@@ -29,13 +29,15 @@ def _check_axes(axes: Any) -> list[Tensor]:
         raise TypeError(f"axes must be a non-empty list of 1-D tensors, got {type(axes).__name__}")
     out = []
     for j, a in enumerate(axes):
-        a = check_tensor(f"axes[{j}]", a, ndim=1).detach().to(torch.float64)
+        a = check_tensor(f"axes[{j}]", a, ndim=1).detach()
+        eps = torch.finfo(a.dtype).eps  # the axes' own rounding: float32 axes are uniform to float32 ulps
+        a = a.to(torch.float64)
         if a.shape[0] < 3:
             raise ValueError(f"axes[{j}] must hold at least 3 points, got {a.shape[0]}")
         step = a.diff()
         h = float(a[-1] - a[0]) / (a.shape[0] - 1)
         # uniform: every step equals the mean step up to the rounding of linspace (a few ulps of the coordinates)
-        tol = 64 * torch.finfo(torch.float64).eps * max(float(a.abs().max()), abs(h))
+        tol = 64 * eps * max(float(a.abs().max()), abs(h))
         if not h > 0 or float((step - h).abs().max()) > tol:
             raise ValueError(f"axes[{j}] must be increasing and uniformly spaced (a collocation grid)")
         out.append(a)
@@ -130,7 +132,7 @@ class GPPDESolution(Solution):
             n = a.shape[0]
             h = float(a[1] - a[0])
             k = grid_kernel_matrix(n, h, p["log_w"], p["mu"], p["log_ls"], 0, self.kernel)
-            k = k + self.jitter * k[0, 0] * torch.eye(n, dtype=k.dtype)
+            k = k + self.jitter * k[0, 0] * torch.eye(n, dtype=k.dtype, device=k.device)
             chol, info = torch.linalg.cholesky_ex(k)
             if int(info) != 0:
                 raise ValueError(f"params[{len(self._chols)}] with jitter={self.jitter:g} give a kernel matrix that "
@@ -319,7 +321,8 @@ class GPPDESolution(Solution):
         Args:
             path: the file.
             problem: re-attaches the problem (its source and boundary functions) for :meth:`residual`.
-            map_location: passed to :func:`torch.load`.
+            map_location: passed to :func:`torch.load` (a device this machine lacks raises
+                :class:`sciml.DeviceUnavailableError`).
 
         Raises:
             FileNotFoundError: no such file.

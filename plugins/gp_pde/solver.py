@@ -39,13 +39,15 @@ from torch import Tensor
 
 from sciml import Solver
 from sciml.kernels import Kronecker
-from sciml.progress import progress_bar
+from sciml.progress import progress_bar, resolve_progress
 from sciml.validation import (
     check_bool,
     check_generator,
     check_nonnegative,
+    check_nonnegative_int,
     check_positive,
     check_positive_int,
+    check_real,
 )
 
 from .grid_ops import multi_mode_product
@@ -135,29 +137,21 @@ class GPPDESolver(Solver):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
-        if isinstance(log_lengthscale, bool) or not isinstance(log_lengthscale, (int, float)):
-            raise TypeError(f"log_lengthscale must be a real number, got {type(log_lengthscale).__name__}")
-        if not math.isfinite(log_lengthscale):
-            raise ValueError(f"log_lengthscale must be a finite number, got {log_lengthscale!r}")
-        self.log_lengthscale = float(log_lengthscale)
+        self.log_lengthscale = check_real("log_lengthscale", log_lengthscale)
         self.residual_precision = check_positive("residual_precision", residual_precision)
         self.jitter = check_positive("jitter", jitter)
-        if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 0:
-            raise ValueError(f"max_evals must be an int >= 0, got {max_evals!r}")
-        self.max_evals = max_evals
+        self.max_evals = check_nonnegative_int("max_evals", max_evals)
         self.newton_steps = check_positive_int("newton_steps", newton_steps)
         self.dense_limit = check_positive_int("dense_limit", dense_limit)
         self.init_noise = check_nonnegative("init_noise", init_noise)
         if objective not in ("marginal", "joint"):
             raise ValueError(f"objective must be 'marginal' or 'joint', got {objective!r}")
         self.objective = objective
-        if isinstance(boundary_iters, bool) or not isinstance(boundary_iters, int) or boundary_iters < 0:
-            raise ValueError(f"boundary_iters must be an int >= 0, got {boundary_iters!r}")
-        self.boundary_iters = boundary_iters
+        self.boundary_iters = check_nonnegative_int("boundary_iters", boundary_iters)
         self.mean_boundary = None if mean_boundary is None else check_bool("mean_boundary", mean_boundary)
         self.dense_threads = None if dense_threads is None else check_positive_int("dense_threads", dense_threads)
         self.prune = check_bool("prune", prune)
-        self.progress = None if progress is None else check_bool("progress", progress)
+        self.progress = None if progress is None else resolve_progress(progress)
 
     # ------------------------------------------------------------------ public entry point
     def solve(self, problem: PDEProblem, *, generator: torch.Generator | None = None) -> GPPDESolution:

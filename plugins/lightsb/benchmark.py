@@ -26,7 +26,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
+from sciml.validation import (
+    check_generator,
+    check_int,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 from .gaussian import sqrtm_psd
 
@@ -101,10 +108,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws (an int >= 0), shape (n, D), float64."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, got {type(n).__name__}")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = check_nonnegative_int("n", n)
         if n == 0:
             return torch.empty(0, self.dim, dtype=torch.float64)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -257,8 +261,7 @@ def make_benchmark(dim: int, eps: float, seed: int = 0) -> EOTBenchmark:
     """
     dim = check_positive_int("dim", dim)
     eps = check_positive("eps", eps)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_int("seed", seed)
     g0 = torch.Generator().manual_seed(1_000_003 * seed + dim)
     p0 = GaussianMixture(
         torch.full((3,), 1 / 3, dtype=torch.float64),

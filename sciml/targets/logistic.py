@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import check_positive, check_positive_int, check_tensor
+from sciml.validation import check_int, check_positive, check_positive_int, check_tensor
 
 __all__ = ["LogisticRegression", "logistic_regression"]
 
@@ -124,8 +124,7 @@ def logistic_regression(n_train: int = 280, dim: int = 35, seed: int = 0, *, n_t
     if dim < 2:
         raise ValueError(f"dim must be >= 2 (features + intercept), got {dim}")
     n_test = n_train // 4 if n_test is None else check_positive_int("n_test", n_test)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_int("seed", seed)
     check_dtype_device(dtype, device)
     gen = torch.Generator().manual_seed(seed)
     p = dim - 1

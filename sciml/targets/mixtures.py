@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import check_positive, check_positive_int, check_tensor
+from sciml.validation import check_int, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "GaussianMixture",
@@ -43,9 +43,7 @@ def _centres(name: str, value: object, dtype: torch.dtype) -> Tensor:
 
 
 def _seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    return seed
+    return check_int("seed", seed)
 
 
 def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:

@@ -91,13 +91,18 @@ def test_missing_file_and_directory(tmp_path):
         load_state(tmp_path, "demo.Thing", [1])
     with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
         load_state(123, "demo.Thing", [1])
+    if not torch.cuda.is_available():  # the device is checked before the file is read
+        with pytest.raises(DeviceUnavailableError, match="map_location='cuda'"):
+            load_state(tmp_path / "nope.pt", "demo.Thing", [1], map_location="cuda")
 
 
 def test_save_state_rejects_bad_tags(tmp_path):
     with pytest.raises(ValueError, match="kind must be a dotted name"):
         save_state(tmp_path / "a.pt", "bad kind", 1, {})
-    with pytest.raises(ValueError, match="kind must be a dotted name"):
+    with pytest.raises(TypeError, match="version an int, got str, float"):
         save_state(tmp_path / "a.pt", "demo.Thing", 1.5, {})
+    with pytest.raises(ValueError, match="version an int >= 1"):
+        save_state(tmp_path / "a.pt", "demo.Thing", 0, {})
     with pytest.raises(ValueError, match="must not hold the key 'format'"):
         save_state(tmp_path / "a.pt", "demo.Thing", 1, {"format": 1})
     assert not os.path.exists(tmp_path / "a.pt")
