@@ -18,7 +18,13 @@ from torch import Tensor
 from sciml.interfaces import Sampler, Samples
 from sciml.progress import progress_bar, resolve_progress
 from sciml.targets import Target, TargetError, as_target
-from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
+from sciml.validation import (
+    check_generator,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = ["CountedTarget", "DiffusionSamplerBase", "check_probability", "check_choice", "logmeanexp"]
 
@@ -40,7 +46,10 @@ class CountedTarget:
       point per chain (``num_chains`` rows) also marks them in ``bad_chains`` for the run's divergence
       monitor; samplers whose evaluations are mostly trial points of a step control (SK-ROCK stages,
       curvature probes, which redo a step that hit a non-finite value) leave it off.
-      ``-inf`` (zero density) is a valid value. The checks are vectorised, O(points x dim).
+      ``-inf`` (zero density) is a valid value. NaN / ``+inf`` at a MALA proposal (``proposal=True``)
+      is a rejection, counted in ``n_bad_proposals``, and never marks the chain.
+    * Cost: one sum of the inputs and one of the outputs per call (a finite sum proves every entry
+      finite); the row-wise checks run only when a sum is not finite (``-inf`` values or a failure).
     """
 
     def __init__(self, target: Target, sampler: str = "sampler", num_chains: int = 0, total_steps: int = 0,
@@ -58,6 +67,8 @@ class CountedTarget:
         self.n_bad_pool = 0
         self.first_bad_step: int | None = None
         self.bad_chains = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
+        self.n_bad_proposals = 0
+        self.saw_nonfinite = False  # set when a non-finite input or a flagged chain needs the monitor
 
     def log_prob(self, x: Tensor, *, per_chain: bool = True) -> Tensor:
         """Log-density at ``x`` ``(n, dim) -> (n,)``; counts ``n`` energy evaluations.
@@ -65,32 +76,34 @@ class CountedTarget:
         ``per_chain=False``: the rows are a pool, not one point per chain (never attributed to chains).
         """
         self.n_evals += int(x.shape[0])
-        bad = ~torch.isfinite(x).all(-1)
-        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x)
+        bad, safe = self._screen(x)
 
         def evaluate(z: Tensor) -> Tensor:
             with torch.no_grad():
                 return self.target.log_prob(z)
 
         lp = self._call(evaluate, safe, per_chain)
-        self._record(bad, lp, None, per_chain)
-        return torch.where(bad, torch.full_like(lp, float("nan")), lp)
+        if not bool(torch.isfinite(lp.sum())):  # a finite sum proves every value finite
+            self._record(bad, lp, None, per_chain)
+        return lp if bad is None else torch.where(bad, torch.full_like(lp, float("nan")), lp)
 
-    def log_prob_and_grad(self, x: Tensor, *, at_states: bool = False) -> tuple[Tensor, Tensor]:
+    def log_prob_and_grad(self, x: Tensor, *, at_states: bool = False,
+                          proposal: bool = False) -> tuple[Tensor, Tensor]:
         """``(log pi(x), grad log pi(x))``; counts ``n`` energy and ``n`` gradient evaluations.
 
         ``at_states=True``: the rows are the chains' current states (or points next to them), so a
-        non-finite value marks the chain even when ``attribute`` is off.
+        non-finite value marks the chain even when ``attribute`` is off. ``proposal=True``: the rows
+        are MALA proposals; a NaN / ``+inf`` value there is a rejection (counted in
+        ``n_bad_proposals``), never a divergence of the chain.
         """
         n = int(x.shape[0])
         self.n_evals += n
         self.n_grad_evals += n
-        bad = ~torch.isfinite(x).all(-1)
-        any_bad = bool(bad.any())
-        safe = torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x) if any_bad else x
+        bad, safe = self._screen(x)
         lp, g = self._call(self.target.log_prob_and_grad, safe, True)
-        self._record(bad, lp, g, True, at_states)
-        if any_bad:
+        if not bool(torch.isfinite(lp.sum() + g.sum())):  # fast path: a finite sum proves all finite
+            self._record(bad, lp, g, True, at_states, proposal)
+        if bad is not None:
             nan = float("nan")
             lp = torch.where(bad, torch.full_like(lp, nan), lp)
             g = torch.where(bad.unsqueeze(-1), torch.full_like(g, nan), g)
@@ -105,22 +118,39 @@ class CountedTarget:
         return self.log_prob_and_grad(x, at_states=True)[1]
 
     # failures ------------------------------------------------------------------------------------
-    def _record(self, bad_in: Tensor, lp: Tensor, g: Tensor | None, per_chain: bool,
-                at_states: bool = False) -> None:
-        """Count the finite points where the target's output is NaN / +inf (or its gradient not finite)."""
+    def _screen(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """``(bad rows or None, x with the bad rows zeroed)``; one reduction when every row is finite."""
+        if bool(torch.isfinite(x.sum())):
+            return None, x
+        bad = ~torch.isfinite(x).all(-1)
+        self.saw_nonfinite = True  # the monitor checks the states at the end of this step
+        return bad, torch.where(bad.unsqueeze(-1), torch.zeros_like(x), x)
+
+    def _record(self, bad_in: Tensor | None, lp: Tensor, g: Tensor | None, per_chain: bool,
+                at_states: bool = False, proposal: bool = False) -> None:
+        """Count the finite points where the target's output is NaN / +inf (or its gradient not finite).
+
+        Called only when the fast path (a finite sum) failed: ``-inf`` values or a real failure.
+        """
         broken = torch.isnan(lp) | (lp == math.inf)
         if g is not None:
             broken |= torch.isfinite(lp) & ~torch.isfinite(g).all(-1)
-        broken &= ~bad_in
-        if not bool(broken.any()):
+        if bad_in is not None:
+            broken &= ~bad_in
+        count = int(broken.sum())
+        if not count:
             return
-        self.n_bad_points += int(broken.sum())
+        if proposal:
+            self.n_bad_proposals += count
+            return
+        self.n_bad_points += count
         if self.first_bad_step is None:
             self.first_bad_step = self.steps_done
         if not per_chain:
-            self.n_bad_pool += int(broken.sum())
+            self.n_bad_pool += count
         elif (self.attribute or at_states) and broken.shape[0] == self.num_chains:
             self.bad_chains |= broken
+            self.saw_nonfinite = True
 
     def _call(self, fn: Any, x: Tensor, per_chain: bool) -> Any:
         try:
@@ -190,15 +220,23 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 
 def logmeanexp(a: Tensor) -> float:
-    """``log(mean(exp(a)))`` over the finite entries of a 1-D tensor, computed stably."""
-    a = a[torch.isfinite(a)]
+    """``log(mean(exp(a)))`` of a 1-D tensor of log weights, computed stably.
+
+    ``-inf`` is a zero weight and counts in the mean (as in :func:`sciml.metrics.log_z_estimates`);
+    NaN and ``+inf`` entries (diverged chains) are left out. ``-inf`` when every counted weight is
+    zero, NaN when no entry is counted.
+    """
+    a = a[~torch.isnan(a) & (a != math.inf)]
     if a.numel() == 0:
         return float("nan")
     return float(torch.logsumexp(a, 0) - math.log(a.numel()))
 
 
-DIVERGENCE_FACTOR = 1e6
-"""A chain is diverged once ``max_j |x_j|`` exceeds ``DIVERGENCE_FACTOR`` times the run's scale."""
+DIVERGENCE_FACTOR = 1e8
+"""A chain is diverged once ``max_j |x_j|`` exceeds ``DIVERGENCE_FACTOR`` times the run's scale.
+
+1e8 initial scales is absurd for any legitimate chain (a Cauchy draw beyond 1e8 has probability ~6e-9),
+while a hopeless step size grows geometrically and reaches it within a few steps."""
 
 
 def target_scale(target: Target) -> float:
@@ -230,8 +268,10 @@ class RunMonitor:
     again and never weighted. Once every chain has diverged the run stops (``stopped``).
     """
 
-    def __init__(self, target: CountedTarget, num_chains: int, total: int, bound: float, bar: Any) -> None:
+    def __init__(self, target: CountedTarget, num_chains: int, total: int, bound: float, bar: Any,
+                 check_every: int = 16) -> None:
         self.target, self.total, self.bound, self.bar = target, total, bound, bar
+        self.check_every = check_every
         self.steps = 0
         self.diverged = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
         self.n_flagged = 0
@@ -248,11 +288,13 @@ class RunMonitor:
         self.steps += 1
         self.target.steps_done = self.steps
         self.bar.update(1)
-        out = self.flag(*states)
-        return out[0] if len(out) == 1 else out
+        if self.target.saw_nonfinite or self.steps % self.check_every == 0 or self.steps >= self.total:
+            states = self.flag(*states)
+        return states[0] if len(states) == 1 else states
 
     def flag(self, *states: Tensor) -> tuple[Tensor, ...]:
         """Flag chains that diverged in ``states`` (or at which the target failed); NaN their rows."""
+        self.target.saw_nonfinite = False
         bad = self.target.bad_chains.clone()
         self.target.bad_chains.zero_()
         for x in states:
@@ -282,9 +324,12 @@ class RunMonitor:
         """The warning text for a run with diverged chains or target failures, else ``None``."""
         parts = []
         if self.n_flagged:
-            parts.append(f"{min(self.n_flagged, num_chains)} of {num_chains} chains diverged (a non-finite "
-                         f"state, a state beyond |x| = {self.bound:.3g}, i.e. {DIVERGENCE_FACTOR:.0e} x (initial "
-                         "spread + target scale), or a NaN / +inf target value at the state)")
+            n_div = int(self.diverged.sum())
+            events = (f"; {self.n_flagged} divergence events, counting resampled copies that diverged again"
+                      if self.n_flagged != n_div else "")
+            parts.append(f"{n_div} of {num_chains} chains diverged (a non-finite state, a state beyond "
+                         f"|x| = {self.bound:.3g}, i.e. {DIVERGENCE_FACTOR:.0e} x (initial spread + target "
+                         f"scale), or a NaN / +inf target value at the state){events}")
         if self.stopped_at is not None:
             parts.append(f"the run stopped after {self.stopped_at} of {self.total} steps because every chain "
                          "had diverged (step_size too large, or a broken target)")
@@ -293,11 +338,15 @@ class RunMonitor:
             parts.append(f"the target returned non-finite values (NaN or +inf log-density, or a non-finite "
                          f"gradient) at {self.target.n_bad_points} finite points, first after "
                          f"{self.target.first_bad_step} steps")
+        if tgt.n_bad_proposals:
+            parts.append(f"the target returned NaN / +inf at {tgt.n_bad_proposals} MALA proposals (counted "
+                         "as rejections; the chains were not marked)")
         if not parts:
             return None
-        tail = "; diverged chains are NaN rows in Samples.x, marked in Samples.diverged"
-        if weighted:
-            tail += ", and are excluded from log_weights (-inf) and log_z"
+        tail = "; diverged chains are NaN rows in Samples.x, marked in Samples.diverged" if self.n_flagged else ""
+        if weighted and self.n_flagged:
+            tail += (", and are excluded from log_weights (-inf) and log_z: log_z is then an estimate over the "
+                     "surviving chains only and is biased (the diverged chains' share of Z is left out)")
         return f"{self.target.sampler}: " + "; ".join(parts) + tail
 
 
@@ -315,6 +364,9 @@ class DiffusionSamplerBase(Sampler):
     #: whether every target evaluation is at a chain's state or MALA proposal (a non-finite value there
     #: marks the chain diverged); ``False`` for samplers evaluating trial points of a step control
     _attribute_failures = True
+    #: steps between two divergence checks of the states (a non-finite input or value is acted on at
+    #: the end of its step); AIS / SMC check every temperature (weights, resampling)
+    _check_every = 16
 
     def __init__(self, *, init_std: float = 1.0, progress: bool | None = None) -> None:
         self.init_std = check_positive("init_std", init_std)
@@ -377,8 +429,9 @@ class DiffusionSamplerBase(Sampler):
         counted = CountedTarget(tgt, self.name, num_samples, total, self._attribute_failures)
         bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(tgt))
         with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
-            monitor = RunMonitor(counted, num_samples, total, bound, bar)
+            monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every)
             x, extras = self._run(counted, x0, generator, monitor)
+            x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
         if message is not None:
@@ -401,25 +454,19 @@ class DiffusionSamplerBase(Sampler):
         try:
             with torch.no_grad():
                 lp = tgt.log_prob(probe)
-        except (RuntimeError, IndexError, ValueError) as exc:  # e.g. a dimension mismatch inside the target
+        except Exception as exc:  # any failure of user code, e.g. a dimension mismatch inside the target
             raise ValueError(f"{name} failed on the first starting points, shape {tuple(probe.shape)} "
                              f"(a dimension mismatch, or the target cannot be evaluated there): {exc}") from exc
         if not isinstance(lp, Tensor) or tuple(lp.shape) != (probe.shape[0],):
             got = tuple(lp.shape) if isinstance(lp, Tensor) else type(lp).__name__
             raise ValueError(f"{name} must return shape (n,) = ({probe.shape[0]},) for inputs "
                              f"(n, dim) = {tuple(probe.shape)}, got {got}")
-        if not bool(torch.isfinite(lp).all()):
-            raise ValueError(f"{name} is not finite at the starting points (NaN or inf); "
-                             "check the target or pass a finite `init`")
-
-
-def check_nonnegative_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int >= 0 (not a bool), else raise ``TypeError`` / ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 0, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+        if bool((torch.isnan(lp) | (lp == math.inf)).any()):
+            raise ValueError(f"{name} is NaN or +inf at the starting points; check the target or pass "
+                             "another `init` (-inf, a zero density outside the support, is allowed)")
+        if bool((lp == -math.inf).all()):
+            raise ValueError(f"{name} is -inf (zero density) at all of the first {probe.shape[0]} starting "
+                             "points; pass an `init` inside the support or a larger init_std")
 
 
 __all__ += ["RunMonitor", "DIVERGENCE_FACTOR", "target_scale", "check_nonnegative_int"]

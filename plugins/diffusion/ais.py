@@ -4,7 +4,8 @@ Path ``pi_b(x) ~ p0(x)^(1 - b) pi(x)^b``, ``p0 = N(0, init_std^2 I)`` (normalise
 0 to 1. Each particle starts from ``p0``; at every temperature its log-weight gains
 ``(b_k - b_{k-1)) (log pi(x) - log p0(x))`` and it then makes Metropolis-adjusted Langevin
 (MALA) moves that leave ``pi_{b_k}`` invariant. ``log Z`` is estimated by ``logmeanexp`` of the
-log-weights (unbiased for ``Z``). The MALA step size is adapted between temperatures towards an
+log-weights (unbiased for ``Z``; a ``-inf`` log-weight, a zero-density state, is a zero weight and
+counts; diverged particles are left out). The MALA step size is adapted between temperatures towards an
 acceptance rate of about 0.6 (using past moves only).
 """
 
@@ -59,7 +60,8 @@ def mala_move(target: CountedTarget, state: AnnealedState, beta: float, std: flo
               gen: torch.Generator | None) -> tuple[AnnealedState, Tensor]:
     """One MALA step targeting ``p0^(1-beta) pi^beta``; returns the new state and the acceptance mask.
 
-    Chains whose proposal is non-finite reject it; chains that are already non-finite stay so.
+    Chains whose proposal is non-finite, or where the target is NaN / ``+inf``, reject it (counted by
+    the target, never a divergence); chains that are already non-finite stay so.
     """
     x = state.x
 
@@ -68,7 +70,7 @@ def mala_move(target: CountedTarget, state: AnnealedState, beta: float, std: flo
 
     lp_x, g_x = tempered(state.log_target, state.grad_target, x)
     prop = x + step * g_x + math.sqrt(2.0 * step) * randn_like(x, gen)
-    lt_p, gt_p = target.log_prob_and_grad(prop)
+    lt_p, gt_p = target.log_prob_and_grad(prop, proposal=True)
     lp_p, g_p = tempered(lt_p, gt_p, prop)
     fwd = -((prop - x - step * g_x) ** 2).sum(-1) / (4.0 * step)
     bwd = -((x - prop - step * g_p) ** 2).sum(-1) / (4.0 * step)
@@ -100,6 +102,7 @@ class AIS(DiffusionSamplerBase):
     """
 
     name = "ais"
+    _check_every = 1
 
     def __init__(self, num_steps: int = 200, step_size: float = 0.05, mcmc_steps: int = 1, *,
                  schedule: str | Callable[[Tensor], Tensor] = "geometric", adapt_step: bool = True,
@@ -146,12 +149,16 @@ class AIS(DiffusionSamplerBase):
             state = self._end_step(monitor, state)
             if monitor.stopped:
                 break
-        log_w = torch.where(torch.isfinite(log_w) & ~monitor.diverged, log_w, torch.full_like(log_w, -math.inf))
+        # -inf is a zero weight (a particle in a zero-density region) and counts in log Z; diverged
+        # particles (NaN) are left out of it, and get log-weight -inf
+        dropped = torch.isnan(log_w) | (log_w == math.inf) | monitor.diverged
+        log_z = logmeanexp(torch.where(dropped, torch.full_like(log_w, math.nan), log_w))
+        log_w = torch.where(dropped, torch.full_like(log_w, -math.inf), log_w)
         w = torch.softmax(log_w, 0)
         ess = float(1.0 / (w * w).sum()) if bool(torch.isfinite(w).all()) else 0.0
         self._warn_frozen(rates)
         diagnostics = {"acceptance": sum(rates) / max(len(rates), 1), "final_step_size": step, "ess": ess}
-        return state.x, {"log_weights": log_w, "log_z": logmeanexp(log_w), "diagnostics": diagnostics}
+        return state.x, {"log_weights": log_w, "log_z": log_z, "diagnostics": diagnostics}
 
     @staticmethod
     def _end_step(monitor: RunMonitor, state: AnnealedState) -> AnnealedState:

@@ -55,9 +55,10 @@ class SMC(AIS):
         log_z, step, rates, n_resample = 0.0, self.step_size, [], 0
         for k in range(1, len(betas)):
             incr = (betas[k] - betas[k - 1]) * (state.log_target - _log_p0(state.x, self.init_std))
-            alive = torch.isfinite(incr)
+            # -inf (a zero-density state) is a zero weight and stays in the sum; only diverged particles
+            # (NaN rows, NaN / +inf values) are excluded: the weights are renormalised over the others
+            alive = ~torch.isnan(incr) & (incr != math.inf)
             if not bool(alive.all()):
-                # diverged particles (NaN rows) are excluded: the weights are renormalised over the others
                 incr = torch.where(alive, incr, torch.full_like(incr, -math.inf))
                 log_w = torch.where(alive, log_w, torch.full_like(log_w, -math.inf))
                 log_w = log_w - torch.logsumexp(log_w, 0)
