@@ -225,14 +225,20 @@ def _all_diverged(s: sciml.Samples) -> bool:
 
 
 def _chain_excluded(chain: int) -> Callable[[sciml.Samples], bool]:
-    """``chain`` flagged (or, after resampling, no longer present) and never weighted; the rest healthy."""
+    """``chain`` flagged (SMC after a resampling: no longer present) and never weighted; the rest healthy."""
 
     def check(s: sciml.Samples) -> bool:
         ok = ~s.diverged
         rest = s.x[ok]
         healthy = bool(torch.isfinite(rest).all()) and float(rest.abs().max()) < 8.0
         weights_ok = s.log_weights is None or bool(torch.isneginf(s.log_weights[s.diverged]).all())
-        return healthy and weights_ok and bool(s.diverged[chain]) | (s.log_weights is not None)
+        if "n_resample" in s.diagnostics and s.diagnostics["n_resample"]:
+            # SMC after a resampling: the flagged particle (weight zero) is never copied, so no row holds
+            # it and every row is a healthy, weighted particle
+            flagged = not bool(s.diverged.any()) and bool(torch.isfinite(s.log_weights).all())
+        else:  # no resampling (ULA, ULMC, AIS, SMC that never resampled): the chain keeps its row
+            flagged = bool(s.diverged[chain]) and int(s.diverged.sum()) == 1
+        return healthy and weights_ok and flagged
 
     return check
 

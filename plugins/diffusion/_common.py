@@ -400,8 +400,8 @@ class DiffusionSamplerBase(Sampler):
             :class:`~sciml.Samples` with ``x`` ``(num_samples, dim)`` in the target's dtype and on
             its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask (diverged
             chains are NaN rows); ``diagnostics`` holds ``n_diverged``, ``stopped_at_step`` (``None``
-            unless every chain diverged and the run stopped early), ``divergence_bound`` and
-            ``n_nonfinite_target_points``.
+            unless every chain diverged and the run stopped early), ``divergence_bound``,
+            ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected).
 
         Warns:
             RuntimeWarning: when chains diverged or the target returned NaN / ``+inf`` values.
@@ -441,6 +441,7 @@ class DiffusionSamplerBase(Sampler):
         diagnostics["stopped_at_step"] = monitor.stopped_at
         diagnostics["divergence_bound"] = bound
         diagnostics["n_nonfinite_target_points"] = counted.n_bad_points
+        diagnostics["n_nonfinite_proposals"] = counted.n_bad_proposals
         diagnostics["evals_per_chain"] = counted.n_evals / num_samples
         diagnostics["grad_evals_per_chain"] = counted.n_grad_evals / num_samples
         return Samples(x=x.detach(), n_evals=int(counted.n_evals), n_grad_evals=int(counted.n_grad_evals),
