@@ -8,7 +8,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["resolve_progress", "progress_bar", "add_progress_argument"]
+__all__ = ["check_progress", "resolve_progress", "progress_bar", "add_progress_argument"]
+
+
+def check_progress(progress: object) -> bool | None:
+    """Return ``progress`` unchanged (for resolving at run time), or raise ``TypeError`` unless a bool or None."""
+    resolve_progress(progress)
+    return progress  # type: ignore[return-value]
 
 
 def resolve_progress(progress: object) -> bool:

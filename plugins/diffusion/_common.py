@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from sciml.interfaces import Sampler, Samples
-from sciml.progress import progress_bar, resolve_progress
+from sciml.progress import check_progress, progress_bar
 from sciml.targets import Target, TargetError, as_target
 from sciml.validation import (
     check_generator,
@@ -370,8 +370,7 @@ class DiffusionSamplerBase(Sampler):
 
     def __init__(self, *, init_std: float = 1.0, progress: bool | None = None) -> None:
         self.init_std = check_positive("init_std", init_std)
-        resolve_progress(progress)  # validates: a bool or None
-        self.progress = progress
+        self.progress = check_progress(progress)
 
     # subclasses -----------------------------------------------------------------------------
     @abc.abstractmethod

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from sciml import Solver
 from sciml.kernels import Kronecker
-from sciml.progress import progress_bar, resolve_progress
+from sciml.progress import check_progress, progress_bar
 from sciml.validation import (
     check_bool,
     check_generator,
@@ -151,7 +151,7 @@ class GPPDESolver(Solver):
         self.mean_boundary = None if mean_boundary is None else check_bool("mean_boundary", mean_boundary)
         self.dense_threads = None if dense_threads is None else check_positive_int("dense_threads", dense_threads)
         self.prune = check_bool("prune", prune)
-        self.progress = None if progress is None else resolve_progress(progress)
+        self.progress = check_progress(progress)
 
     # ------------------------------------------------------------------ public entry point
     def solve(self, problem: PDEProblem, *, generator: torch.Generator | None = None) -> GPPDESolution:

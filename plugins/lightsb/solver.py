@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from sciml import Solver
-from sciml.progress import progress_bar, resolve_progress
+from sciml.progress import check_progress, progress_bar
 from sciml.validation import (
     check_bool,
     check_generator,
@@ -171,8 +171,7 @@ class LightSB(Solver):
         self.t_gap = check_positive("t_gap", t_gap)
         if self.t_gap >= 1:
             raise ValueError(f"t_gap must be < 1, got {t_gap}")
-        resolve_progress(progress)  # a bool or None, resolved at every solve
-        self.progress = progress
+        self.progress = check_progress(progress)
         self.n_starts = check_positive_int("n_starts", n_starts)
         self.start_steps = check_positive_int("start_steps", start_steps)
         self.init_min_weight = check_nonnegative("init_min_weight", init_min_weight)

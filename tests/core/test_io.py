@@ -11,7 +11,7 @@ import torch
 
 import sciml
 from sciml.io import SaveFileError, load_state, reading, save_state
-from sciml.progress import progress_bar, resolve_progress
+from sciml.progress import check_progress, progress_bar, resolve_progress
 from sciml.validation import DeviceUnavailableError, check_device, check_positive
 
 
@@ -146,6 +146,9 @@ def test_progress_switch(monkeypatch):
     assert resolve_progress(True) is True and resolve_progress(False) is False
     with pytest.raises(TypeError, match="progress must be a bool or None, got int"):
         resolve_progress(1)
+    assert check_progress(None) is None and check_progress(False) is False
+    with pytest.raises(TypeError, match="progress must be a bool or None, got str"):
+        check_progress("yes")
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: quiet by default
     assert resolve_progress(None) is False
     bar = progress_bar(range(3), desc="x")
