@@ -1,7 +1,8 @@
-"""Sample-quality metrics for samplers: entropic W2, MMD, sliced KS, mode coverage, log Z estimates.
+"""Distances and sample-quality metrics: W2 (exact, Gaussian, entropic / Sinkhorn), MMD, sliced KS,
+mode statistics, log Z estimates.
 
-All functions take samples as ``(n, dim)`` tensors and return Python floats (or small tensors /
-named tuples). ``entropic_w2`` uses POT (``ot``) for the Sinkhorn solver.
+Sample-based functions take ``(n, dim)`` tensors and return Python floats (or small tensors / named
+tuples). ``wasserstein2`` uses POT's network simplex; Sinkhorn is our own log-domain solver.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from sciml.validation import check_bool, check_generator, check_positive, check_positive_int, check_tensor
+from sciml.validation import (
+    as_tensor,
+    check_bool,
+    check_covariance,
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
 
 __all__ = [
     "entropic_w2",
@@ -29,6 +40,10 @@ __all__ = [
     "LogZEstimates",
     "log_z_estimates",
     "gaussian_w2",
+    "gaussian_w2_sq",
+    "sqrtm_psd",
+    "sinkhorn",
+    "SinkhornPlan",
 ]
 
 
@@ -52,32 +67,93 @@ def _hist(name: str, w: Tensor | None, n: int, like: Tensor) -> Tensor:
     return w / w.sum()
 
 
+class SinkhornPlan(NamedTuple):
+    """Result of :func:`sinkhorn`: the plan and the dual potentials (units of the cost)."""
+
+    plan: Tensor
+    """``(n, m)`` entropic plan ``exp((f_i + g_j - C_ij) / reg) a_i b_j``."""
+    f: Tensor
+    """``(n,)`` row potential."""
+    g: Tensor
+    """``(m,)`` column potential."""
+    marginal_error: float
+    """L1 violation of the row marginals (the column marginals are exact) at the last check."""
+    num_steps: int
+    """Sinkhorn iterations run, over all stages."""
+
+
+def sinkhorn(cost: Tensor, reg: float, a: Tensor | None = None, b: Tensor | None = None, *,
+             max_iter: int = 1000, tol: float = 1e-4, start: float | None = None, scaling: float = 0.5,
+             stage_iter: int = 200) -> SinkhornPlan:
+    """Entropic OT plan for a cost matrix, log-domain Sinkhorn with epsilon scaling.
+
+    Minimises ``<P, C> + reg KL(P | a b^T)`` over couplings of ``a`` and ``b``. The regularisation
+    runs through ``start, start * scaling, ...`` down to ``reg`` (``start`` default ``max C``), at most
+    ``stage_iter`` iterations per intermediate stage and ``max_iter`` at ``reg``; a stage ends early
+    once the row-marginal violation is below ``tol`` (``tol=0``: always the full budget). The dual
+    potentials carry over between stages. Computed in the dtype of ``cost``.
+
+    Args:
+        cost: ``(n, m)`` finite cost matrix.
+        reg: final regularisation (> 0), in units of the cost.
+        a: ``(n,)`` nonnegative source weights (normalised); default uniform.
+        b: ``(m,)`` nonnegative target weights (normalised); default uniform.
+        max_iter: iterations at ``reg``.
+        tol: L1 tolerance on the marginals.
+        start: first regularisation (> 0); ``None``: ``max(reg, max C)``.
+        scaling: ratio in ``(0, 1)`` between consecutive regularisations.
+        stage_iter: iterations per intermediate stage.
+    """
+    cost = check_tensor("cost", cost, ndim=2)
+    n, m = cost.shape
+    if n < 1 or m < 1:
+        raise ValueError(f"cost must be a non-empty (n, m) matrix, got shape {tuple(cost.shape)}")
+    reg = check_positive("reg", reg)
+    max_iter = check_positive_int("max_iter", max_iter)
+    stage_iter = check_positive_int("stage_iter", stage_iter)
+    tol = check_nonnegative("tol", tol)
+    scaling = check_probability("scaling", scaling)
+    a = _hist("a", a, n, cost)
+    b = _hist("b", b, m, cost)
+    first = max(float(cost.max()), reg) if start is None else max(check_positive("start", start), reg)
+    regs = []
+    r = first
+    while r > reg:
+        regs.append(r)
+        r *= scaling
+    regs.append(reg)
+    log_a, log_b = a.log(), b.log()
+    f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
+    g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
+    steps, err = 0, math.inf
+    for k, r in enumerate(regs):
+        budget = max_iter if k == len(regs) - 1 else stage_iter
+        for it in range(budget):
+            f = -r * torch.logsumexp((g[None] - cost) / r + log_b, dim=1)
+            g = -r * torch.logsumexp((f[:, None] - cost) / r + log_a[:, None], dim=0)
+            steps += 1
+            if tol > 0 and (it % 10 == 9 or it == budget - 1):
+                rows = torch.logsumexp((f[:, None] + g[None] - cost) / r + log_b, dim=1).exp() * a
+                err = float((rows - a).abs().sum())
+                if err <= tol:
+                    break
+    plan = torch.exp((f[:, None] + g[None] - cost) / reg + log_a[:, None] + log_b)
+    if tol == 0:
+        err = float((plan.sum(1) - a).abs().sum())
+    return SinkhornPlan(plan, f, g, err, steps)
+
+
 def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | None = None,
-                weights_y: Tensor | None = None, method: str = "log", max_iter: int = 1000,
-                stage_iter: int = 200, tol: float = 1e-4, scaling: float = 0.5) -> float:
+                weights_y: Tensor | None = None, max_iter: int = 1000, stage_iter: int = 200, tol: float = 1e-4,
+                scaling: float = 0.5) -> float:
     """Entropic-regularised 2-Wasserstein distance between two sample sets.
 
-    Computes ``sqrt(<P_reg, C>)`` where ``C_ij = |x_i - y_j|^2`` (not normalised) and ``P_reg`` is the
-    entropic optimal plan between the (weighted) empirical measures with regularisation ``reg``
-    (absolute, in units of the cost): the entropic reading of the MultALMC paper's metric
-    ("entropic-regularised W2, regularisation 0.05"), ``sqrt(ot.sinkhorn2(a, b, C, reg))`` (POT's
-    ``sinkhorn2`` returns the transport cost of the regularised plan, without the entropy term).
-    The SLIPS benchmark code's ``compute_wasserstein`` carries ``reg=0.05`` in its signature but its
-    default ``method=None`` calls ``ot.emd2``: the exact W2, :func:`wasserstein2` here.
-
-    Methods:
-
-    * ``"log"`` (default): POT's log-domain solver (``ot.bregman.sinkhorn_log``) warm-started along
-      ``reg_k = max(reg, max(C) scaling^k)`` (epsilon scaling; at most ``stage_iter`` iterations per
-      stage, ``max_iter`` at the final ``reg``), then the plan is rounded onto the exact marginals
-      (Altschuler, Weed & Rigollet 2017, Alg. 2), so the cost is that of a feasible coupling
-      (``>=`` the exact W2). A ``RuntimeWarning`` reports a marginal violation above ``tol`` (L1, total
-      mass 1) before rounding: the value is then inflated by the rounding.
-    * ``"pot"``: POT's default Sinkhorn-Knopp as a user of POT would call it,
-      ``sqrt(ot.sinkhorn2(a, b, C, reg, numItermax=max_iter))``. With ``reg = 0.05`` its kernel ``exp(-C / reg)`` underflows for
-      costs above ~37 (float64; ~4.4 in float32), and POT then stops on numerical errors and returns
-      the plan of its last valid iterate, which can be far from the entropic plan; a
-      ``RuntimeWarning`` says so when POT reported such errors.
+    ``sqrt(<P_reg, C>)`` with ``C_ij = |x_i - y_j|^2`` (not normalised) and ``P_reg`` the entropic plan
+    between the (weighted) empirical measures at regularisation ``reg`` (absolute, in units of the
+    cost), computed by :func:`sinkhorn` and then rounded onto the exact marginals (Altschuler, Weed &
+    Rigollet 2017, Alg. 2), so the value is the cost of a feasible coupling (``>=`` the exact W2). A
+    ``RuntimeWarning`` reports a marginal violation above ``tol`` (L1, total mass 1) before rounding:
+    the value is then inflated by the rounding.
 
     Args:
         x: ``(n, d)`` samples.
@@ -85,60 +161,26 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
         reg: entropic regularisation (> 0).
         weights_x: optional nonnegative weights of ``x`` (normalised internally).
         weights_y: optional nonnegative weights of ``y`` (normalised internally).
-        method: ``"log"`` or ``"pot"``.
-        max_iter: Sinkhorn iterations at the final ``reg`` (``"log"``) or in total (``"pot"``).
-        stage_iter: iterations per intermediate stage (``"log"``).
+        max_iter: Sinkhorn iterations at the final ``reg``.
+        stage_iter: iterations per intermediate stage.
         tol: tolerance on the marginal violation.
-        scaling: factor in ``(0, 1)`` between consecutive regularisations (``"log"``).
+        scaling: factor in ``(0, 1)`` between consecutive regularisations.
 
     Returns:
         the distance (a float).
     """
-    import ot
-
     x, y = _pair(x, y)
-    reg = check_positive("reg", reg)
-    max_iter = check_positive_int("max_iter", max_iter)
-    stage_iter = check_positive_int("stage_iter", stage_iter)
-    tol = check_positive("tol", tol)
-    scaling = check_positive("scaling", scaling)
-    if scaling >= 1:
-        raise ValueError(f"scaling must be in (0, 1), got {scaling}")
-    if method not in ("log", "pot"):
-        raise ValueError(f"method must be 'log' or 'pot', got {method!r}")
     a = _hist("weights_x", weights_x, x.shape[0], x)
     b = _hist("weights_y", weights_y, y.shape[0], x)
+    tol = check_positive("tol", tol)
     cost = torch.cdist(x, y) ** 2
-    if method == "pot":
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            val = float(ot.sinkhorn2(a, b, cost, reg, numItermax=max_iter, stopThr=1e-9))
-        if any("umerical error" in str(w.message) or "divide" in str(w.message) for w in caught):
-            warnings.warn("entropic_w2(method='pot'): POT's Sinkhorn stopped on numerical errors (kernel "
-                          "underflow); the value is not the entropic W2, use method='log'", RuntimeWarning,
-                          stacklevel=2)
-        return math.sqrt(max(val, 0.0))
-    regs = []
-    r = max(float(cost.max()), reg)
-    while r > reg:
-        regs.append(r)
-        r *= scaling
-    regs.append(reg)
-    log_u = log_v = None
-    prev = 1.0
-    for k, r in enumerate(regs):
-        warm = None if log_u is None else (log_u * (prev / r), log_v * (prev / r))
-        last = k == len(regs) - 1
-        plan, info = ot.bregman.sinkhorn_log(a, b, cost, r, numItermax=max_iter if last else stage_iter,
-                                             stopThr=tol / 10, log=True, warn=False, warmstart=warm)
-        log_u, log_v, prev = info["log_u"], info["log_v"], r
-    viol = float((plan.sum(1) - a).abs().sum() + (plan.sum(0) - b).abs().sum())
-    if not viol <= tol:
-        warnings.warn(f"entropic_w2: Sinkhorn marginal violation {viol:.2e} > tol={tol:.1e} after "
+    res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol / 10, scaling=scaling, stage_iter=stage_iter)
+    if not res.marginal_error <= tol:
+        warnings.warn(f"entropic_w2: Sinkhorn marginal violation {res.marginal_error:.2e} > tol={tol:.1e} after "
                       f"max_iter={max_iter}; the plan was rounded onto the marginals, which inflates the "
                       "value (raise max_iter / stage_iter, or compare with wasserstein2)", RuntimeWarning,
                       stacklevel=2)
-    plan = _round_to_marginals(plan, a, b)
+    plan = _round_to_marginals(res.plan, a, b)
     return math.sqrt(max(float((plan * cost).sum()), 0.0))
 
 
@@ -338,63 +380,60 @@ def log_z_estimates(log_weights: Tensor) -> LogZEstimates:
     return LogZEstimates(float(lse - math.log(n)), float(lw.mean()), ess)
 
 
-def _sqrtm_psd(s: Tensor) -> Tensor:
-    evals, evecs = torch.linalg.eigh(s)
-    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
+def sqrtm_psd(a: Tensor, *, inverse: bool = False) -> Tensor:
+    """Symmetric square root (or inverse square root) of symmetric PSD matrices ``(..., d, d)``.
 
-
-def _as_float64(name: str, value: object) -> tuple[Tensor, float]:
-    """``value`` (tensor, number or nested list) as float64, and the eps of the dtype it came in."""
-    if isinstance(value, Tensor):
-        check_tensor(name, value, floating=False)
-        eps = torch.finfo(value.dtype).eps if value.is_floating_point() else torch.finfo(torch.float64).eps
-        return value.to(torch.float64), eps
-    try:
-        return torch.tensor(value, dtype=torch.float64), torch.finfo(torch.float64).eps
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be a tensor or a (nested) list of real numbers, got {type(value).__name__} "
-                        f"({exc})") from None
-
-
-def _check_covariance(name: str, s: Tensor, eps: float) -> Tensor:
-    """Symmetrised ``s``, or ``ValueError`` unless it is symmetric positive semi-definite.
-
-    Tolerance ``sqrt(eps) * max|S|`` (eps of the dtype ``s`` was given in) for both the asymmetry
-    and the most negative eigenvalue: the rounding a covariance estimate carries, far below any
-    genuinely indefinite matrix.
+    ``a`` is symmetrised and its negative eigenvalues (round-off) are set to 0 (the inverse of a
+    singular matrix is then infinite); no other check, for hot paths: see
+    :func:`sciml.validation.check_covariance`.
     """
-    scale = float(s.abs().max()) if s.numel() else 0.0
-    tol = math.sqrt(eps) * scale
-    asym = float((s - s.T).abs().max()) if s.numel() else 0.0
-    if asym > tol:
-        raise ValueError(f"{name} must be a symmetric covariance matrix: max |{name} - {name}^T| = {asym:.3e} "
-                         f"exceeds {tol:.3e} (sqrt(eps) * max |{name}|)")
-    s = 0.5 * (s + s.T)
-    smallest = float(torch.linalg.eigvalsh(s)[0]) if s.numel() else 0.0
-    if smallest < -tol:
-        raise ValueError(f"{name} must be positive semi-definite: its smallest eigenvalue is {smallest:.3e} "
-                         f"(tolerance -{tol:.3e})")
-    return s
+    a = 0.5 * (a + a.transpose(-1, -2))
+    vals, vecs = torch.linalg.eigh(a)
+    vals = vals.clamp_min(0.0)
+    f = vals.rsqrt() if inverse else vals.sqrt()
+    return (vecs * f[..., None, :]) @ vecs.transpose(-1, -2)
+
+
+def _gaussian_args(m1: object, s1: object, m2: object, s2: object) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Means ``(..., d)`` and PSD covariances ``(..., d, d)`` in float64, checked (names ``m1, S1, m2, S2``)."""
+    out = []
+    for mname, m, sname, s in (("m1", m1, "S1", s1), ("m2", m2, "S2", s2)):
+        m = check_tensor(mname, as_tensor(mname, m))
+        s = check_tensor(sname, as_tensor(sname, s))
+        if m.ndim < 1:
+            raise ValueError(f"{mname} must have shape (..., d), got a scalar")
+        d = m.shape[-1]
+        if s.shape[-2:] != (d, d):
+            raise ValueError(f"{sname} must have shape (..., {d}, {d}) to match {mname}, got {tuple(s.shape)}")
+        eps = torch.finfo(s.dtype).eps if s.is_floating_point() else torch.finfo(torch.float64).eps
+        out += [m.to(torch.float64), check_covariance(sname, s.to(torch.float64), eps=eps)]
+    if out[0].shape[-1] != out[2].shape[-1]:
+        raise ValueError(f"m1 and m2 must have the same dimension, got {out[0].shape[-1]} and {out[2].shape[-1]}")
+    return out[0], out[1], out[2], out[3]
+
+
+def gaussian_w2_sq(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> Tensor:
+    """Squared W2 between Gaussians, batched: ``|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2})``.
+
+    Means ``(..., d)``, covariances ``(..., d, d)`` (broadcast against each other) -> ``(...)``, in
+    float64. Covariances must be symmetric PSD to ``sqrt(eps) * max|S|`` (eps of their dtype; see
+    :func:`sciml.validation.check_covariance`), else ``ValueError`` naming ``S1`` / ``S2``.
+    """
+    m1, s1, m2, s2 = _gaussian_args(m1, s1, m2, s2)
+    r1 = sqrtm_psd(s1)
+    mid = r1 @ s2 @ r1
+    eig = torch.linalg.eigvalsh(0.5 * (mid + mid.transpose(-1, -2))).clamp_min(0.0)
+    tr = torch.diagonal(s1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(s2, dim1=-2, dim2=-1).sum(-1)
+    return ((m1 - m2) ** 2).sum(-1) + (tr - 2 * eig.sqrt().sum(-1)).clamp_min(0.0)
 
 
 def gaussian_w2(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> float:
-    """Closed-form W2 between ``N(m1, S1)`` and ``N(m2, S2)``:
-    ``sqrt(|m1 - m2|^2 + tr(S1 + S2 - 2 (S1^{1/2} S2 S1^{1/2})^{1/2}))``.
+    """Closed-form W2 between ``N(m1, S1)`` and ``N(m2, S2)``: the square root of :func:`gaussian_w2_sq`.
 
-    Means ``(d,)`` and covariances ``(d, d)`` as tensors or nested lists (computed in float64). The
-    covariances must be symmetric positive semi-definite (singular allowed) to ``sqrt(eps) *
-    max|S|``, eps of their dtype; otherwise ``ValueError`` naming ``S1`` / ``S2``.
+    Means ``(d,)`` and covariances ``(d, d)`` as tensors or nested lists (computed in float64).
     """
-    m1, _ = _as_float64("m1", m1)
-    check_tensor("m1", m1, ndim=1)
-    d = m1.shape[0]
-    m2, _ = _as_float64("m2", m2)
-    check_tensor("m2", m2, shape=(d,))
-    s1, eps1 = _as_float64("S1", s1)
-    s1 = _check_covariance("S1", check_tensor("S1", s1, shape=(d, d)), eps1)
-    s2, eps2 = _as_float64("S2", s2)
-    s2 = _check_covariance("S2", check_tensor("S2", s2, shape=(d, d)), eps2)
-    r1 = _sqrtm_psd(s1)
-    cross = _sqrtm_psd(r1 @ s2 @ r1)
-    val = float(((m1 - m2) ** 2).sum() + torch.trace(s1 + s2 - 2 * cross))
-    return math.sqrt(max(val, 0.0))
+    m1, s1, m2, s2 = _gaussian_args(m1, s1, m2, s2)
+    if m1.ndim != 1 or m2.ndim != 1:
+        raise ValueError(f"m1 and m2 must have shape (d,), got {tuple(m1.shape)} and {tuple(m2.shape)}; "
+                         "use gaussian_w2_sq for batches")
+    return math.sqrt(float(gaussian_w2_sq(m1, s1, m2, s2)))

@@ -26,6 +26,11 @@ __all__ = [
     "check_bool",
     "check_generator",
     "check_device",
+    "check_dtype",
+    "check_choice",
+    "check_probability",
+    "as_tensor",
+    "check_covariance",
     "DeviceUnavailableError",
 ]
 
@@ -181,3 +186,91 @@ def check_device(name: str, device: object) -> torch.device | None:
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise DeviceUnavailableError(f"{name}={device!r} was asked for, but MPS is not available; use device='cpu'")
     return dev
+
+
+def check_dtype(name: str, dtype: object, *, allow_none: bool = False) -> torch.dtype | None:
+    """Return ``dtype`` or raise ``TypeError`` unless it is a floating ``torch.dtype`` (or ``None`` if allowed)."""
+    if dtype is None and allow_none:
+        return None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        allowed = "a floating torch.dtype or None" if allow_none else "a floating torch.dtype"
+        raise TypeError(f"{name} must be {allowed}, got {dtype!r}")
+    return dtype
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else ``TypeError`` (not a str) / ``ValueError``."""
+    choices = tuple(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value: object, *, open_low: bool = True, open_high: bool = True) -> float:
+    """Return ``value`` as a float in ``(0, 1)`` (an end allowed when its ``open_*`` is False), else raise."""
+    v = check_real(name, value)
+    low_ok = v > 0 if open_low else v >= 0
+    high_ok = v < 1 if open_high else v <= 1
+    if not (math.isfinite(v) and low_ok and high_ok):
+        lo, hi = ("(" if open_low else "["), (")" if open_high else "]")
+        raise ValueError(f"{name} must lie in {lo}0, 1{hi}, got {value}")
+    return v
+
+
+def as_tensor(name: str, value: object, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None) -> Tensor:
+    """``value`` (tensor, real number or nested list of them) as a tensor, or ``TypeError`` naming it.
+
+    ``dtype`` (if given) applies to every value; ``device`` only to values that are not tensors yet
+    (a tensor stays where it is). New tensors default to float64. Complex values are refused.
+    """
+    if isinstance(value, Tensor):
+        if value.is_complex():
+            raise TypeError(f"{name} must be real, got a {value.dtype} tensor")
+        return value if dtype is None else value.to(dtype)
+    if isinstance(value, (str, bytes, complex)) or value is None:
+        raise TypeError(f"{name} must be a tensor, a real number or a nested list of real numbers, "
+                        f"got {type(value).__name__}")
+    try:
+        return torch.tensor(value, dtype=dtype or torch.float64, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be a tensor, a real number or a nested list of real numbers, got "
+                        f"{type(value).__name__} ({exc})") from None
+
+
+def check_covariance(name: str, s: Tensor, *, definite: bool = False, eps: float | None = None) -> Tensor:
+    """Symmetrised covariance matrices ``(..., d, d)``, or ``ValueError`` naming ``name``.
+
+    Tolerance ``sqrt(eps) * max|S|`` (``eps`` of ``s``'s dtype unless given) for the asymmetry and,
+    with ``definite=False``, for the most negative eigenvalue (the rounding a covariance estimate
+    carries, far below a genuinely indefinite matrix). ``definite=True`` asks for a Cholesky factor
+    to exist instead. ``s`` must be finite and floating.
+    """
+    check_tensor(name, s)
+    if s.ndim < 2 or s.shape[-1] != s.shape[-2]:
+        raise ValueError(f"{name} must be square matrices of shape (..., d, d), got {tuple(s.shape)}")
+    if s.numel() == 0:
+        return s
+    unit = torch.finfo(s.dtype).eps if eps is None else eps
+    scale = s.abs().amax(dim=(-1, -2))
+    tol = math.sqrt(unit) * scale
+    asym = (s - s.transpose(-1, -2)).abs().amax(dim=(-1, -2))
+    if bool((asym > tol).any()):
+        worst = float((asym - tol).max() + tol.max())
+        raise ValueError(f"{name} must be symmetric: max |{name} - {name}^T| = {worst:.3e} exceeds "
+                         f"sqrt(eps) * max |{name}| = {float(tol.max()):.3e}")
+    s = 0.5 * (s + s.transpose(-1, -2))
+    if definite:
+        info = torch.linalg.cholesky_ex(s).info
+        if bool((info != 0).any()):
+            bad = (info.reshape(-1) != 0).nonzero()[:, 0].tolist()
+            where = f" (matrices {bad})" if s.ndim > 2 else ""
+            raise ValueError(f"{name} must be positive definite{where}")
+        return s
+    smallest = torch.linalg.eigvalsh(s)[..., 0]
+    if bool((smallest < -tol).any()):
+        raise ValueError(f"{name} must be positive semi-definite: its smallest eigenvalue is "
+                         f"{float(smallest.min()):.3e} (tolerance -{float(tol.max()):.3e})")
+    return s

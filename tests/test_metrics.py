@@ -76,14 +76,6 @@ def test_entropic_w2_matches_pot_and_exact_limit():
         warnings.simplefilter("ignore", RuntimeWarning)
         val = entropic_w2(x, y)
     assert exact <= val <= exact * 1.02
-    # method="pot" is POT's default Sinkhorn call itself
-    pot = math.sqrt(ot.sinkhorn2(ot.unif(200), ot.unif(250), cost, 1.0, numItermax=1000))
-    assert entropic_w2(x, y, reg=1.0, method="pot", max_iter=1000) == pytest.approx(pot, rel=1e-12)
-    far = torch.cat([x[:100], x[100:] + 100.0])  # costs >> 37: Sinkhorn-Knopp's kernel underflows
-    with pytest.warns(RuntimeWarning, match="numerical errors"):
-        entropic_w2(far, y, method="pot")
-    with pytest.raises(ValueError, match="method"):
-        entropic_w2(x, y, method="bad")
     with pytest.raises(ValueError, match="same dimension"):
         entropic_w2(x, torch.zeros(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="reg"):
@@ -168,3 +160,48 @@ def test_metrics_on_cuda_match_cpu():
     assert mmd(xc, yc) == pytest.approx(mmd(x, y), rel=1e-10)
     assert sliced_ks(xc, yc, generator=_gen()) == pytest.approx(sliced_ks(x, y, generator=_gen()), rel=1e-12)
     assert mode_coverage(xc, yc[:5]) == mode_coverage(x, y[:5])
+
+
+def test_sinkhorn_plan_matches_pot_log_domain_solver():
+    import ot
+
+    from sciml.metrics import sinkhorn
+
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(40, 30, dtype=torch.float64, generator=g) * 5
+    a = torch.rand(40, dtype=torch.float64, generator=g) + 0.1
+    b = torch.rand(30, dtype=torch.float64, generator=g) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    res = sinkhorn(cost, 0.1, a, b, tol=1e-12, max_iter=20_000)
+    ref = ot.bregman.sinkhorn_log(a, b, cost, 0.1, numItermax=20_000, stopThr=1e-14)
+    assert res.marginal_error <= 1e-12
+    assert torch.allclose(res.plan.sum(0), b, rtol=0, atol=1e-14) and torch.allclose(res.plan.sum(1), a, atol=1e-12)
+    assert torch.allclose(res.plan, ref, rtol=1e-8, atol=1e-14)
+    # the fixed-budget form (tol=0) runs exactly the iterations asked for
+    fixed = sinkhorn(cost, 0.1, tol=0.0, max_iter=7, start=1.0, scaling=0.5, stage_iter=1)
+    assert fixed.num_steps == 4 + 7  # stages 1, 0.5, 0.25, 0.125, then 7 at 0.1
+
+
+EPS = torch.finfo(torch.float64).eps
+
+
+def test_sqrtm_psd_and_batched_gaussian_w2_sq():
+    from sciml.metrics import gaussian_w2, gaussian_w2_sq, sqrtm_psd
+
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(5, 3, 3, dtype=torch.float64, generator=g)
+    s = q @ q.transpose(-1, -2) + 0.1 * torch.eye(3, dtype=torch.float64)
+    r = sqrtm_psd(s)
+    scale = float(s.abs().max())
+    assert torch.allclose(r @ r, s, rtol=0, atol=1e3 * EPS * scale)
+    assert torch.allclose(sqrtm_psd(s, inverse=True) @ r, torch.eye(3, dtype=torch.float64).expand(5, 3, 3),
+                          atol=1e5 * EPS)
+    m1 = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    m2 = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    batch = gaussian_w2_sq(m1, s, m2, s.flip(0))
+    loop = torch.tensor([gaussian_w2(m1[i], s[i], m2[i], s.flip(0)[i]) ** 2 for i in range(5)], dtype=torch.float64)
+    assert torch.allclose(batch, loop, rtol=1e-12, atol=0)
+    # commuting covariances: closed form |m1 - m2|^2 + |S1^{1/2} - S2^{1/2}|_F^2
+    d1, d2 = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64)), torch.eye(3, dtype=torch.float64)
+    z = torch.zeros(3, dtype=torch.float64)
+    assert float(gaussian_w2_sq(z, d1, z, d2)) == pytest.approx((0 + 1 + 4), rel=1e-13)

@@ -11,8 +11,8 @@ import torch
 from scipy import stats
 
 from sciml.targets import (
-    BENCHMARK_TARGETS,
     DoubleWell,
+    Funnel,
     GaussianMixture,
     ManyWell,
     Target,
@@ -36,6 +36,23 @@ P_MIN = 1e-3  # KS p-value threshold; seeds are fixed, so each check is determin
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+# one of each target family, built from the public constructors (name -> factory)
+TARGETS = {
+    "8-mog": mog8,
+    "40-mog-d2": lambda: mog40(2, seed=0),
+    "40-mog-d50": lambda: mog40(50, seed=0),
+    "25-gmm": gmm25,
+    "10-mos": lambda: mos10(2, seed=0),
+    "rings": rings,
+    "funnel": lambda: funnel(10),
+    "funnel-var3": lambda: Funnel(10, math.sqrt(3.0)),
+    "dw5": dw5,
+    "dw50": dw50,
+    "many-well-32": many_well32,
+    "logreg": lambda: logistic_regression(n_train=166, dim=61, seed=1, n_test=42),
+}
 
 
 def _grid_log_z(target: Target, lo: float, hi: float, n: int = 700) -> float:
@@ -162,9 +179,9 @@ def test_samplers_are_seeded():
 # ------------------------------------------------------------------------- gradients, dtype
 
 
-@pytest.mark.parametrize("name", sorted(BENCHMARK_TARGETS))
+@pytest.mark.parametrize("name", sorted(TARGETS))
 def test_closed_form_gradients_match_autograd(name):
-    t = BENCHMARK_TARGETS[name]()
+    t = TARGETS[name]()
     x = torch.randn(3, 4, t.dim, dtype=torch.float64, generator=_gen(9))
     if t.modes is not None:
         x = x + t.modes[:3, None, :]  # near modes, where responsibilities are not degenerate
@@ -176,12 +193,12 @@ def test_closed_form_gradients_match_autograd(name):
     assert torch.allclose(t.grad_log_prob(x), g)
 
 
-def test_benchmark_registry_dims_and_flags():
+def test_target_dims_and_flags():
     dims = {"8-mog": 2, "40-mog-d2": 2, "40-mog-d50": 50, "25-gmm": 2, "10-mos": 2, "rings": 2, "funnel": 10,
-            "funnel-slips": 10, "dw5": 5, "dw10": 10, "dw50": 50, "many-well-32": 32, "logreg-iono": 35, "logreg-sonar": 61}
-    assert set(BENCHMARK_TARGETS) == set(dims)
+            "funnel-var3": 10, "dw5": 5, "dw50": 50, "many-well-32": 32, "logreg": 61}
+    assert set(TARGETS) == set(dims)
     for name, d in dims.items():
-        t = BENCHMARK_TARGETS[name]()
+        t = TARGETS[name]()
         assert t.dim == d and t.dtype == torch.float64
         assert t.has_exact_samples == (not name.startswith("logreg"))
     assert mog40(50).modes.shape == (40, 50)
@@ -333,7 +350,6 @@ def test_funnel_scale_variant_and_distribution_to():
     t = Funnel(10, scale=3**0.5)
     x = t.sample(20_000, generator=_gen(11))
     assert _ks_p(x[:, 0], stats.norm(0, 3**0.5).cdf) > P_MIN
-    assert BENCHMARK_TARGETS["funnel-slips"]().scale == pytest.approx(3**0.5)  # the SLIPS code's variance 3
     d = as_target(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))).to(torch.float64)
     z = torch.ones(3, 2, dtype=torch.float64)
     assert d.log_prob(z).dtype == torch.float64 and d.sample(2).dtype == torch.float64
@@ -342,7 +358,7 @@ def test_funnel_scale_variant_and_distribution_to():
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["8-mog", "10-mos", "rings", "funnel", "dw5", "many-well-32"])
 def test_targets_on_cuda_match_cpu(name):
-    cpu = BENCHMARK_TARGETS[name]()
+    cpu = TARGETS[name]()
     gpu = cpu.to(device="cuda")
     x = cpu.sample(64, generator=_gen(12))
     y = gpu.sample(64, generator=_gen(12))  # CPU generator: same draws, moved to the GPU

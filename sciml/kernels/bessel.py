@@ -41,6 +41,8 @@ import math
 import torch
 from torch import Tensor
 
+from sciml.validation import as_tensor
+
 from . import _debye as _debye_poly
 
 __all__ = ["log_iv", "log_kv", "log_bessel_ratio", "RHO_SMALL", "DEBYE_TIERS"]
@@ -541,16 +543,6 @@ def _check_operand(name: str, val: object) -> None:
         raise TypeError(f"{name} must be real, got {val.dtype}")
 
 
-def _as_float_tensor(name: str, val: object, dtype: torch.dtype, device: torch.device) -> Tensor:
-    if isinstance(val, Tensor):
-        return val.to(dtype)
-    try:
-        return torch.tensor(val, dtype=dtype, device=device)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be a torch.Tensor, a real number or a (nested) list of real numbers; "
-                        f"got a {type(val).__name__} torch cannot read ({exc})") from None
-
-
 def _check_broadcast(v_shape: torch.Size, x_shape: torch.Size) -> None:
     for a, b in zip(reversed(v_shape), reversed(x_shape)):
         if a != b and a != 1 and b != 1:
@@ -573,8 +565,8 @@ def _prepare(v: object, x: object, validate: bool) -> tuple[Tensor, Tensor, torc
     dtype = torch.promote_types(floats[0], floats[-1]) if floats else torch.float64
     if dtype not in (torch.float32, torch.float64):
         dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else torch.float64
-    v = _as_float_tensor("v", v, dtype, device)
-    x = _as_float_tensor("x", x, dtype, device)
+    v = as_tensor("v", v, dtype, device)
+    x = as_tensor("x", x, dtype, device)
     _check_broadcast(v.shape, x.shape)
     if validate:
         for name, val in (("v", v), ("x", x)):

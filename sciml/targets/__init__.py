@@ -2,7 +2,7 @@
 
 ``as_target`` turns a torch / pyro distribution, a duck-typed object with ``log_prob`` and ``dim``,
 or a plain callable (with ``dim=``) into a :class:`Target`; ``from_pyro_model`` wraps a pyro model's
-posterior on its unconstrained space. ``BENCHMARK_TARGETS`` maps benchmark names to factories.
+posterior on its unconstrained space.
 """
 
 from sciml.targets.base import (
@@ -14,7 +14,6 @@ from sciml.targets.base import (
     as_target,
     check_target,
 )
-from sciml.targets.benchmarks import BENCHMARK_TARGETS, funnel_slips, logreg_iono, logreg_sonar
 from sciml.targets.logistic import LogisticRegression, logistic_regression
 from sciml.targets.mixtures import GaussianMixture, Rings, StudentTMixture, gmm25, mog8, mog40, mos10, rings
 from sciml.targets.pyro_model import PyroModelTarget, from_pyro_model
@@ -55,14 +54,10 @@ __all__ = [
     "mos10",
     "rings",
     "funnel",
-    "funnel_slips",
     "double_well",
     "dw5",
     "dw10",
     "dw50",
     "many_well32",
     "logistic_regression",
-    "logreg_iono",
-    "logreg_sonar",
-    "BENCHMARK_TARGETS",
 ]

@@ -8,8 +8,9 @@ import math
 import torch
 from torch import Tensor
 
+from sciml.distributions.mixture import gaussian_log_prob
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import check_int, check_positive, check_positive_int, check_tensor
+from sciml.validation import as_tensor, check_int, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "GaussianMixture",
@@ -25,18 +26,9 @@ __all__ = [
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def _tensor(name: str, value: object, dtype: torch.dtype) -> Tensor:
-    """``value`` (tensor, number or nested list) as a ``dtype`` tensor, or ``TypeError`` naming it."""
-    try:
-        return torch.as_tensor(value, dtype=dtype)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be a tensor, a number or a nested list of numbers, got "
-                        f"{type(value).__name__} ({exc})") from None
-
-
 def _centres(name: str, value: object, dtype: torch.dtype) -> Tensor:
     """Component centres: a finite ``(M, dim)`` tensor with ``M, dim >= 1``."""
-    c = check_tensor(name, _tensor(name, value, dtype), ndim=2)
+    c = check_tensor(name, as_tensor(name, value, dtype), ndim=2)
     if c.shape[0] < 1 or c.shape[1] < 1:
         raise ValueError(f"{name} must have shape (M >= 1, dim >= 1), got {tuple(c.shape)}")
     return c
@@ -49,7 +41,7 @@ def _seed(seed: object) -> int:
 def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:
     if weights is None:
         return torch.full((m,), 1.0 / m, dtype=dtype)
-    w = check_tensor("weights", _tensor("weights", weights, dtype), shape=(m,))
+    w = check_tensor("weights", as_tensor("weights", weights, dtype), shape=(m,))
     if bool((w <= 0).any()):
         raise ValueError("weights must be > 0")
     return w / w.sum()
@@ -97,7 +89,7 @@ class GaussianMixture(_Mixture):
         check_dtype_device(dtype, device)
         means = _centres("means", means, dtype)
         m, d = means.shape
-        v = _tensor("variances", variances, dtype)
+        v = as_tensor("variances", variances, dtype)
         if v.ndim == 0:
             v = v.expand(m, d)
         elif v.shape == (m,):
@@ -114,12 +106,7 @@ class GaussianMixture(_Mixture):
         self.log_weights = w.log().to(self.device)
 
     def _component_log_probs(self, x: Tensor) -> Tensor:
-        diff = x[..., None, :] - self.means  # (..., M, d)
-        return (
-            self.log_weights
-            - 0.5 * (diff * diff / self.variances).sum(-1)
-            - 0.5 * (self.variances.log().sum(-1) + self.dim * _LOG_2PI)
-        )
+        return self.log_weights + gaussian_log_prob(x, self.means, variances=self.variances)
 
     def _component_grads(self, x: Tensor) -> Tensor:
         return (self.means - x[..., None, :]) / self.variances

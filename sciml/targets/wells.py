@@ -15,7 +15,13 @@ import torch
 from torch import Tensor
 
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import check_nonnegative, check_positive, check_positive_int
+from sciml.validation import (
+    check_generator,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = [
     "RejectionSampler1D",
@@ -86,8 +92,10 @@ class RejectionSampler1D:
         comp = np.log(self.weights) - 0.5 * z * z - np.log(self.stds) - 0.5 * _LOG_2PI
         return np.logaddexp.reduce(comp, axis=-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
-        """Draw ``n`` exact samples (float64 numpy array), randomness from the torch ``generator``."""
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` exact draws, a float64 CPU tensor ``(n,)``; randomness from ``generator`` (on its device)."""
+        n = check_nonnegative_int("n", n)
+        check_generator("generator", generator)
         dev = torch.device("cpu") if generator is None else generator.device
         out: list[np.ndarray] = []
         have = 0
@@ -101,7 +109,7 @@ class RejectionSampler1D:
             acc = np.log(u) < self.log_f(x) - self._log_g(x) - self.log_m
             out.append(x[acc])
             have += int(acc.sum())
-        return np.concatenate(out)[:n]
+        return torch.from_numpy(np.concatenate(out)[:n]) if out else torch.empty(0, dtype=torch.float64)
 
 
 def _best_dw_sampler(delta: float) -> RejectionSampler1D:
@@ -169,7 +177,7 @@ class DoubleWell(Target):
         return lp, torch.cat([-4 * a * q, -2 * b], dim=-1)
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
-        a = torch.from_numpy(self._sampler.sample(n * self.m, generator)).reshape(n, self.m)
+        a = self._sampler.sample(n * self.m, generator=generator).reshape(n, self.m)
         b = torch.randn(n, self.dim - self.m, dtype=torch.float64, generator=generator,
                         device=self._rng_device(generator)).cpu() * math.sqrt(0.5)
         return torch.cat([a, b], dim=-1).to(dtype=self.dtype, device=self.device)
@@ -236,7 +244,7 @@ class ManyWell(Target):
 
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         k = self.dim // 2
-        a = torch.from_numpy(self._sampler.sample(n * k, generator)).reshape(n, k)
+        a = self._sampler.sample(n * k, generator=generator).reshape(n, k)
         out = torch.empty(n, self.dim, dtype=torch.float64)
         out[:, 0::2] = a
         out[:, 1::2] = torch.randn(n, k, dtype=torch.float64, generator=generator,
