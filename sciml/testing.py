@@ -26,6 +26,14 @@ What is checked, per kind:
   ``(n, d)`` has leading dimension ``n`` and is finite; equal seeds give equal solutions;
 * :func:`check_surrogate`: ``fit`` returns ``self``; ``predict`` is deterministic; a
   state-dict round trip into a fresh instance reproduces the predictions.
+
+The conventions of ``docs/architecture.md`` are checked too: ``generator`` is keyword-only in
+``sample`` / ``solve`` / ``fit`` (and in a solution's ``sample``); ``sample()`` / ``solve()`` leave
+the instance as they found it; a solution's evaluation is deterministic and follows the dtype and
+device of the points; diagnostics carry ``wall_time_s`` (seconds) and none of the retired aliases
+(:data:`LEGACY_DIAGNOSTICS`), and the common keys have their types; torch's global settings
+(threads, default dtype, grad mode, flush-denormal, deterministic algorithms) are unchanged by a
+call (the kit restores them when a plugin does not).
 """
 
 from __future__ import annotations
@@ -48,7 +56,13 @@ __all__ = [
     "check_operator",
     "check_solver",
     "check_surrogate",
+    "check_diagnostics",
+    "LEGACY_DIAGNOSTICS",
 ]
+
+#: Diagnostics keys retired in favour of the conventions' names (``wall_time_s``, ``num_steps``).
+LEGACY_DIAGNOSTICS: frozenset[str] = frozenset(
+    {"wall_time", "train_time_s", "time_s", "elapsed", "n_steps", "n_iter", "n_iters", "num_iters"})
 
 
 class ConformanceError(AssertionError):
@@ -102,6 +116,135 @@ def _subject(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
 
+
+
+
+# ------------------------------------------------------------------------------ conventions
+
+
+def check_diagnostics(diagnostics: Any, where: str = "diagnostics") -> None:
+    """Raise ``AssertionError`` unless ``diagnostics`` follows the naming conventions.
+
+    A dict with ``wall_time_s`` (a real number >= 0), none of :data:`LEGACY_DIAGNOSTICS`, and, when
+    present, ``num_steps`` / ``n_evals`` / ``n_grad_evals`` non-negative ints and ``loss_history`` a list.
+    """
+    _expect(isinstance(diagnostics, dict), f"{where} is a {type(diagnostics).__name__}, not a dict")
+    legacy = sorted(LEGACY_DIAGNOSTICS & set(diagnostics))
+    _expect(not legacy, f"{where} uses retired key(s) {legacy}: use wall_time_s / num_steps")
+    wall = diagnostics.get("wall_time_s")
+    _expect(isinstance(wall, (int, float)) and not isinstance(wall, bool) and wall >= 0,
+            f"{where}['wall_time_s'] = {wall!r}: want the wall time in seconds (a number >= 0)")
+    for key in ("num_steps", "n_evals", "n_grad_evals"):
+        if key in diagnostics:
+            v = diagnostics[key]
+            _expect(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{where}[{key!r}] = {v!r} is not an int >= 0")
+    if "loss_history" in diagnostics:
+        _expect(isinstance(diagnostics["loss_history"], list), f"{where}['loss_history'] is not a list")
+
+
+def _keyword_only_generator(fn: Callable[..., Any], what: str) -> None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    p = params.get("generator")
+    _expect(p is not None, f"{what} has no `generator` parameter")
+    _expect(p.kind is inspect.Parameter.KEYWORD_ONLY, f"{what}: `generator` must be keyword-only (after `*`)")
+
+
+def _flushes_denormals() -> bool:
+    return float(torch.tensor([1e-40], dtype=torch.float32) * 2) == 0.0
+
+
+def _torch_globals() -> dict[str, Any]:
+    return {"num_threads": torch.get_num_threads(), "default_dtype": torch.get_default_dtype(),
+            "grad_enabled": torch.is_grad_enabled(), "flush_denormal": _flushes_denormals(),
+            "deterministic": torch.are_deterministic_algorithms_enabled()}
+
+
+def _restore_globals(saved: dict[str, Any]) -> None:
+    torch.set_num_threads(saved["num_threads"])
+    torch.set_default_dtype(saved["default_dtype"])
+    torch.set_grad_enabled(saved["grad_enabled"])
+    torch.set_flush_denormal(saved["flush_denormal"])
+    torch.use_deterministic_algorithms(saved["deterministic"])
+
+
+class _Watch:
+    """Runs calls of a plugin, recording torch globals and the instance's state around each."""
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+        self.global_changes: list[str] = []
+        self.state_changes: list[str] = []
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        before, state = _torch_globals(), _freeze(self.instance)
+        try:
+            return fn()
+        finally:
+            after = _torch_globals()
+            changed = [f"{k}: {before[k]} -> {after[k]}" for k in before if before[k] != after[k]]
+            if changed:
+                self.global_changes.append(f"{what} changed torch globals ({'; '.join(changed)})")
+                _restore_globals(before)
+            diff = _state_diff(state, _freeze(self.instance))
+            if diff:
+                self.state_changes.append(f"{what} changed the instance: {diff}")
+
+    def check_globals(self) -> None:
+        _expect(not self.global_changes, "; ".join(self.global_changes))
+
+    def check_state(self) -> None:
+        _expect(not self.state_changes, "; ".join(self.state_changes))
+
+
+def _freeze(obj: Any, depth: int = 0) -> Any:
+    """A comparable snapshot of ``obj``'s state (tensors cloned, containers and attributes recursed)."""
+    if isinstance(obj, Tensor):
+        return ("tensor", obj.detach().clone(), obj.dtype, obj.device)
+    if isinstance(obj, (str, bytes, int, float, complex, bool, type(None), torch.dtype, torch.device)):
+        return obj
+    if depth > 4:
+        return ("object", id(obj))
+    if isinstance(obj, torch.nn.Module):
+        return ("module", {k: _freeze(v, depth + 1) for k, v in obj.state_dict().items()},
+                _freeze({k: v for k, v in vars(obj).items() if not k.startswith("_")}, depth + 1))
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, [_freeze(v, depth + 1) for v in obj])
+    if isinstance(obj, dict):
+        return ("dict", {k: _freeze(v, depth + 1) for k, v in obj.items()})
+    if hasattr(obj, "__dict__") and not inspect.isroutine(obj) and not isinstance(obj, type):
+        return ("object", id(obj), {k: _freeze(v, depth + 1) for k, v in vars(obj).items()})
+    return ("object", id(obj))
+
+
+def _state_diff(a: Any, b: Any, path: str = "self") -> str:
+    """Where two snapshots differ (the first place found), or ``""``."""
+    if isinstance(a, tuple) and a and a[0] == "tensor":
+        same = (isinstance(b, tuple) and b and b[0] == "tensor" and a[2:] == b[2:]
+                and a[1].shape == b[1].shape and bool(torch.equal(a[1], b[1])))
+        return "" if same else f"{path} (a tensor) changed"
+    if type(a) is not type(b):
+        return f"{path} changed type"
+    if isinstance(a, dict):
+        if a.keys() != b.keys():
+            added, removed = sorted(map(str, b.keys() - a.keys())), sorted(map(str, a.keys() - b.keys()))
+            return f"{path}: attributes/keys added {added}, removed {removed}"
+        for k in a:
+            d = _state_diff(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+        return ""
+    if isinstance(a, (list, tuple)):  # tuples are snapshot tags, lists the user's sequences
+        if len(a) != len(b):
+            return f"{path} changed length"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _state_diff(x, y, f"{path}[{i}]" if isinstance(a, list) else path)
+            if d:
+                return d
+        return ""
+    return "" if a == b or (isinstance(a, float) and a != a and b != b) else f"{path} changed ({a!r} -> {b!r})"
 
 # --------------------------------------------------------------------------------------------
 
@@ -158,23 +301,35 @@ def check_sampler(sampler: Any, target: Any | None = None, num_samples: int = 64
 
     Args:
         sampler: the configured sampler (keep its budget small: it runs several times).
-        target: target to sample; default :class:`StandardNormalTarget` in 2-D (one per dtype).
+        target: target to sample; default :class:`StandardNormalTarget` in 2-D (one per dtype, and
+            on CUDA too when a GPU is visible).
         num_samples: number of draws per run.
         dtypes: dtypes to exercise with the default target.
     """
     checks = _Checks(_subject(sampler))
     checks.run("class contract", lambda: check_plugin_class(type(sampler)))
-    targets = [target] if target is not None else [StandardNormalTarget(2, dtype=d) for d in dtypes]
+    checks.run("generator keyword-only", lambda: _keyword_only_generator(sampler.sample, "sample()"))
+    if target is not None:
+        targets = [target]
+    else:
+        targets = [StandardNormalTarget(2, dtype=d) for d in dtypes]
+        if torch.cuda.is_available():
+            targets.append(StandardNormalTarget(2, dtype=dtypes[0], device="cuda"))
+    watch = _Watch(sampler)
 
     def gen(seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
+    def draw(tgt: Any, seed: int) -> Samples:
+        return watch.call("sample()", lambda: sampler.sample(tgt, num_samples, generator=gen(seed)))
+
     for tgt in targets:
-        tag = f"[{getattr(tgt, 'dtype', '')}]"
+        dev = getattr(tgt, "device", None)
+        tag = f"[{getattr(tgt, 'dtype', '')}{'' if dev is None or torch.device(dev).type == 'cpu' else ', ' + str(dev)}]"
         out: dict[str, Samples] = {}
 
         def result_type(tgt: Any = tgt, out: dict[str, Samples] = out) -> None:
-            res = sampler.sample(tgt, num_samples, generator=gen(0))
+            res = draw(tgt, 0)
             out["a"] = res
             _expect(isinstance(res, Samples), f"sample() returned {type(res).__name__}, not Samples")
             dim = getattr(tgt, "dim", res.x.shape[-1])
@@ -182,6 +337,8 @@ def check_sampler(sampler: Any, target: Any | None = None, num_samples: int = 64
             _expect(bool(torch.isfinite(res.x).all()), "x has non-finite entries on a standard normal")
             if hasattr(tgt, "dtype"):
                 _expect(res.x.dtype == tgt.dtype, f"x dtype {res.x.dtype} != target dtype {tgt.dtype}")
+            if hasattr(tgt, "device"):
+                _expect(res.x.device == torch.device(tgt.device), f"x device {res.x.device} != target device {tgt.device}")
             for field_name in ("n_evals", "n_grad_evals"):
                 v = getattr(res, field_name)
                 _expect(isinstance(v, int) and v >= 0, f"{field_name} = {v!r} is not a non-negative int")
@@ -189,25 +346,31 @@ def check_sampler(sampler: Any, target: Any | None = None, num_samples: int = 64
                 _expect(tuple(res.log_weights.shape) == (num_samples,), "log_weights must have shape (num_samples,)")
 
         def seeding(tgt: Any = tgt, out: dict[str, Samples] = out) -> None:
-            a = out.get("a") or sampler.sample(tgt, num_samples, generator=gen(0))
-            b = sampler.sample(tgt, num_samples, generator=gen(0))
-            c = sampler.sample(tgt, num_samples, generator=gen(1))
+            a = out.get("a") or draw(tgt, 0)
+            b, c = draw(tgt, 0), draw(tgt, 1)
             _expect(torch.equal(a.x, b.x), "equal seeds gave different samples")
             _expect(not torch.equal(a.x, c.x), "different seeds gave identical samples")
 
+        def diagnostics(out: dict[str, Samples] = out) -> None:
+            _expect("a" in out, "sample() failed")
+            check_diagnostics(out["a"].diagnostics, "Samples.diagnostics")
+
         checks.run(f"result type and shape {tag}", result_type)
         checks.run(f"seeding {tag}", seeding)
+        checks.run(f"diagnostics keys {tag}", diagnostics)
 
     base = targets[0]
-    checks.run("num_samples <= 0 raises ValueError",
-               lambda: _expect_raises(ValueError, lambda: sampler.sample(base, 0, generator=gen(0)), "num_samples=0"))
-    checks.run("bad generator raises TypeError",
-               lambda: _expect_raises(TypeError, lambda: sampler.sample(base, num_samples, generator=0), "generator=0"))
+    def raises(exc: type[BaseException], what: str, tgt: Any, n: int, generator: Any) -> None:
+        _expect_raises(exc, lambda: watch.call("sample()", lambda: sampler.sample(tgt, n, generator=generator)), what)
+
+    checks.run("num_samples <= 0 raises ValueError", lambda: raises(ValueError, "num_samples=0", base, 0, gen(0)))
+    checks.run("bad generator raises TypeError", lambda: raises(TypeError, "generator=0", base, num_samples, 0))
     if target is None:
         nan_target = StandardNormalTarget(2, nan=True)
         checks.run("non-finite target raises ValueError",
-                   lambda: _expect_raises(ValueError, lambda: sampler.sample(nan_target, num_samples, generator=gen(0)),
-                                          "log_prob returning NaN"))
+                   lambda: raises(ValueError, "log_prob returning NaN", nan_target, num_samples, gen(0)))
+    checks.run("instance unchanged by sample()", watch.check_state)
+    checks.run("torch globals unchanged", watch.check_globals)
     return checks.finish()
 
 
@@ -281,16 +444,22 @@ def check_solver(solver: Any, problem: Sequence[Any], points: Tensor,
     Args:
         solver: the configured solver (keep the problem small: it is solved twice).
         problem: positional arguments of ``solver.solve``.
-        points: evaluation points of shape ``(n, d)`` for the solution.
+        points: evaluation points of shape ``(n, d)`` for the solution (a floating tensor).
         solve_kwargs: further keyword arguments of ``solve``.
     """
     checks = _Checks(_subject(solver))
     checks.run("class contract", lambda: check_plugin_class(type(solver)))
+    checks.run("generator keyword-only", lambda: _keyword_only_generator(solver.solve, "solve()"))
     kwargs = dict(solve_kwargs or {})
     out: dict[str, Any] = {}
+    watch = _Watch(solver)
+
+    def solve(seed: int) -> Solution:
+        return watch.call("solve()", lambda: solver.solve(*problem, generator=torch.Generator().manual_seed(seed),
+                                                             **kwargs))
 
     def result() -> None:
-        sol = solver.solve(*problem, generator=torch.Generator().manual_seed(0), **kwargs)
+        sol = solve(0)
         out["a"] = sol
         _expect(isinstance(sol, Solution), f"solve() returned {type(sol).__name__}, not Solution")
         val = sol(points)
@@ -300,24 +469,35 @@ def check_solver(solver: Any, problem: Sequence[Any], points: Tensor,
         _expect(isinstance(sol.loss_history, list) and isinstance(sol.diagnostics, dict),
                 "loss_history must be a list and diagnostics a dict")
 
+    def solved() -> Solution:
+        _expect("a" in out, "solve() failed")
+        return out["a"]
+
+    def deterministic_evaluation() -> None:
+        sol = solved()
+        _expect(torch.equal(sol(points), sol(points)), "two evaluations at the same points differ")
+        if hasattr(sol, "sample"):
+            _keyword_only_generator(sol.sample, "solution.sample()")
+
+    def follows_points() -> None:
+        sol = solved()
+        for dtype in (torch.float32, torch.float64):
+            val = sol(points.to(dtype))
+            _expect(val.dtype == dtype, f"solution(points of {dtype}) returned {val.dtype}")
+            _expect(val.device == points.device, f"solution(points on {points.device}) returned a tensor on {val.device}")
+
     def seeding() -> None:
-        a = out.get("a") or solver.solve(*problem, generator=torch.Generator().manual_seed(0), **kwargs)
-        b = solver.solve(*problem, generator=torch.Generator().manual_seed(0), **kwargs)
-        ga, gb = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-        va = _call_solution(a, points, ga)
-        vb = _call_solution(b, points, gb)
-        _expect(torch.equal(va, vb), "equal seeds gave different solutions")
+        a, b = solved(), solve(0)
+        _expect(torch.equal(a(points), b(points)), "equal seeds gave different solutions")
 
     checks.run("result type and evaluation", result)
+    checks.run("deterministic evaluation", deterministic_evaluation)
+    checks.run("evaluation follows the points' dtype and device", follows_points)
+    checks.run("diagnostics keys", lambda: check_diagnostics(solved().diagnostics, "Solution.diagnostics"))
     checks.run("seeding", seeding)
+    checks.run("instance unchanged by solve()", watch.check_state)
+    checks.run("torch globals unchanged", watch.check_globals)
     return checks.finish()
-
-
-def _call_solution(sol: Solution, points: Tensor, generator: torch.Generator) -> Tensor:
-    """Evaluate a solution, passing ``generator`` when its ``__call__`` accepts one."""
-    if "generator" in inspect.signature(sol.__call__).parameters:
-        return sol(points, generator=generator)
-    return sol(points)
 
 
 def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict_args: Sequence[Any],
@@ -335,8 +515,12 @@ def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict
     checks.run("class contract", lambda: check_plugin_class(type(first)))
     out: dict[str, Any] = {}
 
+    watch = _Watch(first)
+    checks.run("generator keyword-only", lambda: _keyword_only_generator(first.fit, "fit()"))
+
     def fit_returns_self() -> None:
-        res = first.fit(*fit_args, generator=torch.Generator().manual_seed(0), **(fit_kwargs or {}))
+        res = watch.call("fit()", lambda: first.fit(*fit_args, generator=torch.Generator().manual_seed(0),
+                                                      **(fit_kwargs or {})))
         _expect(res is first, "fit() must return self")
         out["fitted"] = True
 
@@ -355,7 +539,7 @@ def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict
                 "state_dict round trip changed the predictions")
 
     for name, fn in [("fit returns self", fit_returns_self), ("deterministic predict", deterministic_predict),
-                     ("state_dict round trip", round_trip)]:
+                     ("state_dict round trip", round_trip), ("torch globals unchanged", watch.check_globals)]:
         checks.run(name, fn)
     return checks.finish()
 

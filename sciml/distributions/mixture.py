@@ -152,7 +152,7 @@ class GaussianMixture(Distribution):
             score = torch.einsum("nk,kdn->nd", resp.reshape(-1, self.num_components), prec).reshape(*lead, d)
         return torch.logsumexp(comp, dim=-1), score
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size(), *,
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
                generator: torch.Generator | None = None) -> Tensor:
         """Draws of shape ``(*sample_shape, D)``; the random numbers come from ``generator``'s device."""
         check_generator("generator", generator)

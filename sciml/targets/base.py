@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_device, check_generator, check_positive_int
+from sciml.validation import check_device, check_dtype, check_generator, check_positive_int
 
 __all__ = [
     "Target",
@@ -53,8 +53,7 @@ def check_dtype_device(dtype: object, device: object) -> tuple[torch.dtype, torc
     :func:`sciml.validation.check_device` (``DeviceUnavailableError`` for an absent CUDA / MPS
     device); ``None`` means the CPU.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    dtype = check_dtype("dtype", dtype)
     dev = check_device("device", device)
     return dtype, torch.device("cpu") if dev is None else dev
 
