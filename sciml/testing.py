@@ -291,7 +291,7 @@ class StandardNormalTarget:
         lp = -0.5 * (x * x).sum(-1) - 0.5 * self.dim * torch.log(torch.tensor(2 * torch.pi, dtype=x.dtype))
         return torch.full_like(lp, float("nan")) if self.nan else lp
 
-    def sample(self, shape: Sequence[int] = (), generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, shape: Sequence[int] = (), *, generator: torch.Generator | None = None) -> Tensor:
         return torch.randn(*shape, self.dim, dtype=self.dtype, device=self.device, generator=generator)
 
 

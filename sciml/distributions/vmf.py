@@ -204,7 +204,7 @@ class VonMisesFisher(Distribution):
         return VonMisesFisher(self.loc.expand(*batch_shape, self.p), self.concentration.expand(batch_shape))
 
     # -- sampling ------------------------------------------------------------------------------
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
                 generator: torch.Generator | None = None) -> Tensor:
         """Draw ``sample_shape + batch_shape + (p,)`` unit vectors (Wood 1994 + Householder)."""
         check_generator("generator", generator)
@@ -226,7 +226,7 @@ class VonMisesFisher(Distribution):
         proj = (out * u).sum(-1, keepdim=True) * torch.where(safe, 2.0 / torch.where(safe, uu, 1.0), 0.0)
         return out - proj * u
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (),
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
                generator: torch.Generator | None = None) -> Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape, generator=generator)
