@@ -340,8 +340,8 @@ def test_gpu_matches_cpu(gen: torch.Generator) -> None:
 @pytest.mark.gpu
 def test_cupy_fused_division_matches_torch(gen: torch.Generator) -> None:
     pytest.importorskip("cupy")
+    from sciml.kernels import outer_product
     from sciml.kernels._kron_cupy import cupy_ready, divide_by_grid_cupy
-    from sciml.kernels._kron_ops import eig_grid
 
     if not cupy_ready():
         pytest.skip("CuPy installed but not usable on this device")
@@ -351,7 +351,7 @@ def test_cupy_fused_division_matches_torch(gen: torch.Generator) -> None:
         y = torch.randn(2, n_tot, 3, dtype=DT, generator=gen).cuda()
         out = divide_by_grid_cupy(y, vals, 0.25)
         assert out is not None
-        ref = y / (eig_grid(vals) + 0.25).unsqueeze(-1)
+        ref = y / (outer_product(vals) + 0.25).unsqueeze(-1)
         _assert_close(out, ref, rtol=1e-14, atol=0)
 
 
@@ -406,8 +406,8 @@ def test_cupy_kernel_index_arithmetic_compiled_on_cpu(tmp_path) -> None:
     import shutil
     import subprocess
 
+    from sciml.kernels import outer_product
     from sciml.kernels._kron_cupy import _OPERATION
-    from sciml.kernels._kron_ops import eig_grid
 
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -421,4 +421,58 @@ def test_cupy_kernel_index_arithmetic_compiled_on_cpu(tmp_path) -> None:
         z = torch.tensor([float(v) for v in out], dtype=DT).reshape(nb, -1, ncol)
         vals = [torch.tensor([1.0 + k + 0.1 * j for j in range(n)], dtype=DT) for k, n in enumerate(sizes)]
         y = (torch.arange(z.numel(), dtype=DT) % 7 - 3.0).reshape(z.shape)
-        _assert_close(z, y / (eig_grid(vals) + s).unsqueeze(-1), rtol=1e-15, atol=0)
+        _assert_close(z, y / (outer_product(vals) + s).unsqueeze(-1), rtol=1e-15, atol=0)
+
+
+# ------------------------------------------------------------------------------ mode products (grid-tensor form)
+def _kron_ref(mats: list[torch.Tensor]) -> torch.Tensor:
+    out = mats[0]
+    for m in mats[1:]:
+        out = torch.kron(out, m)
+    return out
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_mode_products_against_dense_kron(d: int) -> None:
+    """multi_mode_product with rectangular / identity factors, triangular mode solves, row-wise products."""
+    from sciml.kernels import (
+        kron_dense,
+        mode_product,
+        multi_mode_product,
+        multi_mode_solve_triangular,
+        outer_product,
+        outer_sum,
+        rowwise_kron_apply,
+    )
+
+    gen = torch.Generator().manual_seed(d)
+    sizes = SIZES[d]
+    x = torch.randn(*sizes, dtype=DT, generator=gen)
+    rect = [torch.randn(n + 1, n, dtype=DT, generator=gen) for n in sizes]
+    got = multi_mode_product(rect, x)
+    assert got.shape == tuple(n + 1 for n in sizes)
+    _assert_close(got.reshape(-1), _kron_ref(rect) @ x.reshape(-1), rtol=1e-13, atol=1e-13)
+    # None is an identity factor; mode_product acts on one axis only
+    eye_k = [m if k == d - 1 else torch.eye(n, dtype=DT) for k, (m, n) in enumerate(zip(rect, sizes))]
+    _assert_close(multi_mode_product([None] * (d - 1) + [rect[-1]], x).reshape(-1),
+                  _kron_ref(eye_k) @ x.reshape(-1), rtol=1e-13, atol=1e-13)
+    assert torch.equal(mode_product(rect[-1], x, d - 1), multi_mode_product([None] * (d - 1) + [rect[-1]], x))
+    assert torch.equal(kron_dense(rect), _kron_ref(rect))
+    # triangular solves per mode: (T_1 kron ... kron T_d)^{-1} vec(x)
+    tris = [torch.linalg.cholesky(_spd(n, gen=gen)) for n in sizes]
+    sol = multi_mode_solve_triangular(tris, x)
+    _assert_close(_kron_ref(tris) @ sol.reshape(-1), x.reshape(-1), rtol=1e-12, atol=1e-12)
+    up = multi_mode_solve_triangular([t.mT for t in tris], x, upper=True)
+    _assert_close(_kron_ref([t.mT for t in tris]) @ up.reshape(-1), x.reshape(-1), rtol=1e-12, atol=1e-12)
+    # eigenvalue grids: products and sums of the factors' eigenvalues in kron order
+    vals = [torch.randn(n, dtype=DT, generator=gen) for n in sizes]
+    _assert_close(outer_product(vals), torch.diagonal(_kron_ref([torch.diag(v) for v in vals])), rtol=1e-15, atol=0)
+    ksum = sum(_kron_ref([torch.diag(v) if k == j else torch.eye(n, dtype=DT) for k, n in enumerate(sizes)])
+               for j, v in enumerate(vals))
+    _assert_close(outer_sum(vals), torch.diagonal(ksum), rtol=1e-14, atol=1e-15)
+    # row-wise (face-splitting) products: (r_1[p] kron ... kron r_d[p]) . vec(x), in blocks of `chunk` rows
+    rows = [torch.randn(7, n, dtype=DT, generator=gen) for n in sizes]
+    want = torch.stack([_kron_ref([r[p:p + 1] for r in rows])[0] @ x.reshape(-1) for p in range(7)])
+    _assert_close(rowwise_kron_apply(rows, x), want, rtol=1e-13, atol=1e-13)
+    _assert_close(rowwise_kron_apply(rows, x, chunk=3), want, rtol=1e-13, atol=1e-13)
+    assert rowwise_kron_apply([r[:0] for r in rows], x).shape == (0,)

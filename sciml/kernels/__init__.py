@@ -14,6 +14,16 @@ _EXPORTS: dict[str, str] = {
     "log_kv": "bessel",
     "log_bessel_ratio": "bessel",
     "Kronecker": "kronecker",
+    # Kronecker algebra without an operator object (contracts in sciml/kernels/_kron_ops.py)
+    "kron_apply": "_kron_ops",
+    "kron_dense": "_kron_ops",
+    "kron_diagonal": "_kron_ops",
+    "outer_product": "_kron_ops",
+    "outer_sum": "_kron_ops",
+    "mode_product": "_kron_ops",
+    "multi_mode_product": "_kron_ops",
+    "multi_mode_solve_triangular": "_kron_ops",
+    "rowwise_kron_apply": "_kron_ops",
 }
 
 __all__ = sorted(_EXPORTS)

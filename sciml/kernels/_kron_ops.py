@@ -16,7 +16,12 @@ __all__ = [
     "kron_apply",
     "kron_dense",
     "kron_diagonal",
-    "eig_grid",
+    "outer_product",
+    "outer_sum",
+    "mode_product",
+    "multi_mode_product",
+    "multi_mode_solve_triangular",
+    "rowwise_kron_apply",
     "product_range",
 ]
 
@@ -63,27 +68,82 @@ def kron_apply(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | 
 
 
 def kron_dense(mats: Sequence[Tensor]) -> Tensor:
-    """Dense ``mats[0] kron ... kron mats[-1]`` with broadcasting over leading batch dimensions."""
+    """Dense ``mats[0] kron ... kron mats[-1]`` of ``(*b, m_k, n_k)`` factors, ``(*b, prod m_k, prod n_k)`` (batch broadcast)."""
     out = mats[0]
     for m in mats[1:]:
-        a, b = out.shape[-1], m.shape[-1]
+        rows, cols = out.shape[-2] * m.shape[-2], out.shape[-1] * m.shape[-1]
         prod = out[..., :, None, :, None] * m[..., None, :, None, :]
-        out = prod.reshape(*prod.shape[:-4], a * b, a * b)
+        out = prod.reshape(*prod.shape[:-4], rows, cols)
     return out
 
 
 def kron_diagonal(mats: Sequence[Tensor]) -> Tensor:
     """Diagonal ``(*batch, N)`` of ``mats[0] kron ... kron mats[-1]``."""
-    return eig_grid([m.diagonal(dim1=-2, dim2=-1) for m in mats])
+    return outer_product([m.diagonal(dim1=-2, dim2=-1) for m in mats])
 
 
-def eig_grid(vals: Sequence[Tensor]) -> Tensor:
-    """All products ``v_1[i_1] * ... * v_d[i_d]`` flattened to ``(*batch, N)`` (kron order)."""
+def outer_product(vals: Sequence[Tensor]) -> Tensor:
+    """All products ``v_1[i_1] * ... * v_d[i_d]`` of ``(*b, n_k)`` vectors, flattened to ``(*b, N)`` in kron order."""
     out = vals[0]
     for v in vals[1:]:
         prod = out[..., :, None] * v[..., None, :]
         out = prod.reshape(*prod.shape[:-2], -1)
     return out
+
+
+def outer_sum(vals: Sequence[Tensor]) -> Tensor:
+    """All sums ``v_1[i_1] + ... + v_d[i_d]`` of ``(*b, n_k)`` vectors, flattened to ``(*b, N)`` in kron order."""
+    out = vals[0]
+    for v in vals[1:]:
+        tot = out[..., :, None] + v[..., None, :]
+        out = tot.reshape(*tot.shape[:-2], -1)
+    return out
+
+
+# grid-tensor (mode-product) form: a vector of length N held as a tensor of shape (n_1, ..., n_d)
+
+def mode_product(mat: Tensor, x: Tensor, axis: int) -> Tensor:
+    """``mat`` ``(m, n)`` applied along ``axis`` (size ``n``) of the grid tensor ``x``; that axis becomes size ``m``."""
+    out = torch.tensordot(mat, x, dims=([1], [axis]))
+    return torch.movedim(out, 0, axis)
+
+
+def multi_mode_product(mats: Sequence[Tensor | None], x: Tensor) -> Tensor:
+    """``(A_1 kron ... kron A_d) vec(x)`` on a grid tensor ``x`` ``(n_1, .., n_d)``: ``A_k`` ``(m_k, n_k)`` or ``None`` (identity); returns ``(m_1, .., m_d)``."""
+    out = x
+    for k, mat in enumerate(mats):
+        if mat is not None:
+            out = mode_product(mat, out, k)
+    return out
+
+
+def multi_mode_solve_triangular(tris: Sequence[Tensor], x: Tensor, *, upper: bool = False) -> Tensor:
+    """``(T_1 kron ... kron T_d)^{-1} vec(x)`` for triangular ``T_k`` ``(n_k, n_k)`` on a grid tensor ``x``: one triangular solve per mode."""
+    out = x
+    for k, tri in enumerate(tris):
+        moved = torch.movedim(out, k, 0)
+        shape = moved.shape
+        sol = torch.linalg.solve_triangular(tri, moved.reshape(shape[0], -1), upper=upper)
+        out = torch.movedim(sol.reshape(shape), 0, k)
+    return out
+
+
+def rowwise_kron_apply(rows: Sequence[Tensor], x: Tensor, chunk: int = 4096) -> Tensor:
+    """``(r_1[p] kron ... kron r_d[p]) . vec(x)`` for each row ``p`` of ``rows[k]`` ``(P, n_k)`` and a grid tensor ``x``; returns ``(P,)``.
+
+    (The face-splitting product of the rows applied to ``x``; evaluates a tensor-product expansion with
+    coefficients ``x`` at ``P`` points. Blocks of ``chunk`` rows bound memory to ``chunk * n_2 * ... * n_d``.)
+    """
+    n = rows[0].shape[0]
+    outs = []
+    for s in range(0, n, chunk):
+        blk = [r[s:s + chunk] for r in rows]
+        t = blk[0] @ x.reshape(x.shape[0], -1)  # (b, n_2 * ... * n_d)
+        for k in range(1, len(blk)):
+            t = t.reshape(t.shape[0], blk[k].shape[1], -1)
+            t = torch.einsum("bi,bik->bk", blk[k], t)
+        outs.append(t.reshape(-1))
+    return torch.cat(outs) if outs else rows[0].new_zeros(0)
 
 
 def product_range(vals: Sequence[Tensor]) -> tuple[Tensor, Tensor]:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..validation import check_tensor
 from ._kron_cupy import divide_by_grid_cupy
-from ._kron_ops import eig_grid, kron_apply, kron_dense, kron_diagonal, product_range
+from ._kron_ops import kron_apply, kron_dense, kron_diagonal, outer_product, product_range
 
 __all__ = ["Kronecker"]
 
@@ -61,7 +61,7 @@ def _divide_by_grid(y: Tensor, vals: Sequence[Tensor], shift: float) -> Tensor:
     """``y[..., i, :] / (prod_k vals_k[i_k] + shift)`` for ``y`` of shape ``(..., N, c)``."""
     out = divide_by_grid_cupy(y, vals, shift) if y.is_cuda else None
     if out is None:
-        out = y / (eig_grid(vals) + shift).unsqueeze(-1)
+        out = y / (outer_product(vals) + shift).unsqueeze(-1)
     return out
 
 
@@ -138,7 +138,7 @@ class _EigSolve(torch.autograd.Function):
                 continue
             # dL/dA_k = -Q_k M_k Q_k^T, M_k[p, q] = sum_{i_-k, cols} vt[.., p, ..] xt[.., q, ..] W_k[i_-k]
             # with W_k = prod_{m != k} l_m on the grid (the other factors in their eigenbasis).
-            w = eig_grid([eig.ls[m] if m != k else torch.ones_like(eig.ls[k]) for m in range(len(sizes))])
+            w = outer_product([eig.ls[m] if m != k else torch.ones_like(eig.ls[k]) for m in range(len(sizes))])
             a = _grid_axis_last(vt * w.unsqueeze(-1), sizes, k)
             bb = _grid_axis_last(xt, sizes, k)
             m_k = a.mT @ bb  # (..., n_k, n_k)
@@ -160,7 +160,7 @@ class _EigLogdet(torch.autograd.Function):
             # factors with negative eigenvalues (e.g. -I kron -I = I) contribute log |l|
             out = sum((n_total // v.shape[-1]) * torch.log(v.abs()).sum(-1) for v in eig.ls)
         else:
-            out = torch.log(eig_grid(eig.ls) + s).sum(-1)
+            out = torch.log(outer_product(eig.ls) + s).sum(-1)
         out = torch.as_tensor(out).expand(batch_shape).clone()
         ctx.eig = eig
         ctx.s = s
@@ -175,7 +175,7 @@ class _EigLogdet(torch.autograd.Function):
         sizes = [v.shape[-1] for v in eig.ls]
         need_s = ctx.needs_input_grad[0]
         need_f = ctx.needs_input_grad[3:]
-        inv = 1.0 / (eig_grid(eig.ls) + ctx.s)  # (*batch, N)
+        inv = 1.0 / (outer_product(eig.ls) + ctx.s)  # (*batch, N)
         grad_s = (g * inv.sum(-1)).sum().reshape(ctx.shift_shape) if need_s else None
         grads_f: list[Tensor | None] = []
         for k, need in enumerate(need_f):
@@ -183,7 +183,7 @@ class _EigLogdet(torch.autograd.Function):
                 grads_f.append(None)
                 continue
             # d/dA_k = Q_k diag(w_k) Q_k^T, w_k[p] = sum_{i: i_k = p} prod_{m != k} l_m / (prod_m l_m + s)
-            w = eig_grid([eig.ls[m] if m != k else torch.ones_like(eig.ls[k]) for m in range(len(sizes))])
+            w = outer_product([eig.ls[m] if m != k else torch.ones_like(eig.ls[k]) for m in range(len(sizes))])
             wk = _grid_axis_last((w * inv).unsqueeze(-1), sizes, k).sum(-2)  # (*batch, n_k)
             wk = wk * g.unsqueeze(-1)
             grad = (eig.qs[k] * wk.unsqueeze(-2)) @ eig.qts[k]
@@ -397,7 +397,7 @@ class Kronecker:
 
     def eigvals(self) -> Tensor:
         """All eigenvalues of ``K``, ``(*batch_shape, N)`` in grid (not sorted) order (detached)."""
-        return eig_grid(self._eigcache().ls).expand(*self._batch_shape, self._n)
+        return outer_product(self._eigcache().ls).expand(*self._batch_shape, self._n)
 
     def apply_eigen_fn(self, b: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         """``Q diag(fn(lambda)) Q^T b`` with ``lambda`` the eigenvalue grid of ``K`` (see :meth:`eigvals`).
@@ -415,7 +415,7 @@ class Kronecker:
         cols, vec = self._as_columns("b", b, None)
         self._check_batch("b", cols)
         cache = self._eigcache()
-        lam = eig_grid(cache.ls)
+        lam = outer_product(cache.ls)
         scale = fn(lam)
         if not isinstance(scale, Tensor):
             raise TypeError(f"fn must return a torch.Tensor, got {type(scale).__name__}")
