@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'problem':<26} {'grid':>10} {'rel. L2 (300/dim)':>18} {'time (s)':>9}  learned frequency")
     for name, grid, err, sec, sol in rows:
         mu = float(sol.spectrum()[0]["mu"][0])
-        learned = (f"{mu:.4f} (exact {100 / two_pi:.4f})" if sol.diagnostics.get("evals", 0)
+        learned = (f"{mu:.4f} (exact {100 / two_pi:.4f})" if sol.diagnostics.get("n_evals", 0)
                    else "initial kernel (no optimisation)")
         print(f"{name:<26} {grid:>10} {err:>18.2e} {sec:>9.1f}  {learned}")
 

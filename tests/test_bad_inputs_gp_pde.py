@@ -153,7 +153,7 @@ def _save_file(tmp: Any, kind: str) -> Any:
             st["params"] = [{**st["params"][0], "log_w": _nan_at(st["params"][0]["log_w"], (0,))}]
         else:
             raise AssertionError(kind)
-        save_state(p, "gp_pde.GPPDESolution", 1, st)
+        save_state(p, "gp_pde.GPPDESolution", 2, st)
     return p
 
 
@@ -232,11 +232,19 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("solver-newton_steps-0", lambda: GPPDESolver(newton_steps=0), Raises(ValueError, "newton_steps")),
     ("solver-dense_limit-0", lambda: GPPDESolver(dense_limit=0), Raises(ValueError, "dense_limit")),
     ("solver-init_noise-neg", lambda: GPPDESolver(init_noise=-0.1), Raises(ValueError, "init_noise")),
-    ("solver-objective", lambda: GPPDESolver(objective="map"), Raises(ValueError, "objective")),
-    ("solver-boundary_iters-neg", lambda: GPPDESolver(boundary_iters=-1), Raises(ValueError, "boundary_iters")),
-    ("solver-mean_boundary-str", lambda: GPPDESolver(mean_boundary="no"), Raises(TypeError, "mean_boundary")),
-    ("solver-dense_threads-0", lambda: GPPDESolver(dense_threads=0), Raises(ValueError, "dense_threads")),
-    ("solver-prune-str", lambda: GPPDESolver(prune="no"), Raises(TypeError, "prune")),
+    # retired experiment switches are not accepted any more
+    ("solver-objective-retired", lambda: GPPDESolver(objective="joint"), Raises(TypeError, "objective")),
+    ("solver-boundary_iters-retired", lambda: GPPDESolver(boundary_iters=1), Raises(TypeError, "boundary_iters")),
+    ("solver-mean_boundary-retired", lambda: GPPDESolver(mean_boundary=True), Raises(TypeError, "mean_boundary")),
+    ("solver-dense_threads-retired", lambda: GPPDESolver(dense_threads=1), Raises(TypeError, "dense_threads")),
+    ("solver-prune-retired", lambda: GPPDESolver(prune=False), Raises(TypeError, "prune")),
+    ("solver-dtype-float32", lambda: GPPDESolver(dtype=torch.float32), Raises(ValueError, "dtype")),
+    ("solver-dtype-int", lambda: GPPDESolver(dtype=torch.int64), Raises(TypeError, "dtype")),
+    ("solver-dtype-str", lambda: GPPDESolver(dtype="float64"), Raises(TypeError, "dtype")),
+    ("solver-device-int", lambda: GPPDESolver(device=5), Raises(TypeError, "device")),
+    ("solver-device-unknown", lambda: GPPDESolver(device="tpu0"), Raises(ValueError, "device")),
+    ("solver-device-positional", lambda: GPPDESolver(30, 20.0, "gm", 0.0, 1e16, 1e-8, 150, 60, 2048, 0.0, "cpu"),
+     Raises(TypeError, "positional")),
     ("solver-progress-str", lambda: GPPDESolver(progress="yes"), Raises(TypeError, "progress")),
     # solve()
     ("solve-none", lambda: GPPDESolver(progress=False).solve(None), Raises(TypeError, "problem")),
@@ -259,7 +267,8 @@ CASES: list[tuple[str, Callable[[], Any], Raises | Gives]] = [
     ("call-columns", lambda: _sol1()(_pts(3, 2)), Raises(ValueError, "x")),
     ("call-list", lambda: _sol1()([[0.5]]), Raises(TypeError, "x")),
     ("call-int", lambda: _sol1()(torch.zeros(2, 1, dtype=torch.int64)), Raises(TypeError, "x")),
-    ("call-float32", lambda: _sol1()(_pts().float()), Gives(_same(lambda: _sol1()(_pts().float().double())))),
+    # float32 points: evaluated in float64 at the rounded points, returned in the points' dtype
+    ("call-float32", lambda: _sol1()(_pts().float()), Gives(_same(lambda: _sol1()(_pts().float().double()).float()))),
     ("call-empty", lambda: _sol1()(torch.zeros(0, 1, dtype=F64)), Gives(lambda v: v.shape == (0,))),
     ("derivative-orders-len", lambda: _sol1().derivative(_pts(), [1, 0]), Raises(ValueError, "orders")),
     ("derivative-orders-3", lambda: _sol1().derivative(_pts(), [3]), Raises(ValueError, "orders")),

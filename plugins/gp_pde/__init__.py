@@ -1,8 +1,8 @@
 """GP-HM: Gaussian-process solver for high-frequency and multi-scale PDEs (``gp-pde`` plugin).
 
 ``GPPDESolver(...).solve(problem)`` returns a :class:`GPPDESolution`; problems are built with
-:class:`PDEProblem` / :func:`manufactured_problem`, and :func:`benchmark_problems` holds the
-GP-HM paper's benchmark set.
+:class:`PDEProblem` / :func:`manufactured_problem` (the GP-HM paper's benchmark set is in
+``benchmarks/gp_pde.py``).
 """
 
 from .kernels import KERNELS, derivatives_at_zero, grid_kernel_matrix, mixture_kernel
@@ -11,7 +11,6 @@ from .problem import (
     PDEProblem,
     advection,
     allen_cahn,
-    benchmark_problems,
     boundary_mask,
     grid_axes,
     grid_points,
@@ -30,7 +29,6 @@ __all__ = [
     "allen_cahn",
     "advection",
     "manufactured_problem",
-    "benchmark_problems",
     "grid_axes",
     "grid_points",
     "boundary_mask",

@@ -10,8 +10,8 @@ nonlinearity. Examples in two dimensions:
 * a mixed term ``u_xy``: ``{(1, 1): 1.0}``.
 
 :func:`manufactured_problem` derives ``f`` and ``g`` from a torch function ``u(x)`` by automatic
-differentiation; :func:`benchmark_problems` returns the problems of the GP-HM paper with exact
-solutions.
+differentiation (the GP-HM paper's benchmark set, with its published figures, lives in
+``benchmarks/gp_pde.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ __all__ = [
     "allen_cahn",
     "advection",
     "manufactured_problem",
-    "benchmark_problems",
     "grid_axes",
     "grid_points",
     "boundary_mask",
@@ -321,55 +320,3 @@ def manufactured_problem(u_exact: Field, operator: DifferentialOperator | str = 
 
     return PDEProblem(operator=op, domain=list(domain), grid=list(grid) if not isinstance(grid, int) else grid,
                       source=source, boundary=boundary, exact=boundary, name=name)
-
-
-def benchmark_problems() -> dict[str, tuple[PDEProblem, dict]]:
-    """The GP-HM paper's benchmark problems with exact solutions.
-
-    Returns:
-        ``{key: (problem, settings)}``; ``settings`` holds the paper's ``freq_scale`` and the
-        reference GP-HM-GM relative L2 error / time where reported.
-    """
-    two_pi = 2.0 * math.pi
-    s, c = torch.sin, torch.cos
-
-    def x0(x: Tensor) -> Tensor:
-        return x[:, 0]
-
-    def ac2(x: Tensor) -> Tensor:
-        def h(t: Tensor) -> Tensor:
-            return s(t) + 0.1 * s(20 * t) + c(100 * t)
-        return h(x[:, 0]) * h(x[:, 1])
-
-    rows: list[tuple[str, Field, str, list, int, float, dict]] = [
-        ("poisson1d-sin100x", lambda x: s(100 * x0(x)), "laplacian", [(0, two_pi)], 400, 20,
-         {"ref_err": 4.0e-7, "ref_time": 1329.0}),
-        ("poisson1d-sin6x-cos100x", lambda x: s(6 * x0(x)) * c(100 * x0(x)), "laplacian", [(0, two_pi)], 400, 20,
-         {"ref_err": 1.5e-6}),
-        ("poisson1d-xsin200x", lambda x: x0(x) * s(200 * x0(x)), "laplacian", [(0, two_pi)], 900, 50,
-         {"ref_err": 1.6e-6}),
-        ("poisson1d-mixed", lambda x: s(x0(x)) + 0.1 * s(20 * x0(x)) + 0.05 * s(100 * x0(x)), "laplacian",
-         [(0, 1)], 900, 30, {"ref_err": 3.5e-4}),
-        ("poisson1d-sin500x", lambda x: s(500 * x0(x)) - 2 * (x0(x) - 0.5) ** 2, "laplacian", [(0, 1)], 400, 100,
-         {"ref_err": 1.8e-3}),
-        ("allen-cahn1d-sin100x", lambda x: s(100 * x0(x)), "allen-cahn", [(0, two_pi)], 400, 20,
-         {"ref_err": 7.7e-7}),
-        ("allen-cahn1d-sin6x-cos100x", lambda x: s(6 * x0(x)) * c(100 * x0(x)), "allen-cahn", [(0, two_pi)],
-         400, 20, {"ref_err": 4.2e-6}),
-        ("poisson2d-sin100x-sin100y", lambda x: s(100 * x[:, 0]) * s(100 * x[:, 1]), "laplacian",
-         [(0, two_pi)] * 2, 400, 20, {"ref_err": 6.5e-5, "ref_time": 8209.0}),
-        ("poisson2d-sin6x-cos20x", lambda x: s(6 * x[:, 0]) * c(20 * x[:, 0]) + s(6 * x[:, 1]) * c(20 * x[:, 1]),
-         "laplacian", [(0, two_pi)] * 2, 200, 20, {"ref_err": 1.1e-3}),
-        ("allen-cahn2d", ac2, "allen-cahn", [(0, 1)] * 2, 400, 30, {"ref_err": 2.6e-3, "ref_time": 18244.0}),
-    ]
-    out: dict[str, tuple[PDEProblem, dict]] = {}
-    for key, u, op, dom, n, fs, ref in rows:
-        prob = manufactured_problem(u, op, domain=dom, grid=n, name=key)
-        out[key] = (prob, {"freq_scale": fs, **ref})
-    adv = advection(200.0)
-    out["advection"] = (
-        manufactured_problem(lambda x: s(x[:, 0] - 200 * x[:, 1]), adv, domain=[(0, two_pi), (0, 1)], grid=200,
-                             name="advection"),
-        {"freq_scale": 40, "ref_err": 1.4e-3},
-    )
-    return out

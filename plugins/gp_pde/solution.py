@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,16 +12,18 @@ from torch import Tensor
 
 from sciml import Solution
 from sciml.io import load_state, reading, save_state
+from sciml.kernels import multi_mode_product, multi_mode_solve_triangular, rowwise_kron_apply
 from sciml.validation import check_nonnegative, check_positive, check_positive_int, check_tensor
 
-from .grid_ops import eval_tensor_field, multi_mode_product, multi_mode_whiten, whiten_rows
 from .kernels import KERNELS, grid_kernel_matrix, mixture_kernel
-from .problem import PDEProblem, grid_points
+from .problem import PDEProblem, boundary_mask, grid_points
 
 __all__ = ["GPPDESolution"]
 
 _BLOCK = 256  # points per block in scattered evaluation
-_KIND, _VERSION = "gp_pde.GPPDESolution", 1
+_KIND, _VERSION = "gp_pde.GPPDESolution", 2
+# version 1 differed only in the diagnostics keys (renamed to the project's conventions on reading)
+_V1_KEYS = {"wall_time": "wall_time_s", "evals": "n_grad_evals", "loss_evals": "n_evals"}
 
 
 def _check_axes(axes: Any) -> list[Tensor]:
@@ -85,9 +88,17 @@ class GPPDESolution(Solution):
         params: per-dimension kernel parameters ``{"log_w", "mu", "log_ls"}`` (``(Q,)`` each).
         kernel: ``"gm"`` or ``"stm"``.
         values: grid values ``U`` of shape ``grid``.
-        loss_history: profiled negative log joint after each evaluation (last entry: final fit).
-        diagnostics: ``residual_rms`` / ``residual_max`` (PDE residual at interior grid points),
-            ``boundary_max_error``, ``wall_time`` (s), ``evals``, ``path``, ``final_loss``.
+        loss_history: the loss (negative log marginal likelihood) after each L-BFGS evaluation; last entry:
+            the final fit.
+        diagnostics: ``wall_time_s``, ``num_steps`` (L-BFGS iterations), ``n_evals`` (loss evaluations, pruning
+            candidates included), ``n_grad_evals`` (with a gradient), ``path`` (``"dense"`` or
+            ``"fast-diagonalisation"``), ``final_loss``, ``data_scale``, ``residual_rms`` / ``residual_max``
+            (PDE residual at interior grid points), ``boundary_max_error``; ``components`` (counts after each
+            pruning pass), ``newton_steps`` (nonlinear operators), ``newton_residual`` / ``gmres_iterations``
+            (nonlinear, fast-diagonalisation path).
+
+    The solution lives on the device of ``values``; evaluation methods take points on any device and
+    return tensors on the points' device and dtype (computed in float64).
     """
 
     def __init__(self, axes: Sequence[Tensor], params: Sequence[dict[str, Tensor]], kernel: str, jitter: float,
@@ -102,6 +113,9 @@ class GPPDESolution(Solution):
         self.jitter = check_positive("jitter", jitter)
         grid = tuple(int(a.shape[0]) for a in self.axes)
         self.values = check_tensor("values", values, shape=grid).detach().to(torch.float64).clone()
+        self.device = self.values.device
+        self.axes = [a.to(self.device) for a in self.axes]
+        self.params = [{k: v.to(self.device) for k, v in p.items()} for p in self.params]
         self.problem = _check_problem(problem, len(self.axes))
         self._prepare()
 
@@ -110,15 +124,13 @@ class GPPDESolution(Solution):
                  history: list[float], diagnostics: dict[str, Any]) -> GPPDESolution:
         """Build the solution of a fit and fill its residual / boundary diagnostics."""
         sol = cls(problem.axes(), params, kernel, jitter, U, history, diagnostics, problem)
-        from .problem import boundary_mask
-
-        f, g = problem.grid_data()
-        mask = boundary_mask(problem.grid)
-        r = sol._grid_operator(problem.operator, U) - f
+        f, g = (t.to(sol.device) for t in problem.grid_data())
+        mask = boundary_mask(problem.grid).to(sol.device)
+        r = sol._grid_operator(problem.operator, sol.values) - f
         r_in = r[~mask]
         sol.diagnostics["residual_rms"] = float(r_in.square().mean().sqrt()) if r_in.numel() else 0.0
         sol.diagnostics["residual_max"] = float(r_in.abs().max()) if r_in.numel() else 0.0
-        pts = grid_points(problem.axes())[mask.reshape(-1)]
+        pts = grid_points(sol.axes)[mask.reshape(-1)]
         sol.diagnostics["boundary_max_error"] = float((sol(pts) - g).abs().max())
         return sol
 
@@ -144,7 +156,7 @@ class GPPDESolution(Solution):
         # bounded (|row|^2 <= k_j(0), |W|^2 = U^T K^{-1} U); the terms of k(x, X) alpha with alpha = K^{-1} U
         # reach |u| / jitter, so that sum lost about eps / jitter to cancellation and its rounding depended on
         # the BLAS summation order (CPU, thread count). Triangular solves only, never an explicit inverse.
-        self._white = multi_mode_whiten(self._chols, self.values)
+        self._white = multi_mode_solve_triangular(self._chols, self.values)
 
     def _rows(self, x: Tensor, orders: Sequence[int]) -> list[Tensor]:
         """Whitened kernel rows ``d^m k_j(x_j, X_j) L_j^{-T}`` per dimension, ``(n, n_j)`` each."""
@@ -154,7 +166,8 @@ class GPPDESolution(Solution):
         p = self.params[j]
         rows = mixture_kernel(t[:, None] - self.axes[j][None, :], p["log_w"], p["mu"], p["log_ls"], order,
                               self.kernel)
-        return whiten_rows(rows, self._chols[j])
+        # rows L^{-T}: with W = L^{-1} U per mode, k(x, X) K^{-1} U = (k(x, X) L^{-T}) W
+        return torch.linalg.solve_triangular(self._chols[j].mT, rows, upper=True, left=False)
 
     def _check_orders(self, orders: Any) -> list[int]:
         if isinstance(orders, (str, bytes)) or not isinstance(orders, Sequence):
@@ -171,10 +184,11 @@ class GPPDESolution(Solution):
         return problem
 
     def _check_points(self, x: Tensor) -> Tensor:
+        """Points ``(n, d)`` as float64 on the solution's device."""
         check_tensor("x", x, ndim=2)
         if x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
-        return x.to(torch.float64)
+        return x.to(device=self.device, dtype=torch.float64)
 
     # ------------------------------------------------------------------ evaluation
     def __call__(self, x: Tensor) -> Tensor:
@@ -188,15 +202,17 @@ class GPPDESolution(Solution):
             x: points ``(n, d)``.
             orders: ``(m_1, ..., m_d)``, each 0, 1 or 2.
         """
-        x = self._check_points(x)
+        xs = self._check_points(x)
         orders = self._check_orders(orders)
         # kernel rows cost (points x grid x components) memory: evaluate in blocks of points
-        out = [eval_tensor_field(self._rows(x[i:i + _BLOCK], orders), self._white)
-               for i in range(0, x.shape[0], _BLOCK)]
-        return torch.cat(out) if out else x.new_zeros(0)
+        out = [rowwise_kron_apply(self._rows(xs[i:i + _BLOCK], orders), self._white)
+               for i in range(0, xs.shape[0], _BLOCK)]
+        return (torch.cat(out) if out else xs.new_zeros(0)).to(device=x.device, dtype=x.dtype)
 
     def on_grid(self, axes: Sequence[Tensor], orders: Sequence[int] | None = None) -> Tensor:
         """Mean (or a derivative) on a tensor grid given by per-dimension axes; shape ``(len(a_1), ...)``.
+
+        Returned on the device of ``axes[0]`` in the promoted dtype of the axes.
 
         Args:
             axes: one 1-D tensor of finite coordinates per dimension (any order, any spacing).
@@ -208,8 +224,10 @@ class GPPDESolution(Solution):
             raise ValueError(f"axes must hold {self.dim} 1-D tensors (one per dimension), got {len(axes)}")
         axes = [check_tensor(f"axes[{j}]", a, ndim=1) for j, a in enumerate(axes)]
         orders = self._check_orders(orders) if orders is not None else [0] * self.dim
-        mats = [self._white_rows(j, a.to(torch.float64), orders[j]) for j, a in enumerate(axes)]
-        return multi_mode_product(mats, self._white)
+        mats = [self._white_rows(j, a.to(device=self.device, dtype=torch.float64), orders[j])
+                for j, a in enumerate(axes)]
+        dtype = functools.reduce(torch.promote_types, [a.dtype for a in axes])
+        return multi_mode_product(mats, self._white).to(device=axes[0].device, dtype=dtype)
 
     def std(self, x: Tensor) -> Tensor:
         """Posterior standard deviation of ``u(x)`` given the grid values, at ``x`` ``(n, d)``; ``(n,)``.
@@ -217,16 +235,16 @@ class GPPDESolution(Solution):
         For the product kernel ``k(x,x) - k(x,X) K^{-1} k(X,x) = prod_j k_j(0) - prod_j q_j(x_j)`` with
         ``q_j = k_j(x_j, X_j) K_j^{-1} k_j(X_j, x_j)``.
         """
-        x = self._check_points(x)
-        if x.shape[0] > _BLOCK:
+        xs = self._check_points(x)
+        if xs.shape[0] > _BLOCK:
             return torch.cat([self.std(x[i:i + _BLOCK]) for i in range(0, x.shape[0], _BLOCK)])
-        rows = self._rows(x, [0] * self.dim)
+        rows = self._rows(xs, [0] * self.dim)
         prior, quad = 1.0, 1.0
         for j, r in enumerate(rows):
             k0 = float(self._kmats[j][0, 0]) / (1.0 + self.jitter)  # k_j(0) without the jitter
             prior = prior * k0
             quad = quad * r.square().sum(-1)  # |k_j(x_j, X_j) L_j^{-T}|^2 = k_j(x_j, X) K_j^{-1} k_j(X, x_j)
-        return (prior - quad).clamp_min(0.0).sqrt()
+        return (prior - quad).clamp_min(0.0).sqrt().to(device=x.device, dtype=x.dtype)
 
     def _grid_operator(self, operator: Any, U: Tensor) -> Tensor:
         """``L U + phi(U)`` at the grid points (conditional-mean derivatives)."""
@@ -249,20 +267,22 @@ class GPPDESolution(Solution):
         Needs the problem (stored by the solver; pass it again after :meth:`load`) with a callable source.
         """
         problem = self._problem(problem, "residual", "source")
-        x = self._check_points(x)
+        self._check_points(x)
+        xs = x.to(torch.float64)  # float64 on the points' device (where the problem's functions are called)
         op = problem.operator
-        out = torch.zeros(x.shape[0], dtype=torch.float64)
+        out = torch.zeros(xs.shape[0], dtype=torch.float64, device=xs.device)
         for k, c in op.terms.items():
-            out = out + float(c) * self.derivative(x, list(k))
+            out = out + float(c) * self.derivative(xs, list(k))
         if op.nonlinearity is not None:
-            out = out + op.nonlinearity(self(x))
-        return out - problem.source(x)
+            out = out + op.nonlinearity(self(xs))
+        return (out - problem.source(xs)).to(x.dtype)
 
     def boundary_error(self, x: Tensor, problem: Any = None) -> Tensor:
         """``u(x) - g(x)`` at boundary points ``(n, d)`` (callable boundary data needed)."""
         problem = self._problem(problem, "boundary_error", "boundary")
-        x = self._check_points(x)
-        return self(x) - problem.boundary(x)
+        self._check_points(x)
+        xs = x.to(torch.float64)
+        return (self(xs) - problem.boundary(xs)).to(x.dtype)
 
     def spectrum(self, rel_threshold: float = 1e-3) -> list[dict[str, Tensor]]:
         """Learned spectrum per dimension, components sorted by weight.
@@ -289,7 +309,8 @@ class GPPDESolution(Solution):
         if not callable(exact):
             raise TypeError(f"exact must be a callable u(x) on points (n, {self.dim}), got {type(exact).__name__}")
         n_test = check_positive_int("n_test", n_test)
-        axes = [torch.linspace(float(a[0]), float(a[-1]), n_test, dtype=torch.float64) for a in self.axes]
+        axes = [torch.linspace(float(a[0]), float(a[-1]), n_test, dtype=torch.float64, device=self.device)
+                for a in self.axes]
         pts = grid_points(axes)
         pred = self.on_grid(axes).reshape(-1)
         ref = exact(pts)
@@ -311,7 +332,7 @@ class GPPDESolution(Solution):
                 "diagnostics": {k: v for k, v in self.diagnostics.items() if isinstance(v, (int, float, str))}}
 
     def save(self, path: Any) -> None:
-        """Write the fitted solution to ``path`` (:func:`sciml.io.save_state`, kind ``gp_pde.GPPDESolution``, v1)."""
+        """Write the fitted solution to ``path`` (:func:`sciml.io.save_state`, kind ``gp_pde.GPPDESolution``, v2)."""
         save_state(path, _KIND, _VERSION, self.state_dict())
 
     @classmethod
@@ -324,20 +345,26 @@ class GPPDESolution(Solution):
             map_location: passed to :func:`torch.load` (a device this machine lacks raises
                 :class:`sciml.DeviceUnavailableError`).
 
+        Reads format versions 1 and 2 (version 1 files get their diagnostics keys renamed: ``wall_time``,
+        ``evals``, ``loss_evals`` become ``wall_time_s``, ``n_grad_evals``, ``n_evals``).
+
         Raises:
             FileNotFoundError: no such file.
             SaveFileError: the file is empty, damaged, not a sciml file, of another kind or a newer version,
                 or holds invalid content (non-finite tensors, inconsistent shapes, axes not increasing and
                 uniform, an unknown kernel, a jitter <= 0), with the file named.
         """
-        _, st = load_state(path, _KIND, (_VERSION,), map_location)
+        version, st = load_state(path, _KIND, (1, _VERSION), map_location)
         with reading(path):
             if not isinstance(st["loss_history"], list) or not isinstance(st["diagnostics"], dict):
                 raise TypeError("loss_history must be a list and diagnostics a dict")
+            diagnostics = st["diagnostics"]
+            if version == 1:
+                diagnostics = {_V1_KEYS.get(k, k): v for k, v in diagnostics.items()}
             return cls(st["axes"], st["params"], st["kernel"], st["jitter"], st["values"],
-                       [float(v) for v in st["loss_history"]], st["diagnostics"], problem)
+                       [float(v) for v in st["loss_history"]], diagnostics, problem)
 
     def __repr__(self) -> str:
         return (f"GPPDESolution(grid={self.grid}, kernel={self.kernel!r}, "
-                f"evals={self.diagnostics.get('evals', '?')}, path={self.diagnostics.get('path', '?')!r})")
+                f"n_evals={self.diagnostics.get('n_evals', '?')}, path={self.diagnostics.get('path', '?')!r})")
 
