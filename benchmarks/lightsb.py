@@ -101,7 +101,7 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     inits = ["gaussian", "clusters"] if cfg["init"] == "select" else [cfg["init"]]
 
     def fit(init: str):  # noqa: ANN202
-        solver = LightSB(eps=eps, n_components=k, covariance=cov, n_steps=cfg["steps"],
+        solver = LightSB(eps=eps, n_components=k, covariance=cov, num_steps=cfg["steps"],
                          batch_size=cfg["batch_size"], lr=cfg["lr"], init_scale=args.init_scale, init=init,
                          init_spread=cfg["init_spread"], cluster_subsample=1000,
                          val_fraction=0.05, eval_every=cfg["steps"] if args.patience is None else 250,
@@ -113,7 +113,7 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
             a, b = x0 @ basis.to(dtype), x1 @ basis.to(dtype)
         bridge = solver.solve(a, b, generator=torch.Generator().manual_seed(args.seed))
         if cfg["full_steps"] > 0:  # continue with full covariances from the components that carry weight
-            full = LightSB(eps=eps, covariance="full", n_steps=cfg["full_steps"], batch_size=cfg["batch_size"],
+            full = LightSB(eps=eps, covariance="full", num_steps=cfg["full_steps"], batch_size=cfg["batch_size"],
                            lr=cfg["lr"], init_min_weight=cfg["full_min_weight"], val_fraction=0.05,
                            eval_every=cfg["full_steps"], patience=None, progress=args.progress, flush_denormal=True)
             bridge = full.solve(a, b, generator=torch.Generator().manual_seed(args.seed + 1), init_potential=bridge)
@@ -125,7 +125,7 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     bridge, chosen = min(fits, key=lambda f: f[0].diagnostics["best_val_loss"])
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     out = {"exact": cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, generator=torch.Generator().manual_seed(1)),
-           "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["steps"]), "n_pool": float(n_pool),
+           "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["num_steps"]), "n_pool": float(n_pool),
            "config": (f"{k} {cov}" if cfg["init"] == "identity" else
                       f"{k} {cov}, {_START[chosen]}, {cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']:g}")
            + (" (selected)" if len(fits) > 1 else "")

@@ -13,14 +13,13 @@ import math
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 import sciml
+from sciml.metrics import wasserstein2
 from sciml.progress import add_progress_argument
 
-__all__ = ["main", "swiss_roll", "empirical_w2"]
+__all__ = ["main", "swiss_roll"]
 
 
 def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 0.25) -> torch.Tensor:
@@ -30,13 +29,6 @@ def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 
     pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1)
     pts = pts + noise * torch.randn(n, 2, generator=generator)
     return pts / 5.0
-
-
-def empirical_w2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Exact W2 between two equal-size point clouds (optimal assignment), in the data's units."""
-    cost = torch.cdist(a.double(), b.double()).pow(2).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return float(np.sqrt(cost[rows, cols].mean()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x0 = torch.randn(args.n, 2, generator=gen)
     x1 = swiss_roll(args.n, gen)
     LightSB = sciml.load("solver", "lightsb")
-    solver = LightSB(eps=args.eps, n_components=args.components, covariance="diag", n_steps=args.steps,
+    solver = LightSB(eps=args.eps, n_components=args.components, covariance="diag", num_steps=args.steps,
                      batch_size=256, lr=1e-2, init_scale=0.1, progress=args.progress)
     start = time.perf_counter()
     bridge = solver.solve(x0, x1, generator=gen)
@@ -71,10 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     x0_test = torch.randn(n_eval, 2, generator=gen)
     y_model = bridge.sample(x0_test, generator=gen)
     y_true, y_true2 = swiss_roll(n_eval, gen), swiss_roll(n_eval, gen)
-    w2_model, w2_floor = empirical_w2(y_model, y_true), empirical_w2(y_true2, y_true)
-    w2_source = empirical_w2(x0_test, y_true)
+    w2_model, w2_floor = wasserstein2(y_model.double(), y_true.double()), wasserstein2(y_true2.double(), y_true.double())
+    w2_source = wasserstein2(x0_test.double(), y_true.double())
 
-    print(f"LightSB Gaussian -> Swiss roll  (eps={args.eps}, K={args.components}, {bridge.diagnostics['steps']} steps)")
+    print(f"LightSB Gaussian -> Swiss roll  (eps={args.eps}, K={args.components}, {bridge.diagnostics['num_steps']} steps)")
     print(f"{'quantity':<42}{'value':>10}")
     print(f"{'training time [s]':<42}{train_s:>10.1f}")
     print(f"{'best held-out loss':<42}{bridge.diagnostics['best_val_loss']:>10.4f}")
@@ -83,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'W2(source N(0, I), Swiss roll)':<42}{w2_source:>10.4f}")
 
     n_paths = 40
-    path = bridge.trajectory(x0_test[:n_paths], n_steps=100, generator=gen)
+    path = bridge.trajectory(x0_test[:n_paths], num_steps=100, generator=gen)
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))
     ax = axes[0]
     ax.scatter(*x0_test.T, s=3, alpha=0.4, label="p0 = N(0, I)")

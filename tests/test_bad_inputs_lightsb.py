@@ -74,7 +74,7 @@ X0, X1 = _data()
 
 
 def _solver(**kw: Any) -> LightSB:
-    base: dict[str, Any] = {"eps": 1.0, "n_components": 3, "n_steps": 2, "progress": False}
+    base: dict[str, Any] = {"eps": 1.0, "n_components": 3, "num_steps": 2, "progress": False}
     return LightSB(**{**base, **kw})
 
 
@@ -96,7 +96,7 @@ def _potential(covariance: str = "diag", d: int = 2, k: int = 3, eps: float = 0.
 
 
 def _bridge(covariance: str = "diag") -> Bridge:
-    return Bridge(_potential(covariance), [1.5, 1.25, 1.0], {"steps": 3, "objective": "lightsb"})
+    return Bridge(_potential(covariance), [1.5, 1.25, 1.0], {"num_steps": 3, "objective": "lightsb", "wall_time_s": 0.0})
 
 
 def _nan_potential() -> GaussianMixturePotential:
@@ -208,7 +208,7 @@ def _dirac_source(tmp: Path) -> tuple[Bridge, torch.Tensor]:
     # p0 a single point c: the EOT plan is pi(. | c) = p1, and the K = 1 full-covariance LightSB
     # objective is then the Gaussian log-likelihood of x1, maximised at the sample moments of x1
     c = torch.tensor([[0.3, -0.2]], dtype=F64)
-    bridge = _solve(c, X1, n_components=1, covariance="full", optimizer="lbfgs", lr=1.0, n_steps=100,
+    bridge = _solve(c, X1, n_components=1, covariance="full", optimizer="lbfgs", lr=1.0, num_steps=100,
                     val_fraction=0.0)
     return bridge, c
 
@@ -322,8 +322,8 @@ CASES: list[Case] = [
     err("LightSB-lr_schedule", lambda t: LightSB(lr_schedule="step"), ValueError, "lr_schedule"),
     err("LightSB-optimizer", lambda t: LightSB(optimizer="sgd"), ValueError, "optimizer"),
     err("LightSB-init", lambda t: LightSB(init="random"), ValueError, "init"),
-    err("LightSB-n_steps=0", lambda t: LightSB(n_steps=0), ValueError, "n_steps"),
-    err("LightSB-n_steps=2.0", lambda t: LightSB(n_steps=2.0), TypeError, "n_steps"),  # type: ignore[arg-type]
+    err("LightSB-num_steps=0", lambda t: LightSB(num_steps=0), ValueError, "num_steps"),
+    err("LightSB-num_steps=2.0", lambda t: LightSB(num_steps=2.0), TypeError, "num_steps"),  # type: ignore[arg-type]
     err("LightSB-batch_size=0", lambda t: LightSB(batch_size=0), ValueError, "batch_size"),
     err("LightSB-lr=0", lambda t: LightSB(lr=0.0), ValueError, "lr"),
     err("LightSB-lr=nan", lambda t: LightSB(lr=NAN), ValueError, "lr"),
@@ -420,8 +420,8 @@ CASES: list[Case] = [
     err("drift-t<0", lambda t: _bridge().drift(X0, -0.5), ValueError, "t must"),
     err("drift-x-D", lambda t: _bridge().drift(X0[:, :1], 0.5), ValueError, "x"),
     err("drift-x-nan", lambda t: _bridge().drift(torch.full((2, 2), NAN, dtype=F64), 0.5), ValueError, "x"),
-    *[err(f"trajectory-n_steps={v!r}", lambda t, v=v: _bridge().trajectory(X0, n_steps=v),
-          ValueError if isinstance(v, int) else TypeError, "n_steps") for v in (0, -1, 2.5)],
+    *[err(f"trajectory-num_steps={v!r}", lambda t, v=v: _bridge().trajectory(X0, num_steps=v),
+          ValueError if isinstance(v, int) else TypeError, "num_steps") for v in (0, -1, 2.5)],
     err("trajectory-return_times", lambda t: _bridge().trajectory(X0, 2, return_times="yes"), TypeError,
         "return_times"),  # type: ignore[arg-type]
     err("trajectory-x0-D", lambda t: _bridge().trajectory(X0[:, :1], 2), ValueError, "x0"),

@@ -86,13 +86,16 @@ def test_exact_bridge_log_prob_and_sampling() -> None:
     mean, cov = bridge.conditional_moments(x0[:5])
     torch.testing.assert_close(mean, plan.conditional_mean(x0[:5]))
     torch.testing.assert_close(cov, plan.conditional_cov.expand(5, 3, 3))
+    # calling the bridge evaluates the conditional mean, deterministically, in the points' dtype
+    torch.testing.assert_close(bridge(x0), plan.conditional_mean(x0), rtol=1e-10, atol=1e-10)
+    assert torch.equal(bridge(x0), bridge(x0)) and bridge(x0.float()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("d,eps", [(2, 0.1), (8, 1.0), (16, 10.0), (16, 0.1)])
 def test_k1_full_recovers_gaussian_plan(d: int, eps: float) -> None:
     x0, x1 = _gaussian_pair(d, 2000, seed=d)
     plan = _empirical_plan(x0, x1, eps)
-    solver = LightSB(eps=eps, n_components=1, covariance="full", optimizer="lbfgs", lr=1.0, n_steps=250,
+    solver = LightSB(eps=eps, n_components=1, covariance="full", optimizer="lbfgs", lr=1.0, num_steps=250,
                      val_fraction=0.0, progress=False)
     bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
     s = bridge.potential.covariances()
@@ -121,7 +124,7 @@ def test_init_potential_prunes_converts_and_reaches_gaussian_plan() -> None:
     torch.testing.assert_close(full.covariances(), one.covariances())
     torch.testing.assert_close(full.log_potential(x1[:50]), one.log_potential(x1[:50]))
     torch.testing.assert_close(full.log_normaliser(x0[:50]), one.log_normaliser(x0[:50]))
-    solver = LightSB(eps=eps, covariance="full", optimizer="lbfgs", lr=1.0, n_steps=250, val_fraction=0.0,
+    solver = LightSB(eps=eps, covariance="full", optimizer="lbfgs", lr=1.0, num_steps=250, val_fraction=0.0,
                      init_min_weight=1e-3, flush_denormal=True, progress=False)
     bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0), init_potential=Bridge(start))
     assert bridge.potential.n_components == 1 and bridge.potential.covariance == "full"
@@ -152,7 +155,7 @@ def test_k1_adam_minibatch_close_to_population_plan() -> None:
     m0, s0 = _rand_gauss(2, g)
     m1, s1 = _rand_gauss(2, g)
     plan = gaussian_eot(m0, s0, m1, s1, 1.0)
-    solver = LightSB(eps=1.0, n_components=1, covariance="full", n_steps=1500, batch_size=512, lr=2e-2,
+    solver = LightSB(eps=1.0, n_components=1, covariance="full", num_steps=1500, batch_size=512, lr=2e-2,
                      progress=False, patience=None)
     bridge = solver.solve(lambda n, gen: _draw(m0, s0, n, gen), lambda n, gen: _draw(m1, s1, n, gen),
                           generator=torch.Generator().manual_seed(0))
@@ -171,7 +174,7 @@ def test_sde_and_bridge_marginals_match_closed_form_at_half() -> None:
     mean_t, cov_t = plan.marginal(0.5)
     se_mean = (torch.diagonal(cov_t) / n).sqrt()
     se_cov = ((torch.diagonal(cov_t)[:, None] * torch.diagonal(cov_t)[None, :] + cov_t**2) / n).sqrt()
-    path = bridge.trajectory(x0, n_steps=200, generator=torch.Generator().manual_seed(5))
+    path = bridge.trajectory(x0, num_steps=200, generator=torch.Generator().manual_seed(5))
     assert path.shape == (201, n, d)
     for xt in (path[100], bridge.sample_at(0.5, x0, generator=torch.Generator().manual_seed(6))):
         assert bool(((xt.mean(0) - mean_t).abs() < 5 * se_mean).all())
@@ -225,13 +228,13 @@ def test_small_eps_is_finite_in_float32() -> None:
     g = torch.Generator().manual_seed(9)
     x0 = torch.randn(400, 2, generator=g)
     x1 = 3 * torch.randn(400, 2, generator=g) + 5
-    bridge = LightSB(eps=1e-3, n_components=8, n_steps=100, lr=1e-2, progress=False).solve(
+    bridge = LightSB(eps=1e-3, n_components=8, num_steps=100, lr=1e-2, progress=False).solve(
         x0, x1, generator=torch.Generator().manual_seed(0))
     assert all(math.isfinite(v) for v in bridge.loss_history)
     assert bool(torch.isfinite(bridge.sample(x0[:50])).all())
     assert bool(torch.isfinite(bridge.log_prob(x1[:50], x0[:50])).all())
     assert bool(torch.isfinite(bridge.drift(x0[:50], 0.9)).all())
-    assert bool(torch.isfinite(bridge.trajectory(x0[:50], n_steps=20)).all())
+    assert bool(torch.isfinite(bridge.trajectory(x0[:50], num_steps=20)).all())
 
 
 def test_matching_objective_from_independent_coupling() -> None:
@@ -243,14 +246,14 @@ def test_matching_objective_from_independent_coupling() -> None:
     def pairs(n: int, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         return _draw(m0, s0, n, gen), _draw(m1, s1, n, gen)  # independent coupling
 
-    solver = LightSB(eps=1.0, n_components=1, covariance="full", objective="matching", n_steps=1500,
+    solver = LightSB(eps=1.0, n_components=1, covariance="full", objective="matching", num_steps=1500,
                      batch_size=512, lr=2e-2, progress=False, patience=None)
     bridge = solver.solve(pairs, None, generator=torch.Generator().manual_seed(0))
     rel = float(torch.linalg.norm(bridge.potential.covariances() - plan.S_star) / torch.linalg.norm(plan.S_star))
     assert rel < 0.1, rel
     # paired tensors are accepted too
     x0, x1 = pairs(256, g)
-    LightSB(eps=1.0, n_components=2, objective="matching", n_steps=5, progress=False).solve(x0, x1)
+    LightSB(eps=1.0, n_components=2, objective="matching", num_steps=5, progress=False).solve(x0, x1)
 
 
 def test_bad_inputs_raise() -> None:
@@ -263,7 +266,7 @@ def test_bad_inputs_raise() -> None:
         LightSB(covariance="dense")
     with pytest.raises(ValueError, match="objective"):
         LightSB(objective="other")
-    solver = LightSB(eps=1.0, n_components=2, n_steps=2, progress=False)
+    solver = LightSB(eps=1.0, n_components=2, num_steps=2, progress=False)
     with pytest.raises(ValueError, match="dimension"):
         solver.solve(x0, x1[:, :1])
     bad = x1.clone()
@@ -271,7 +274,7 @@ def test_bad_inputs_raise() -> None:
     with pytest.raises(ValueError, match="x1"):
         solver.solve(x0, bad)
     with pytest.raises(ValueError, match="n_components"):
-        LightSB(n_components=60, n_steps=2, progress=False, val_fraction=0).solve(x0, x1)
+        LightSB(n_components=60, num_steps=2, progress=False, val_fraction=0).solve(x0, x1)
     with pytest.raises(TypeError, match="generator"):
         solver.solve(x0, x1, generator=0)
     with pytest.raises(TypeError, match="x0"):
@@ -284,7 +287,7 @@ def test_bad_inputs_raise() -> None:
     b = solver.solve(x0, x1, generator=torch.Generator().manual_seed(4))
     assert a.loss_history == b.loss_history
     with pytest.raises(ValueError, match="rows"):
-        LightSB(objective="matching", n_steps=2, progress=False).solve(x0, x1[:40])
+        LightSB(objective="matching", num_steps=2, progress=False).solve(x0, x1[:40])
     bridge = solver.solve(x0, x1)
     with pytest.raises(ValueError, match="x0"):
         bridge.sample(torch.zeros(3, 5, dtype=F64))
@@ -297,7 +300,7 @@ def test_bad_inputs_raise() -> None:
 @pytest.mark.parametrize("covariance", ["diag", "full"])
 def test_save_load_round_trip(tmp_path, covariance: str) -> None:
     x0, x1 = _gaussian_pair(3, 300, seed=11)
-    bridge = LightSB(eps=0.5, n_components=4, covariance=covariance, n_steps=30, progress=False).solve(
+    bridge = LightSB(eps=0.5, n_components=4, covariance=covariance, num_steps=30, progress=False).solve(
         x0, x1, generator=torch.Generator().manual_seed(0))
     path = tmp_path / "bridge.pt"
     bridge.save(path)
@@ -316,19 +319,19 @@ def test_save_load_round_trip(tmp_path, covariance: str) -> None:
 
 def test_seeding_and_early_stopping() -> None:
     x0, x1 = _gaussian_pair(2, 400, seed=12)
-    make = lambda: LightSB(eps=1.0, n_components=3, n_steps=400, eval_every=10, patience=2, lr=0.05,  # noqa: E731
+    make = lambda: LightSB(eps=1.0, n_components=3, num_steps=400, eval_every=10, patience=2, lr=0.05,  # noqa: E731
                            progress=False)
     a = make().solve(x0, x1, generator=torch.Generator().manual_seed(3))
     b = make().solve(x0, x1, generator=torch.Generator().manual_seed(3))
     assert a.loss_history == b.loss_history
-    assert a.diagnostics["stopped_early"] and a.diagnostics["steps"] < 400
+    assert a.diagnostics["stopped_early"] and a.diagnostics["num_steps"] < 400
     vh = a.diagnostics["val_history"]
     assert min(vh) == a.diagnostics["best_val_loss"]
 
 
 def test_conformance() -> None:
     x0, x1 = _gaussian_pair(2, 200, seed=13)
-    check_solver(LightSB(eps=1.0, n_components=4, n_steps=40, progress=False), (x0, x1), x0[:10])
+    check_solver(LightSB(eps=1.0, n_components=4, num_steps=40, progress=False), (x0, x1), x0[:10])
 
 
 def test_benchmark_plan_is_exact_and_metric() -> None:
@@ -346,7 +349,7 @@ def test_benchmark_plan_is_exact_and_metric() -> None:
     torch.testing.assert_close(got, log_un[::1000] - log_z, rtol=1e-7, atol=1e-7)
     # the exact plan scores ~0 and a fitted LightSB scores low on a 2-D instance
     bench2 = make_benchmark(2, 1.0, seed=0)
-    bridge = LightSB(eps=1.0, n_components=5, covariance="full", n_steps=1500, lr=1e-2, batch_size=256,
+    bridge = LightSB(eps=1.0, n_components=5, covariance="full", num_steps=1500, lr=1e-2, batch_size=256,
                      progress=False, patience=None).solve(bench2, generator=torch.Generator().manual_seed(0))
     uvp = cbw2_uvp_bridge(bridge, bench2, n_test=500, generator=torch.Generator().manual_seed(1))
     assert uvp < 1.0, uvp
@@ -372,11 +375,11 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
 def test_cuda_device_follows_inputs() -> None:
     x0, x1 = _gaussian_pair(3, 500, seed=14)
     dev = torch.device("cuda")
-    bridge = LightSB(eps=1.0, n_components=4, covariance="full", n_steps=50, progress=False).solve(
+    bridge = LightSB(eps=1.0, n_components=4, covariance="full", num_steps=50, progress=False).solve(
         x0.to(dev), x1.to(dev), generator=torch.Generator(device=dev).manual_seed(0))
     y = bridge.sample(x0[:10].to(dev), generator=torch.Generator(device=dev).manual_seed(1))
     assert y.device.type == "cuda" and bool(torch.isfinite(y).all())
-    path = bridge.trajectory(x0[:10].to(dev), n_steps=5, generator=torch.Generator(device=dev).manual_seed(2))
+    path = bridge.trajectory(x0[:10].to(dev), num_steps=5, generator=torch.Generator(device=dev).manual_seed(2))
     assert path.device.type == "cuda" and bool(torch.isfinite(path).all())
     assert bridge.log_prob(y, x0[:10].to(dev)).device.type == "cuda"
 
@@ -385,7 +388,7 @@ def test_gaussian_init_starts_at_the_closed_form_plan() -> None:
     # init="gaussian" with K = 1 full covariance starts at the exact minimiser of the K = 1 objective
     x0, x1 = _gaussian_pair(3, 4000, seed=11)
     eps = 0.5
-    solver = LightSB(eps=eps, n_components=1, covariance="full", init="gaussian", init_spread=0.0, n_steps=1, lr=1e-12,
+    solver = LightSB(eps=eps, n_components=1, covariance="full", init="gaussian", init_spread=0.0, num_steps=1, lr=1e-12,
                      val_fraction=0.0, progress=False)
     bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
     plan = _empirical_plan(x0, x1, eps)
@@ -405,7 +408,7 @@ def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
     x0, x1 = _gaussian_pair(3, 2000, seed=12)
     U = gaussian_basis(x0, x1, 0.5)
     torch.testing.assert_close(U.T @ U, torch.eye(3, dtype=F64))
-    bridge = LightSB(eps=0.5, n_components=3, n_steps=50, val_fraction=0.0, progress=False).solve(
+    bridge = LightSB(eps=0.5, n_components=3, num_steps=50, val_fraction=0.0, progress=False).solve(
         x0 @ U, x1 @ U, generator=torch.Generator().manual_seed(0))
     back = rotate_bridge(bridge, U)
     a, b = x0[:30], x1[:30]
@@ -565,7 +568,7 @@ def test_multiple_starts_keep_the_lowest_held_out_loss() -> None:
         truth.raw_log_alpha.zero_()
     x0 = torch.randn(n, d, generator=g, dtype=F64) * torch.tensor([0.05, 1.0], dtype=F64)
     x1 = Bridge(truth).sample(x0, generator=g)[torch.randperm(n, generator=g)]
-    solver = LightSB(eps=eps, n_components=2, covariance="full", init="targets", n_starts=3, start_steps=20, n_steps=200,
+    solver = LightSB(eps=eps, n_components=2, covariance="full", init="targets", n_starts=3, start_steps=20, num_steps=200,
                      lr=1e-2, val_fraction=0.1, patience=None, progress=False)
     bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(0))
     losses = bridge.diagnostics["start_val_losses"]

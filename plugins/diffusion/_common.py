@@ -8,7 +8,9 @@ divergence tracking. Nothing here is specific to one algorithm.
 from __future__ import annotations
 
 import abc
+import copy
 import math
+import time
 import warnings
 from typing import Any
 
@@ -20,13 +22,12 @@ from sciml.progress import check_progress, progress_bar
 from sciml.targets import Target, TargetError, as_target
 from sciml.validation import (
     check_generator,
-    check_nonnegative_int,
     check_positive,
     check_positive_int,
     check_tensor,
 )
 
-__all__ = ["CountedTarget", "DiffusionSamplerBase", "check_probability", "check_choice", "logmeanexp"]
+__all__ = ["CountedTarget", "DiffusionSamplerBase", "logmeanexp"]
 
 
 class CountedTarget:
@@ -195,28 +196,6 @@ class CountedTarget:
         if hi - lo != 1 or (other != lo and fails(x[other:other + 1])):
             return None
         return [lo]
-
-
-def check_probability(name: str, value: object, *, open_low: bool = True, open_high: bool = True) -> float:
-    """Return ``value`` as a float in (0, 1) (ends allowed when not ``open_*``), else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    low_ok = v > 0 if open_low else v >= 0
-    high_ok = v < 1 if open_high else v <= 1
-    if not (math.isfinite(v) and low_ok and high_ok):
-        lo, hi = ("(" if open_low else "["), (")" if open_high else "]")
-        raise ValueError(f"{name} must lie in {lo}0, 1{hi}, got {value}")
-    return v
-
-
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` / ``TypeError``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {choices}, got {type(value).__name__}")
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def logmeanexp(a: Tensor) -> float:
@@ -424,18 +403,21 @@ class DiffusionSamplerBase(Sampler):
             x0 = init.to(dtype=tgt.dtype, device=tgt.device)
             check_tensor("init", x0)  # finite in the target's dtype too
         self._check_start(tgt, x0)
+        start = time.perf_counter()
         total = self._num_iterations()
         counted = CountedTarget(tgt, self.name, num_samples, total, self._attribute_failures)
         bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(tgt))
         with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
             monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every)
-            x, extras = self._run(counted, x0, generator, monitor)
+            # per-run state (step-size caches, counters) lives on a copy: the instance stays as it was
+            x, extras = copy.copy(self)._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
         if message is not None:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         diagnostics = dict(extras.pop("diagnostics", {}))
+        diagnostics["wall_time_s"] = time.perf_counter() - start
         diagnostics["n_diverged"] = int(diverged.sum())
         diagnostics["stopped_at_step"] = monitor.stopped_at
         diagnostics["divergence_bound"] = bound
@@ -469,7 +451,7 @@ class DiffusionSamplerBase(Sampler):
                              "points; pass an `init` inside the support or a larger init_std")
 
 
-__all__ += ["RunMonitor", "DIVERGENCE_FACTOR", "target_scale", "check_nonnegative_int"]
+__all__ += ["RunMonitor", "DIVERGENCE_FACTOR", "target_scale"]
 
 
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_bool, check_positive, check_positive_int
+from sciml.validation import check_bool, check_positive, check_positive_int, check_probability
 
 from ._common import (
     CountedTarget,
     DiffusionSamplerBase,
     RunMonitor,
-    check_probability,
     logmeanexp,
     randn_like,
 )

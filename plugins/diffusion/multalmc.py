@@ -31,15 +31,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_bool, check_nonnegative, check_positive, check_positive_int
+from sciml.validation import (
+    check_bool,
+    check_choice,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+)
 
 from ._common import (
     CountedTarget,
     DiffusionSamplerBase,
     RunMonitor,
-    check_choice,
-    check_nonnegative_int,
-    check_probability,
     randn_like,
     sample_target_sir,
 )

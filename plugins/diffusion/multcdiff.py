@@ -37,14 +37,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.validation import check_bool, check_positive, check_positive_int
+from sciml.validation import (
+    check_bool,
+    check_choice,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+)
 
 from ._common import (
     CountedTarget,
     DiffusionSamplerBase,
     RunMonitor,
-    check_choice,
-    check_nonnegative_int,
     randn_like,
     sample_target_sir,
 )

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import CountedTarget, RunMonitor, check_probability, systematic_resample
+from sciml.validation import check_probability
+
+from ._common import CountedTarget, RunMonitor, systematic_resample
 from .ais import AIS, AnnealedState, _log_p0, temperatures
 
 __all__ = ["SMC", "systematic_resample"]

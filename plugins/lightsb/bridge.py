@@ -39,7 +39,7 @@ class Bridge(Solution):
     ``p0``, the ``x0`` side) to ``t = 1`` (target ``p1``, the ``x1`` side); the plan is
     ``pi(x1 | x0) ∝ exp(-|x0 - x1|^2 / (2 eps)) phi(x1)``.
 
-    Calling the bridge, ``bridge(x0, generator=None)``, is :meth:`sample`. All methods take
+    Calling the bridge, ``bridge(x0)``, gives the conditional mean ``E[x1 | x0]``; :meth:`sample` draws. All methods take
     batches of shape ``(n, D)``; inputs are moved to the bridge's device and dtype and results are
     returned in the dtype and on the device of the input.
 
@@ -160,9 +160,21 @@ class Bridge(Solution):
             chunk_size = min(chunk_size, max(16, 2**22 // (self.dim * self.dim)))
         return torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)])
 
-    def __call__(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:  # type: ignore[override]
-        """Same as :meth:`sample`: one ``x1 ~ pi(. | x0)`` per row of ``x0`` (n, D)."""
-        return self.sample(x0, generator=generator)
+    def __call__(self, x0: Tensor, *, chunk_size: int = 4096) -> Tensor:  # type: ignore[override]
+        """The conditional mean ``E[x1 | x0] = sum_k w_k(x0) (r_k + S_k x0)``, (n, D) -> (n, D), deterministic.
+
+        Draws are :meth:`sample`. ``chunk_size`` rows are processed at once.
+        """
+        x = self._points("x0", x0)
+        check_positive_int("chunk_size", chunk_size)
+        chunk_size = min(chunk_size, max(16, 2**22 // (self.n_components * self.dim)))  # (chunk, K, D) terms
+        pot = self.potential
+        with torch.no_grad():
+            L = pot.cholesky_factors()
+            parts = [torch.einsum("nk,nkd->nd", torch.softmax(pot.conditional_logits(c, L), dim=-1),
+                                  pot.component_means(c, L)) for c in x.split(chunk_size)]
+        out = torch.cat(parts) if parts else x.clone()
+        return out.to(device=x0.device, dtype=x0.dtype)
 
     def log_prob(self, x1: Tensor, x0: Tensor) -> Tensor:
         """Conditional log-density ``log pi(x1 | x0)``, shapes (n, D), (n, D) -> (n,)."""
@@ -224,33 +236,33 @@ class Bridge(Solution):
     def trajectory(
         self,
         x0: Tensor,
-        n_steps: int = 100,
+        num_steps: int = 100,
         *,
         generator: torch.Generator | None = None,
         return_times: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Simulate ``dX = g(X, t) dt + sqrt(eps) dW`` from ``t = 0`` to ``1`` by Euler-Maruyama.
 
-        The drift is evaluated at the left end of each of ``n_steps`` equal steps, so it is never
+        The drift is evaluated at the left end of each of ``num_steps`` equal steps, so it is never
         evaluated at the singular time ``t = 1``.
 
         Args:
             x0: starting points, shape (n, D).
-            n_steps: number of steps.
+            num_steps: number of steps.
             generator: source of randomness.
-            return_times: also return the time grid, shape (n_steps + 1,).
+            return_times: also return the time grid, shape (num_steps + 1,).
         Returns:
-            states at the grid times, shape (n_steps + 1, n, D) (and the times).
+            states at the grid times, shape (num_steps + 1, n, D) (and the times).
         """
         x = self._points("x0", x0)
-        n_steps = check_positive_int("n_steps", n_steps)
+        num_steps = check_positive_int("num_steps", num_steps)
         check_generator("generator", generator)
         check_bool("return_times", return_times)
-        times = torch.linspace(0.0, 1.0, n_steps + 1, dtype=x.dtype, device=x.device)
-        dt = 1.0 / n_steps
+        times = torch.linspace(0.0, 1.0, num_steps + 1, dtype=x.dtype, device=x.device)
+        dt = 1.0 / num_steps
         path = [x]
         with torch.no_grad():
-            for i in range(n_steps):
+            for i in range(num_steps):
                 t = times[i].expand(x.shape[0])
                 xi = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
                 x = x + self.potential.drift(x, t) * dt + math.sqrt(self.eps * dt) * xi

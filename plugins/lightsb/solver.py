@@ -61,12 +61,12 @@ class LightSB(Solver):
         covariance: ``"diag"`` (``S_k = diag(exp s_k)``) or ``"full"`` (``S_k = L_k L_k^T``, ``L_k``
             lower triangular with diagonal ``exp(s_k / 2)``: a Cholesky factor).
         objective: ``"lightsb"`` or ``"matching"``.
-        n_steps: maximum number of Adam steps.
+        num_steps: maximum number of Adam steps.
         batch_size: minibatch size (of each of p0 and p1).
         lr: Adam learning rate.
         chol_lr_scale: the off-diagonal Cholesky entries of full covariances use ``lr * chol_lr_scale``
             (``None``: ``1 / sqrt(D)``, which keeps the relative step of ``L_k`` comparable to the others).
-        lr_schedule: ``"cosine"`` (decay to ``lr / 100`` over ``n_steps``) or ``"constant"`` (Adam).
+        lr_schedule: ``"cosine"`` (decay to ``lr / 100`` over ``num_steps``) or ``"constant"`` (Adam).
         optimizer: ``"adam"`` (minibatches) or ``"lbfgs"`` (full batch: all training samples, or
             one fixed draw of ``batch_size`` from a sampler; one L-BFGS iteration with strong-Wolfe
             line search per step; ``lr`` is then the L-BFGS step scale, 1 is the usual choice).
@@ -97,7 +97,7 @@ class LightSB(Solver):
         n_starts: number of warm starts tried (``init="clusters"`` or ``"targets"``, tensor inputs, the
             ``"lightsb"`` objective, ``val_fraction > 0``): each is trained for ``start_steps`` Adam steps
             (cosine decay over those steps), the one with the lowest held-out loss is kept and trained
-            for ``n_steps`` more. Every start draws its own k-means seeding from ``generator``; with
+            for ``num_steps`` more. Every start draws its own k-means seeding from ``generator``; with
             ``init="targets"`` the even-numbered starts (the first included) choose the number of
             pieces from the data, the odd ones use K pieces.
         start_steps: Adam steps per start when ``n_starts > 1``.
@@ -119,7 +119,7 @@ class LightSB(Solver):
         covariance: str = "diag",
         *,
         objective: str = "lightsb",
-        n_steps: int = 5000,
+        num_steps: int = 5000,
         batch_size: int = 128,
         lr: float = 1e-2,
         chol_lr_scale: float | None = None,
@@ -152,7 +152,7 @@ class LightSB(Solver):
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
         self.covariance, self.objective, self.lr_schedule = covariance, objective, lr_schedule
         self.optimizer = optimizer
-        self.n_steps = check_positive_int("n_steps", n_steps)
+        self.num_steps = check_positive_int("num_steps", num_steps)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = check_positive("lr", lr)
         self.chol_lr_scale = None if chol_lr_scale is None else check_positive("chol_lr_scale", chol_lr_scale)
@@ -355,11 +355,12 @@ class LightSB(Solver):
         """
         if not self.flush_denormal:
             return self._solve(x0, x1, generator, init_potential)
+        was_on = float(torch.tensor([1e-40], dtype=torch.float32) * 2) == 0.0  # denormals already flushed
         torch.set_flush_denormal(True)
         try:
             return self._solve(x0, x1, generator, init_potential)
         finally:
-            torch.set_flush_denormal(False)
+            torch.set_flush_denormal(was_on)  # the caller's setting
 
     def _solve(self, x0: SampleSource | Any, x1: SampleSource | None, generator: torch.Generator | None,
                init_potential: GaussianMixturePotential | Bridge | None) -> Bridge:
@@ -555,14 +556,14 @@ class LightSB(Solver):
         else:
             opt = torch.optim.Adam(self._param_groups(potential, dim), lr=self.lr)
             if self.lr_schedule == "cosine":
-                sched = _cosine_schedule(opt, self.n_steps)
+                sched = _cosine_schedule(opt, self.num_steps)
 
         history: list[float] = []
         val_history: list[float] = []
         best_val, best_state, best_step, bad = math.inf, None, 0, 0
         stopped_early = False
         start = time.perf_counter()
-        bar = progress_bar(range(self.n_steps), desc="LightSB", progress=self.progress)
+        bar = progress_bar(range(self.num_steps), desc="LightSB", progress=self.progress)
         step, flat = 0, 0
         for step in bar:
             if full is not None:
@@ -588,7 +589,7 @@ class LightSB(Solver):
             if sched is not None:
                 sched.step()
             history.append(float(loss.detach()))
-            last = step + 1 == self.n_steps or flat >= 5  # L-BFGS has converged to round-off
+            last = step + 1 == self.num_steps or flat >= 5  # L-BFGS has converged to round-off
             if use_val and ((step + 1) % self.eval_every == 0 or last):
                 with torch.no_grad():
                     v = float(loss_fn(val["x0"], val["x1"], val_aux))
@@ -609,12 +610,12 @@ class LightSB(Solver):
             potential.load_state_dict(best_state)
         diagnostics: dict[str, Any] = {
             "objective": self.objective,
-            "steps": step + 1,
+            "num_steps": step + 1,
             "stopped_early": stopped_early,
             "best_step": best_step if use_val else step + 1,
             "best_val_loss": best_val if use_val else float("nan"),
             "final_loss": history[-1],
-            "train_time_s": time.perf_counter() - start,
+            "wall_time_s": time.perf_counter() - start,
             "val_history": val_history,
             "start_val_losses": start_losses,
         }
