@@ -1,7 +1,7 @@
 """LightSB on the Gushchin et al. EOT benchmark recipe: cB-W2^2-UVP and training time vs published.
 
 For each dimension D and regularisation eps, draws a benchmark instance with
-:func:`sciml_plugins.lightsb.make_benchmark` (fixed seed; the published mixtures are not
+:func:`sciml_benchmarks.lightsb_eot.make_benchmark` (fixed seed; the published mixtures are not
 available, so the instances differ from the paper's: compare in spirit, not cell for cell), trains
 LightSB on independent samples of p0 and p1, and prints the cB-W2^2-UVP (percent) on 1000 test
 points beside the figure published for LightSB (Korotin et al., ICLR 2024, Table 2).
@@ -86,7 +86,8 @@ def rotate_bridge(bridge, basis: torch.Tensor):  # noqa: ANN001, ANN201
 
 def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     """Build the instance, train, and measure one cell of the table."""
-    from sciml_plugins.lightsb import LightSB, cbw2_uvp_bridge, make_benchmark
+    from sciml_benchmarks.lightsb_eot import cbw2_uvp_bridge, make_benchmark
+    from sciml_plugins.lightsb import LightSB
 
     bench = make_benchmark(dim, eps, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)

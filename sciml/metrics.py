@@ -383,10 +383,13 @@ def log_z_estimates(log_weights: Tensor) -> LogZEstimates:
 def sqrtm_psd(a: Tensor, *, inverse: bool = False) -> Tensor:
     """Symmetric square root (or inverse square root) of symmetric PSD matrices ``(..., d, d)``.
 
-    ``a`` is symmetrised and its negative eigenvalues (round-off) are set to 0 (the inverse of a
-    singular matrix is then infinite); no other check, for hot paths: see
+    ``a`` (floating, square) is symmetrised and its negative eigenvalues (round-off) are set to 0
+    (the inverse of a singular matrix is then infinite); PSD is not checked: see
     :func:`sciml.validation.check_covariance`.
     """
+    check_tensor("a", a, finite=False)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"a must be square matrices of shape (..., d, d), got {tuple(a.shape)}")
     a = 0.5 * (a + a.transpose(-1, -2))
     vals, vecs = torch.linalg.eigh(a)
     vals = vals.clamp_min(0.0)

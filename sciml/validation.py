@@ -243,7 +243,8 @@ def as_tensor(name: str, value: object, dtype: torch.dtype | None = None,
 def check_covariance(name: str, s: Tensor, *, definite: bool = False, eps: float | None = None) -> Tensor:
     """Symmetrised covariance matrices ``(..., d, d)``, or ``ValueError`` naming ``name``.
 
-    Tolerance ``sqrt(eps) * max|S|`` (``eps`` of ``s``'s dtype unless given) for the asymmetry and,
+    Tolerance ``sqrt(eps) * max|S|`` (``eps`` of ``s``'s dtype unless given, the max over the whole
+    batch) for the asymmetry and,
     with ``definite=False``, for the most negative eigenvalue (the rounding a covariance estimate
     carries, far below a genuinely indefinite matrix). ``definite=True`` asks for a Cholesky factor
     to exist instead. ``s`` must be finite and floating.
@@ -254,13 +255,11 @@ def check_covariance(name: str, s: Tensor, *, definite: bool = False, eps: float
     if s.numel() == 0:
         return s
     unit = torch.finfo(s.dtype).eps if eps is None else eps
-    scale = s.abs().amax(dim=(-1, -2))
-    tol = math.sqrt(unit) * scale
+    tol = math.sqrt(unit) * s.abs().max()  # one scale for a batch: the units are shared
     asym = (s - s.transpose(-1, -2)).abs().amax(dim=(-1, -2))
     if bool((asym > tol).any()):
-        worst = float((asym - tol).max() + tol.max())
-        raise ValueError(f"{name} must be symmetric: max |{name} - {name}^T| = {worst:.3e} exceeds "
-                         f"sqrt(eps) * max |{name}| = {float(tol.max()):.3e}")
+        raise ValueError(f"{name} must be symmetric: max |{name} - {name}^T| = {float(asym.max()):.3e} exceeds "
+                         f"sqrt(eps) * max |{name}| = {float(tol):.3e}")
     s = 0.5 * (s + s.transpose(-1, -2))
     if definite:
         info = torch.linalg.cholesky_ex(s).info
@@ -272,5 +271,5 @@ def check_covariance(name: str, s: Tensor, *, definite: bool = False, eps: float
     smallest = torch.linalg.eigvalsh(s)[..., 0]
     if bool((smallest < -tol).any()):
         raise ValueError(f"{name} must be positive semi-definite: its smallest eigenvalue is "
-                         f"{float(smallest.min()):.3e} (tolerance -{float(tol.max()):.3e})")
+                         f"{float(smallest.min()):.3e} (tolerance -{float(tol):.3e})")
     return s

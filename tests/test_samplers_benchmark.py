@@ -1,10 +1,10 @@
 """The samplers benchmark's budget arithmetic and published-protocol metric (no sampling runs)."""
 
 import torch
+from sciml_benchmarks.sampler_targets import BENCHMARK_TARGETS
 from sciml_benchmarks.samplers import _published_metric, steps_from_pilots
 
 from sciml.metrics import sliced_ks
-from sciml_benchmarks.sampler_targets import BENCHMARK_TARGETS
 
 
 def test_steps_from_pilots_linear_cost():

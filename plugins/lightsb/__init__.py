@@ -6,24 +6,12 @@ Load it through the registry (``sciml.load("solver", "lightsb")``) or import it 
     bridge = LightSB(eps=0.1, n_components=50).solve(x0, x1)
     x1_new = bridge.sample(x0_new)
 
-Also exported: the closed-form Gaussian EOT oracle (:func:`gaussian_eot`, :func:`gaussian_bridge`)
-and the benchmark construction with its cB-W2^2-UVP metric (:func:`make_benchmark`,
-:class:`EOTBenchmark`, :func:`cbw2_uvp`, :func:`cbw2_uvp_bridge`).
+Also exported: the closed-form Gaussian EOT oracle (:func:`gaussian_eot`, :func:`gaussian_bridge`).
+The EOT benchmark with its cB-W2^2-UVP metric lives in ``benchmarks/lightsb_eot.py``.
 """
 
-from .benchmark import (
-    EOTBenchmark,
-    GaussianMixture,
-    bures_wasserstein_sq,
-    cbw2_uvp,
-    cbw2_uvp_bridge,
-    make_benchmark,
-    random_rotation,
-    random_spd,
-    sample_moments,
-)
 from .bridge import Bridge
-from .gaussian import GaussianEOT, gaussian_bridge, gaussian_eot, sqrtm_psd
+from .gaussian import GaussianEOT, gaussian_bridge, gaussian_eot
 from .potential import GaussianMixturePotential
 from .solver import LightSB, SampleSource
 
@@ -35,14 +23,4 @@ __all__ = [
     "GaussianEOT",
     "gaussian_eot",
     "gaussian_bridge",
-    "sqrtm_psd",
-    "GaussianMixture",
-    "EOTBenchmark",
-    "make_benchmark",
-    "random_rotation",
-    "random_spd",
-    "bures_wasserstein_sq",
-    "cbw2_uvp",
-    "cbw2_uvp_bridge",
-    "sample_moments",
 ]

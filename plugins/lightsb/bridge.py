@@ -14,6 +14,7 @@ from sciml.io import load_state, reading, save_state
 from sciml.validation import (
     check_bool,
     check_device,
+    check_dtype,
     check_generator,
     check_positive,
     check_positive_int,
@@ -106,8 +107,7 @@ class Bridge(Solution):
         A device this machine lacks raises :class:`sciml.DeviceUnavailableError` up front.
         """
         device = check_device("device", device)
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        check_dtype("dtype", dtype, allow_none=True)
         self.potential.to(device=device, dtype=dtype)
         return self
 

@@ -18,27 +18,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sciml.metrics import sqrtm_psd
 from sciml.validation import check_device, check_positive, check_tensor
 
 from .bridge import Bridge
 from .potential import GaussianMixturePotential
 
-__all__ = ["GaussianEOT", "gaussian_eot", "gaussian_bridge", "sqrtm_psd"]
-
-
-def sqrtm_psd(a: Tensor, inverse: bool = False) -> Tensor:
-    """Symmetric square root (or inverse square root) of symmetric PSD matrices (..., D, D).
-
-    ``a`` is symmetrised first and its negative eigenvalues (round-off) are set to 0.
-    """
-    check_tensor("a", a, finite=False)
-    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"a must be square matrices of shape (..., D, D), got {tuple(a.shape)}")
-    a = 0.5 * (a + a.transpose(-1, -2))
-    vals, vecs = torch.linalg.eigh(a)
-    vals = vals.clamp_min(0.0)
-    f = vals.rsqrt() if inverse else vals.sqrt()
-    return (vecs * f[..., None, :]) @ vecs.transpose(-1, -2)
+__all__ = ["GaussianEOT", "gaussian_eot", "gaussian_bridge"]
 
 
 @dataclass

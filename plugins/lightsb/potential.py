@@ -24,11 +24,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from sciml.validation import check_device, check_positive, check_positive_int, check_tensor
+from sciml.distributions import gaussian_log_prob
+from sciml.validation import check_device, check_dtype, check_positive, check_positive_int, check_tensor
 
 __all__ = ["GaussianMixturePotential"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _describe(x: object) -> str:
@@ -79,8 +78,7 @@ class GaussianMixturePotential(nn.Module):
         self.n_components = check_positive_int("n_components", n_components)
         self.eps, self.covariance = check_positive("eps", eps), covariance
         init_scale = check_positive("init_scale", init_scale)
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        check_dtype("dtype", dtype, allow_none=True)
         K, D = self.n_components, self.dim
         if init_means is not None:
             check_tensor("init_means", init_means, shape=(K, D))
@@ -207,20 +205,8 @@ class GaussianMixturePotential(nn.Module):
         if L is None and self.chol_lower is not None:
             L = self.cholesky_factors()
         if L is None:
-            inv_scales = torch.exp(-self.log_scales)
-            if centres.ndim == 2:
-                # diagonal, shared centres: three matmuls, no (n, K, D) intermediate
-                rs = centres * inv_scales
-                quad = (y * y) @ inv_scales.T - 2.0 * (y @ rs.T) + (centres * rs).sum(-1)
-            else:
-                diff = y[:, None, :] - centres
-                quad = (diff * diff * inv_scales).sum(-1)
-        else:
-            diff = y[:, None, :] - (centres if centres.ndim == 3 else centres[None])  # (n, K, D)
-            z = torch.linalg.solve_triangular(L, diff.permute(1, 2, 0), upper=False)  # (K, D, n)
-            quad = (z * z).sum(1).T
-        logdet = self.log_scales.sum(-1) + self.dim * math.log(self.eps)
-        return -0.5 * (self.dim * _LOG_2PI + logdet) - quad / (2.0 * self.eps)
+            return gaussian_log_prob(y, centres, variances=self.log_scales.exp(), scale=self.eps)
+        return gaussian_log_prob(y, centres, scale_tril=L, scale=self.eps)
 
     def log_potential(self, y: Tensor) -> Tensor:
         """``log v(y)``, the log adjusted potential, shape (n,)."""

@@ -31,6 +31,9 @@ import torch
 from scipy.cluster.vq import kmeans2
 from torch import Tensor
 
+from sciml.distributions import gaussian_log_prob
+from sciml.metrics import sinkhorn
+
 from .gaussian import gaussian_eot
 
 __all__ = ["kmeans", "sinkhorn_plan", "cluster_init", "target_cluster_init", "refit_log_alpha"]
@@ -47,12 +50,10 @@ def _piece_plan(m0: Tensor, c0: Tensor, m1: Tensor, c1: Tensor, eps: float, diag
 
 def _component_logits(x0: Tensor, x1: Tensor, r: Tensor, S: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """Per-component log-terms without ``log alpha``: ``q (n0, K)`` of the normaliser,
-    ``(x0^T S_k x0 + 2 r_k^T x0) / (2 eps)``, and ``n (n1, K)`` of the potential,
-    ``-|L_k^{-1}(x1 - r_k)|^2 / (2 eps) - log det L_k`` (``S_k = L_k L_k^T``; constants dropped)."""
+    ``(x0^T S_k x0 + 2 r_k^T x0) / (2 eps)``, and ``log N(x1 | r_k, eps S_k)`` ``(n1, K)`` of the potential."""
     L = torch.linalg.cholesky(S)
     q = (torch.einsum("kdj,nd->nkj", L, x0).pow(2).sum(-1) + 2 * x0 @ r.T) / (2 * eps)
-    z = torch.linalg.solve_triangular(L, (x1[:, None, :] - r[None]).permute(1, 2, 0), upper=False)
-    return q, -(z * z).sum(1).T / (2 * eps) - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return q, gaussian_log_prob(x1, r, scale_tril=L, scale=eps)
 
 
 def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
@@ -69,22 +70,16 @@ def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: 
 def sinkhorn_plan(x: Tensor, y: Tensor, eps: float, n_iter: int = 150) -> Tensor:
     """Entropic OT plan (n, m) between uniform weights on rows of ``x`` (n, D) and ``y`` (m, D).
 
-    Cost ``|x - y|^2 / 2``, regularisation ``eps``; log-domain Sinkhorn with the regularisation
-    annealed geometrically from the cost scale to ``eps`` over the first half of the iterations
-    (in the dtype of ``x``).
+    Cost ``|x - y|^2 / 2``, regularisation ``eps``: :func:`sciml.metrics.sinkhorn` with a fixed budget,
+    the regularisation annealed geometrically from the median cost to ``eps`` over the first half of
+    the ``n_iter`` iterations, one iteration per level (in the dtype of ``x``; a rough plan suffices).
     """
-    n, m = x.shape[0], y.shape[0]
     cost = 0.5 * ((x * x).sum(-1)[:, None] - 2 * x @ y.T + (y * y).sum(-1)[None])
-    log_a, log_b = -math.log(n), -math.log(m)
-    f = torch.zeros(n, dtype=x.dtype)
-    g = torch.zeros(m, dtype=x.dtype)
     start = max(float(cost.median()), eps)
     half = max(1, n_iter // 2)
-    for it in range(n_iter):
-        reg = eps if it >= half else max(eps, start * (eps / start) ** (it / half))
-        f = -reg * torch.logsumexp((g[None] - cost) / reg + log_b, dim=1)
-        g = -reg * torch.logsumexp((f[:, None] - cost) / reg + log_a, dim=0)
-    return torch.exp((f[:, None] + g[None] - cost) / eps + log_a + log_b)
+    scaling = (eps / start) ** (1.0 / half) if start > eps else 0.5
+    return sinkhorn(cost, eps, max_iter=max(1, n_iter - half), tol=0.0, start=start, scaling=scaling,
+                    stage_iter=1).plan
 
 
 def cluster_init(

@@ -44,7 +44,7 @@ def gaussian_log_prob(x: Tensor, means: Tensor, *, scale_tril: Tensor | None = N
         centres = means if means.ndim == 2 else means.reshape(-1, *means.shape[-2:])
         diff = x.reshape(-1, 1, d) - centres  # (n, K, D)
         z = torch.linalg.solve_triangular(scale_tril, diff.permute(1, 2, 0), upper=False)  # (K, D, n)
-        quad = (z * z).sum(1).T.reshape(*lead, -1)
+        quad = (z * z).sum(1).T.reshape(*lead, scale_tril.shape[0])
         logdet = 2.0 * torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1)).sum(-1)
     return -0.5 * (d * (_LOG_2PI + math.log(scale)) + logdet + quad / scale)
 
@@ -103,6 +103,11 @@ class GaussianMixture(Distribution):
         super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([d]), validate_args=False)
 
     @property
+    def dim(self) -> int:
+        """Dimension D."""
+        return int(self.means.shape[1])
+
+    @property
     def num_components(self) -> int:
         """Number of components K."""
         return int(self.means.shape[0])
@@ -152,11 +157,19 @@ class GaussianMixture(Distribution):
             score = torch.einsum("nk,kdn->nd", resp.reshape(-1, self.num_components), prec).reshape(*lead, d)
         return torch.logsumexp(comp, dim=-1), score
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+    def sample(self, sample_shape: int | torch.Size | tuple[int, ...] = (), *,
                generator: torch.Generator | None = None) -> Tensor:
-        """Draws of shape ``(*sample_shape, D)``; the random numbers come from ``generator``'s device."""
+        """Draws of shape ``(*sample_shape, D)`` (an int ``n`` means ``(n,)``); the random numbers come
+        from ``generator``'s device."""
         check_generator("generator", generator)
-        shape = torch.Size(sample_shape)
+        if isinstance(sample_shape, int) and not isinstance(sample_shape, bool):
+            sample_shape = (sample_shape,)
+        try:
+            shape = torch.Size(sample_shape)
+        except TypeError:
+            raise TypeError(f"sample_shape must be a tuple of ints, got {type(sample_shape).__name__}") from None
+        if any(n < 0 for n in shape):
+            raise ValueError(f"sample_shape must hold non-negative sizes, got {tuple(shape)}")
         n, d = shape.numel(), self.means.shape[1]
         if n == 0:
             return self.means.new_empty(*shape, d)

@@ -404,6 +404,8 @@ case("entropic_w2 x 1-D", lambda: M.entropic_w2(torch.zeros(3), _x2), raises(Val
 case("entropic_w2 dims differ", lambda: M.entropic_w2(_x2, torch.zeros(3, 3, dtype=F64)), raises(ValueError, "x", "y"))
 case("entropic_w2 y NaN", lambda: M.entropic_w2(_x2, _x2 * NAN), raises(ValueError, "y"))
 case("entropic_w2 reg=0", lambda: M.entropic_w2(_x2, _x2, reg=0.0), raises(ValueError, "reg"))
+case("sqrtm_psd not square", lambda: M.sqrtm_psd(torch.zeros(2, 3)), raises(ValueError, "a"))
+case("sqrtm_psd int", lambda: M.sqrtm_psd(torch.eye(2, dtype=torch.int64)), raises(TypeError, "a"))
 case("sinkhorn cost NaN", lambda: M.sinkhorn(t64([[0.0, NAN]]), 1.0), raises(ValueError, "cost"))
 case("sinkhorn cost 1-D", lambda: M.sinkhorn(t64(0.0, 1.0), 1.0), raises(ValueError, "cost"))
 case("sinkhorn cost empty", lambda: M.sinkhorn(torch.zeros(0, 2, dtype=F64), 1.0), raises(ValueError, "cost"))

@@ -20,25 +20,20 @@ with the model's conditional mean / covariance and the Gaussian with the exact o
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from sciml.distributions import GaussianMixture, gaussian_log_prob
+from sciml.metrics import gaussian_w2_sq
 from sciml.validation import (
     check_generator,
     check_int,
-    check_nonnegative_int,
     check_positive,
     check_positive_int,
     check_tensor,
 )
 
-from .gaussian import sqrtm_psd
-
 __all__ = [
-    "GaussianMixture",
     "EOTBenchmark",
     "make_benchmark",
     "random_rotation",
@@ -48,8 +43,6 @@ __all__ = [
     "cbw2_uvp_bridge",
     "sample_moments",
 ]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def random_rotation(dim: int, generator: torch.Generator | None = None) -> Tensor:
@@ -67,74 +60,6 @@ def random_spd(dim: int, low: float, high: float, generator: torch.Generator | N
     q = random_rotation(dim, generator)
     lam = low + (high - low) * torch.rand(dim, dtype=torch.float64, generator=generator)
     return (q * lam) @ q.T
-
-
-def _mvn_log_prob(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
-    """``log N(x | means_k, L_k L_k^T)`` for x (n, D), means (K, D), chol (K, D, D) -> (n, K)."""
-    diff = (x[:, None, :] - means[None]).permute(1, 2, 0)  # (K, D, n)
-    z = torch.linalg.solve_triangular(chol, diff, upper=False)  # (K, D, n)
-    quad = (z * z).sum(1).T  # (n, K)
-    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-    return -0.5 * (x.shape[1] * _LOG_2PI + logdet + quad)
-
-
-@dataclass
-class GaussianMixture:
-    """Mixture ``sum_k weights_k N(means_k, covs_k)``; shapes (K,), (K, D), (K, D, D); float64.
-
-    The weights must be nonnegative with a positive sum (they are normalised when sampling), the
-    covariances positive definite (checked by :meth:`cholesky` on first use).
-    """
-
-    weights: Tensor
-    means: Tensor
-    covs: Tensor
-
-    def __post_init__(self) -> None:
-        check_tensor("weights", self.weights, ndim=1)
-        check_tensor("means", self.means, ndim=2)
-        check_tensor("covs", self.covs, ndim=3)
-        k, d = self.weights.shape[0], self.means.shape[-1]
-        if self.means.shape != (k, d) or self.covs.shape != (k, d, d):
-            raise ValueError(f"weights, means and covs must have shapes (K,), (K, D), (K, D, D), got "
-                             f"{tuple(self.weights.shape)}, {tuple(self.means.shape)}, {tuple(self.covs.shape)}")
-        if not bool((self.weights >= 0).all()) or not float(self.weights.sum()) > 0:
-            raise ValueError("weights must be nonnegative with a positive sum")
-
-    @property
-    def dim(self) -> int:
-        """Dimension D."""
-        return int(self.means.shape[1])
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws (an int >= 0), shape (n, D), float64."""
-        n = check_nonnegative_int("n", n)
-        if n == 0:
-            return torch.empty(0, self.dim, dtype=torch.float64)
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        chol = self.cholesky()
-        xi = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
-        out = torch.empty(n, self.dim, dtype=torch.float64)
-        for j in range(self.weights.shape[0]):
-            rows = k == j
-            out[rows] = self.means[j] + xi[rows] @ chol[j].T
-        return out
-
-    def cholesky(self) -> Tensor:
-        """Cholesky factors of the covariances, (K, D, D) (computed once)."""
-        chol = self.__dict__.get("_chol")
-        if chol is None:
-            chol, info = torch.linalg.cholesky_ex(self.covs)
-            if bool((info != 0).any()):
-                raise ValueError(f"covs must be positive definite; component(s) {(info != 0).nonzero()[:, 0].tolist()} are not")
-            self.__dict__["_chol"] = chol
-        return chol
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Log-density at rows of ``x`` (n, D) -> (n,)."""
-        check_tensor("x", x, shape=(None, self.dim))
-        lp = _mvn_log_prob(x.to(torch.float64), self.means, self.cholesky())
-        return torch.logsumexp(torch.log(self.weights) + lp, dim=-1)
 
 
 class EOTBenchmark:
@@ -155,13 +80,13 @@ class EOTBenchmark:
         self.p0, self.potential, self.eps = p0, potential, check_positive("eps", eps)
         d = potential.dim
         eye = torch.eye(d, dtype=torch.float64)
-        prec = torch.linalg.inv(potential.covs)
+        prec = torch.linalg.inv(potential.covariance_matrices)
         self.plan_covs = torch.linalg.inv(prec + eye / self.eps)  # Sigma~_k
         self.plan_covs = 0.5 * (self.plan_covs + self.plan_covs.transpose(-1, -2))
         self.plan_bias = torch.einsum("kde,ke->kd", self.plan_covs @ prec, potential.means)
         self.plan_gain = self.plan_covs / self.eps  # E[y | x, k] = bias_k + gain_k x
         self._plan_chol = torch.linalg.cholesky(self.plan_covs)
-        self._weight_chol = torch.linalg.cholesky(potential.covs + self.eps * eye)
+        self._weight_chol = torch.linalg.cholesky(potential.covariance_matrices + self.eps * eye)
         self._var_p1: float | None = None
 
     @property
@@ -172,8 +97,8 @@ class EOTBenchmark:
     def conditional_log_weights(self, x: Tensor) -> Tensor:
         """Normalised log-weights ``log w_k(x)`` of the conditional mixture, (n, D) -> (n, K)."""
         self._points("x", x)
-        lp = torch.log(self.potential.weights) + _mvn_log_prob(x.to(torch.float64), self.potential.means,
-                                                              self._weight_chol)
+        lp = torch.log(self.potential.weights) + gaussian_log_prob(x.to(torch.float64), self.potential.means,
+                                                                  scale_tril=self._weight_chol)
         return torch.log_softmax(lp, dim=-1)
 
     def _points(self, name: str, x: Tensor) -> Tensor:
@@ -196,12 +121,8 @@ class EOTBenchmark:
         check_tensor("y", y, shape=tuple(self._points("x", x).shape))
         logw = self.conditional_log_weights(x)
         y = y.to(torch.float64)
-        mu = self._component_means(x)
-        diff = (y[:, None, :] - mu).permute(1, 2, 0)
-        z = torch.linalg.solve_triangular(self._plan_chol, diff, upper=False)
-        quad = (z * z).sum(1).T
-        logdet = 2 * torch.log(torch.diagonal(self._plan_chol, dim1=-2, dim2=-1)).sum(-1)
-        return torch.logsumexp(logw - 0.5 * (self.dim * _LOG_2PI + logdet + quad), dim=-1)
+        comp = gaussian_log_prob(y, self._component_means(x), scale_tril=self._plan_chol)
+        return torch.logsumexp(logw + comp, dim=-1)
 
     def sample_conditional(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One ``y ~ pi*(. | x)`` per row of ``x`` (n, D) -> (n, D), float64."""
@@ -217,11 +138,11 @@ class EOTBenchmark:
 
     def sample_p0(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws of p0, (n, D), float64."""
-        return self.p0.sample(n, generator)
+        return self.p0.sample((n,), generator=generator)
 
     def sample_plan(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``n`` pairs ``(x, y) ~ pi*``, each (n, D), float64."""
-        x = self.p0.sample(n, generator)
+        x = self.p0.sample((n,), generator=generator)
         return x, self.sample_conditional(x, generator)
 
     def sample_p1(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -236,7 +157,7 @@ class EOTBenchmark:
                 raise ValueError(f"n must be >= 2 to estimate a variance, got {n}")
             gen = generator if generator is not None else torch.Generator().manual_seed(12345)
             tot_tr, means = 0.0, []
-            for chunk in self.p0.sample(n, gen).split(4096):
+            for chunk in self.p0.sample((n,), generator=gen).split(4096):
                 w = self.conditional_log_weights(chunk).exp()
                 mu = self._component_means(chunk)
                 mean = torch.einsum("nk,nkd->nd", w, mu)
@@ -278,25 +199,11 @@ def make_benchmark(dim: int, eps: float, seed: int = 0) -> EOTBenchmark:
 
 
 def bures_wasserstein_sq(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor) -> Tensor:
-    """Squared 2-Wasserstein distance between Gaussians ``N(m1, S1)`` and ``N(m2, S2)``.
-
-    ``|m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S1^{1/2} S2 S1^{1/2})^{1/2}``, batched over leading
-    dimensions: means (..., D), covariances (..., D, D) -> (...,), computed in float64.
-    """
-    for mname, m, sname, S in (("m1", m1, "S1", S1), ("m2", m2, "S2", S2)):
-        check_tensor(mname, m)
-        check_tensor(sname, S)
-        d = m.shape[-1] if m.ndim else 0
-        if m.ndim < 1 or S.shape[-2:] != (d, d):
-            raise ValueError(f"{sname} must have shape (..., {d}, {d}) to match {mname}, got {tuple(S.shape)}")
-    if m1.shape[-1] != m2.shape[-1]:
-        raise ValueError(f"m1 and m2 must have the same dimension, got {m1.shape[-1]} and {m2.shape[-1]}")
-    m1, S1, m2, S2 = (v.to(torch.float64) for v in (m1, S1, m2, S2))
-    h = sqrtm_psd(S1)
-    mid = h @ S2 @ h
-    eig = torch.linalg.eigvalsh(0.5 * (mid + mid.transpose(-1, -2))).clamp_min(0.0)
-    tr = torch.diagonal(S1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(S2, dim1=-2, dim2=-1).sum(-1)
-    return ((m1 - m2) ** 2).sum(-1) + (tr - 2 * eig.sqrt().sum(-1)).clamp_min(0.0)
+    """Squared W2 between Gaussians, batched: :func:`sciml.metrics.gaussian_w2_sq` of the symmetrised
+    covariances (a float32 model's conditional covariances are symmetric only to its rounding, which
+    the mixture moments' cancellation can lift above the metric's own tolerance)."""
+    S1, S2 = (0.5 * (s + s.transpose(-1, -2)) for s in (S1, S2))
+    return gaussian_w2_sq(m1, S1, m2, S2)
 
 
 def cbw2_uvp(model_mean: Tensor, model_cov: Tensor, true_mean: Tensor, true_cov: Tensor, var_p1: float) -> float:
