@@ -151,15 +151,16 @@ def floors(tname: str, target: Any, n: int, seed: int = 0) -> tuple[Tensor | Non
 
 def _mode_coverage(x: Tensor, modes: Tensor | None, weights: Tensor | None) -> tuple[str, float | None]:
     """``("hit/M", total-variation error of the nearest-mode weights)`` or ``("-", None)``."""
+    from sciml.metrics import mode_counts, mode_weight_error
+
     if modes is None:
         return "-", None
     x = x[torch.isfinite(x).all(-1)]
     if not x.numel():
         return f"0/{modes.shape[0]}", 1.0
-    idx = torch.cdist(x.double(), modes.double()).argmin(1)
-    frac = torch.bincount(idx, minlength=modes.shape[0]).double() / x.shape[0]
-    tv = None if weights is None else float(0.5 * (frac - weights.double() / weights.double().sum()).abs().sum())
-    return f"{int((frac > 0).sum())}/{modes.shape[0]}", tv
+    hit = int((mode_counts(x.double(), modes.double()) > 0).sum())
+    tv = None if weights is None else mode_weight_error(x.double(), modes.double(), weights.double())
+    return f"{hit}/{modes.shape[0]}", tv
 
 
 def _resample(x: Tensor, log_w: Tensor | None, gen: torch.Generator) -> Tensor:

@@ -18,16 +18,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from sciml.metrics import mode_counts, mode_weight_error
 from sciml.progress import add_progress_argument
 
 __all__ = ["main"]
 
 
 def _mode_stats(x: Tensor, modes: Tensor, weights: Tensor) -> tuple[int, float]:
-    x = x[torch.isfinite(x).all(-1)]
-    idx = torch.cdist(x.double(), modes.double()).argmin(1)
-    frac = torch.bincount(idx, minlength=modes.shape[0]).double() / max(x.shape[0], 1)
-    return int((frac > 0).sum()), float(0.5 * (frac - weights.double()).abs().sum())
+    x = x[torch.isfinite(x).all(-1)].double()
+    return int((mode_counts(x, modes.double()) > 0).sum()), mode_weight_error(x, modes.double(), weights.double())
 
 
 def _nuts(target: object, n: int, seed: int) -> tuple[Tensor, int, float]:

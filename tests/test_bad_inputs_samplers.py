@@ -418,7 +418,7 @@ SPECIFIC: list[tuple[str, dict[str, Any], str, str]] = [
     ("mult-cdiff", {"final_step_size": 0.0}, "ValueError", "final_step_size"),
     ("mult-cdiff", {"return_state": "both"}, "ValueError", "return_state"),
     ("mult-cdiff", {"curvature_safety": 0.0}, "ValueError", "curvature_safety"),
-    ("mult-cdiff", {"reference": "student-t"}, "ValueError", "reference"),
+    ("mult-cdiff", {"reference": "gaussian"}, "TypeError", "reference"),
     ("mult-cdiff", {"fast_init_candidates": 0.0}, "TypeError", "fast_init_candidates"),
     ("mult-cdiff", {"max_substeps": 0}, "ValueError", "max_substeps"),
 ]

@@ -112,13 +112,9 @@ class MultALMC(DiffusionSamplerBase):
             chooses them every step from the stiffness ``(1/(1-l) + L/l) / eps``, with the
             target's Lipschitz constant ``L`` tracked by secants of the gradients already computed.
         max_stages: cap on the adaptive number of stages.
-        chain_control: per-chain stability control of the adaptive SK-ROCK fast step (see
-            :meth:`_control_chains`): a chain that became non-finite or whose stages crossed a concave
-            curvature beyond the step's stability interval is redone from its old state by adaptive
-            SK-ROCK sub-steps (free unless a chain is redone); when the global stage count is capped at
-            ``max_stages`` (e.g. the funnel's neck at small ``l``) the stages cover the 90 % quantile of
-            the chains' own stiffness and each chain's stiffness is also measured at the start and the
-            end of the step (4 gradients per chain). ``False``: the former global rule only.
+        The adaptive SK-ROCK fast step is controlled per chain (see :meth:`_control_chains`): a chain
+        that became non-finite or whose stages crossed a concave curvature beyond the step's
+        stability interval is redone from its old state by adaptive SK-ROCK sub-steps.
         max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
             covered the step's time by then stops short (``diagnostics["truncated_chain_steps"]``).
         fast_init_scale: the fast state starts at ``Y = sqrt(l) U``, ``U ~ N(c X, (c^2 - 1) I)`` with
@@ -140,20 +136,6 @@ class MultALMC(DiffusionSamplerBase):
             at ``max_diffusion``, with drift ``a grad log rho + grad a`` so ``rho`` stays invariant).
         df: degrees of freedom of the Student-t reference (> 0).
         max_diffusion: cap of the fast diffusion coefficient of the Student-t variant (>= 1).
-        rescale_fast: when ``l`` moves from ``l'`` to ``l`` between steps, multiply the fast state by
-            ``sqrt(l / l')`` (keep ``U = Y / sqrt(l)`` in target units) before its next step. Without it
-            (``False``) a coarse early grid (``l`` 0.01 -> 0.016 is a 20 % shrink of ``U``) drags fast
-            states across modes towards the origin: 8-MoG, 198 steps, ``h = 0.1``: 46 % of the fast
-            states changed mode and the mode weights ranged over 0.01 - 0.28 (equal in truth).
-        carry_slow: with ``rescale_fast``, also carry the slow state's reference noise
-            ``Z = (X - Y) / sqrt(1 - l)`` over a change of ``l``: ``X <- Y_new + sqrt((1 - l)/(1 - l')) (X - Y)``.
-            ``(U, Z) -> (sqrt(l) U + sqrt(1 - l) Z, sqrt(l) U)`` pushes ``pi x nu`` onto the joint law of
-            ``(X, Y)`` at ``l``, so a pair distributed as the joint law at ``l'`` is moved onto the one at
-            ``l`` exactly. Without it (``False``) ``X`` relaxes to ``sqrt(l) U`` only at rate ``1/(1 - l)``
-            and lags behind the ramp; the lagging ``X`` centres ``rho``'s Gaussian factor at ``X/sqrt(l)``,
-            closer to the origin than ``U``, which tilts ``rho`` and moves fast states into neighbouring
-            modes on the inner side: 40-MoG (d = 2, 2000 chains, 202 steps) mode-weight TV 0.167 instead
-            of 0.05; modes at +-20 / +-25 with weights 0.1 / 0.4: outer weights 0.08 instead of 0.40.
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
         progress: show a progress bar (``None``: only when stderr is a terminal).
 
@@ -169,9 +151,9 @@ class MultALMC(DiffusionSamplerBase):
                  l_delta: float = 0.01, l_switch: float = 0.6,
                  schedule: str | Callable[[Tensor], Tensor] = "linear", hold_fraction: float = 0.1,
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
-                 max_stages: int = 40, chain_control: bool = True, max_substeps: int = 64,
+                 max_stages: int = 40, max_substeps: int = 64,
                  reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
-                 fast_init_candidates: int = 256, rescale_fast: bool = True, carry_slow: bool = True, init_std: float = 1.0, progress: bool | None = None) -> None:
+                 fast_init_candidates: int = 256, init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
@@ -194,7 +176,6 @@ class MultALMC(DiffusionSamplerBase):
         self.integrator = check_choice("integrator", integrator, ("srock", "exponential"))
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
-        self.chain_control = check_bool("chain_control", chain_control)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.reference = check_choice("reference", reference, ("gaussian", "student-t"))
         self.df = check_positive("df", df)
@@ -205,8 +186,6 @@ class MultALMC(DiffusionSamplerBase):
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
         self.fast_init_candidates = check_nonnegative_int("fast_init_candidates", fast_init_candidates)
-        self.rescale_fast = check_bool("rescale_fast", rescale_fast)
-        self.carry_slow = check_bool("carry_slow", carry_slow)
         if self.reference == "student-t" and self.integrator == "exponential":
             raise ValueError("integrator='exponential' needs the Gaussian reference; use 'srock' "
                              "with reference='student-t'")
@@ -305,7 +284,7 @@ class MultALMC(DiffusionSamplerBase):
             if self.reference == "student-t":  # the diffusion a(y) <= max_diffusion scales the drift
                 stiff *= self.max_diffusion
             stages = stages_for(stiff, h, self.max_stages)
-            if self.chain_control and self.integrator == "srock":
+            if self.integrator == "srock":
                 lip_i = 2.0 * diff.squeeze(-1)
                 capped = 0.8 * skrock_stability_length(stages) < h * stiff
                 if capped:
@@ -491,15 +470,13 @@ class MultALMC(DiffusionSamplerBase):
         lam_prev = lam0
         for k, lam_t in enumerate(lams.tolist()):
             lam = float(lam_t)
-            if self.rescale_fast and lam != lam_prev:
-                # Y stands for sqrt(l) U with U in target units: carry U over the change of l, else a
-                # coarse l grid shrinks U towards 0 by sqrt(l_old / l_new) and moves it across modes
+            if lam != lam_prev:
+                # Y stands for sqrt(l) U with U in target units: carry U over the change of l (else a
+                # coarse l grid shrinks U towards 0 and moves it across modes), and the reference noise
+                # Z = (X - Y) / sqrt(1 - l) with it: (U, Z) -> (X, Y) pushes pi x nu onto the joint law
+                # at l, so a pair stationary at l' stays stationary at l
                 y_new = y * math.sqrt(lam / lam_prev)
-                if self.carry_slow:
-                    # carry the reference noise Z = (X - Y) / sqrt(1 - l) as well: (U, Z) -> (X, Y) is the
-                    # map that pushes pi x nu onto the joint law at l, so a pair stationary at l' stays
-                    # stationary at l; else X lags behind sqrt(l) U and tilts rho towards the origin
-                    x = y_new + math.sqrt((1.0 - lam) / (1.0 - lam_prev)) * (x - y)
+                x = y_new + math.sqrt((1.0 - lam) / (1.0 - lam_prev)) * (x - y)
                 y = y_new
             lam_prev = lam
             if not self.underdamped:

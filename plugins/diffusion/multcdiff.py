@@ -130,7 +130,7 @@ class MultCDiff(DiffusionSamplerBase):
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
                  max_substeps: int = 64, curvature_safety: float = 2.0, step_check: bool = True, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
-                 final_step_size: float = 0.01, return_state: str = "fast", reference: str = "gaussian", init_std: float = 1.0,
+                 final_step_size: float = 0.01, return_state: str = "fast", init_std: float = 1.0,
                  progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -157,11 +157,6 @@ class MultCDiff(DiffusionSamplerBase):
         self.final_steps = check_nonnegative_int("final_steps", final_steps)
         self.final_step_size = check_positive("final_step_size", final_step_size)
         self.return_state = check_choice("return_state", return_state, ("fast", "slow"))
-        if check_choice("reference", reference, ("gaussian", "student-t")) != "gaussian":
-            raise ValueError("MultCDiff supports reference='gaussian' only: with a Student-t reference "
-                             "the noising process has no Gaussian transition (no Tweedie formula); "
-                             "use MultALMC(reference='student-t') for heavy-tailed targets")
-        self.reference = reference
 
     def _num_iterations(self) -> int:
         return self.num_steps + self.final_steps

@@ -26,6 +26,10 @@ def gaussian_log_prob(x: Tensor, means: Tensor, *, scale_tril: Tensor | None = N
     ``Sigma_k = L_k L_k^T`` with ``scale_tril`` ``(K, D, D)`` lower triangular, or
     ``diag(variances_k)`` with ``variances`` ``(K, D)`` (exactly one of the two). ``means`` is
     ``(K, D)`` or, per point, ``(..., K, D)``. No argument checks: this is a hot path.
+
+    Diagonal covariances with shared ``(K, D)`` centres use ``|x|^2 - 2 x.m + |m|^2`` (matrix
+    products, no ``(..., K, D)`` intermediate), which loses accuracy when ``|x|`` is large against
+    the component's scale; pass the centres broadcast to ``(..., K, D)`` for the difference form.
     """
     if (scale_tril is None) == (variances is None):
         raise ValueError("give exactly one of scale_tril and variances")
@@ -37,7 +41,7 @@ def gaussian_log_prob(x: Tensor, means: Tensor, *, scale_tril: Tensor | None = N
             quad = (x * x) @ inv.T - 2.0 * (x @ rs.T) + (means * rs).sum(-1)
         else:
             diff = x[..., None, :] - means
-            quad = (diff * diff * inv).sum(-1)
+            quad = (diff * diff / variances).sum(-1)
         logdet = variances.log().sum(-1)
     else:
         lead = x.shape[:-1]

@@ -106,7 +106,8 @@ class GaussianMixture(_Mixture):
         self.log_weights = w.log().to(self.device)
 
     def _component_log_probs(self, x: Tensor) -> Tensor:
-        return self.log_weights + gaussian_log_prob(x, self.means, variances=self.variances)
+        centres = self.means.expand(*x.shape[:-1], *self.means.shape)  # the accurate difference form
+        return self.log_weights + gaussian_log_prob(x, centres, variances=self.variances)
 
     def _component_grads(self, x: Tensor) -> Tensor:
         return (self.means - x[..., None, :]) / self.variances
