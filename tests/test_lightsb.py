@@ -500,7 +500,7 @@ def test_cluster_warm_start_recovers_separated_components() -> None:
     w = torch.softmax(truth.conditional_logits(x0), -1).detach()
     assert float((w[torch.arange(n), lab]).min()) > 0.999
     x1 = Bridge(truth).sample(x0, generator=g)
-    _, r, S = cluster_init(x0, x1[torch.randperm(n, generator=g)], 2, eps, torch.Generator().manual_seed(0), n_sub=500)
+    _, r, S = cluster_init(x0, x1[torch.randperm(n, generator=g)], 2, eps, generator=torch.Generator().manual_seed(0), n_sub=500)
     order = ((r[:, None, :] - truth.means[None]) ** 2).sum(-1).argmin(1)
     assert sorted(order.tolist()) == [0, 1]
     S_true = truth.covariances()[order]
@@ -532,11 +532,11 @@ def test_target_cluster_warm_start_recovers_components_and_counts_pieces() -> No
     w = torch.softmax(truth.conditional_logits(x0), -1).detach()
     assert float((w - 0.5).abs().max()) < 0.1  # nearly constant gates
     x1 = Bridge(truth).sample(x0, generator=g)[torch.randperm(n, generator=g)]
-    la, r, S = target_cluster_init(x0, x1, 3, eps, torch.Generator().manual_seed(0))
+    la, r, S = target_cluster_init(x0, x1, 3, eps, generator=torch.Generator().manual_seed(0))
     order = ((r[:, None, :] - truth.means[None]) ** 2).sum(-1).argmin(1)
     assert sorted(order[:2].tolist()) == [0, 1]  # two pieces, the third component is a copy
     # without the refinement passes the copy has exactly its piece's S
-    _, r_0, S_0 = target_cluster_init(x0, x1, 3, eps, torch.Generator().manual_seed(0), n_refine=0)
+    _, r_0, S_0 = target_cluster_init(x0, x1, 3, eps, generator=torch.Generator().manual_seed(0), n_refine=0)
     owner = int(((r_0[:2] - r_0[2]) ** 2).sum(-1).argmin())
     torch.testing.assert_close(S_0[2], S_0[owner])
     rel = torch.linalg.norm(S - S_true[order], dim=(-2, -1)) / torch.linalg.norm(S_true[order], dim=(-2, -1))

@@ -158,7 +158,7 @@ class Bridge(Solution):
             return x.clone()
         if self.covariance == "full":  # a (chunk, D, D) gather of Cholesky factors per chunk
             chunk_size = min(chunk_size, max(16, 2**22 // (self.dim * self.dim)))
-        return torch.cat([self.potential.sample_conditional(c, generator) for c in x.split(chunk_size)])
+        return torch.cat([self.potential.sample_conditional(c, generator=generator) for c in x.split(chunk_size)])
 
     def __call__(self, x0: Tensor, *, chunk_size: int = 4096) -> Tensor:  # type: ignore[override]
         """The conditional mean ``E[x1 | x0] = sum_k w_k(x0) (r_k + S_k x0)``, (n, D) -> (n, D), deterministic.

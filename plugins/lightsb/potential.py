@@ -250,7 +250,7 @@ class GaussianMixturePotential(nn.Module):
         logw = torch.log_softmax(self.conditional_logits(x0, L), dim=-1)
         return torch.logsumexp(logw + self.component_log_density(x1, self.component_means(x0, L), L), dim=-1)
 
-    def sample_conditional(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample_conditional(self, x0: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """One draw of ``x1 ~ pi(. | x0)`` per row of ``x0`` (n, D) -> (n, D)."""
         L = self.cholesky_factors()
         logits = self.conditional_logits(x0, L)

@@ -259,11 +259,11 @@ class LightSB(Solver):
             gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
         if self.init == "targets":
             # even-numbered starts choose the number of pieces from the data, odd ones use K pieces
-            log_alpha, r, S = target_cluster_init(x0, x1, potential.n_components, self.eps, gen,
+            log_alpha, r, S = target_cluster_init(x0, x1, potential.n_components, self.eps, generator=gen,
                                                   diagonal=potential.covariance == "diag",
                                                   split_gain=None if start_index % 2 == 0 else 0.0)
         else:
-            log_alpha, r, S = cluster_init(x0, x1, potential.n_components, self.eps, gen, n_sub=self.cluster_subsample,
+            log_alpha, r, S = cluster_init(x0, x1, potential.n_components, self.eps, generator=gen, n_sub=self.cluster_subsample,
                                            diagonal=potential.covariance == "diag")
         potential.set_covariances(S)
         kw = {"dtype": potential.means.dtype, "device": potential.means.device}

@@ -56,7 +56,7 @@ def _component_logits(x0: Tensor, x1: Tensor, r: Tensor, S: Tensor, eps: float) 
     return q, gaussian_log_prob(x1, r, scale_tril=L, scale=eps)
 
 
-def kmeans(x: Tensor, k: int, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
+def kmeans(x: Tensor, k: int, *, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
     """k-means centroids (k, D) of the rows of ``x`` (n, D): SciPy's ``kmeans2`` (k-means++ seeding,
     then at most ``n_iter`` Lloyd steps; an empty cluster keeps its previous centroid), seeded from
     ``generator``."""
@@ -87,6 +87,7 @@ def cluster_init(
     x1: Tensor,
     n_components: int,
     eps: float,
+    *,
     generator: torch.Generator | None = None,
     n_sub: int = 2000,
     n_fit: int = 5000,
@@ -110,7 +111,7 @@ def cluster_init(
     ns = min(n_sub, a.shape[0], b.shape[0])
     xs = a[torch.randperm(a.shape[0], generator=generator)[:ns]]
     ys = b[torch.randperm(b.shape[0], generator=generator)[:ns]]
-    cent = kmeans(xs, K, generator)
+    cent = kmeans(xs, K, generator=generator)
     lab_s = ((xs[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1)
     plan = sinkhorn_plan(xs.float(), ys.float(), eps).to(torch.float64)  # float32: a rough plan suffices
     # source pieces from the whole sample (nearest centroid), target pieces from the plan
@@ -169,6 +170,7 @@ def target_cluster_init(
     x1: Tensor,
     n_components: int,
     eps: float,
+    *,
     generator: torch.Generator | None = None,
     n_fit: int = 10000,
     diagonal: bool = False,
@@ -219,7 +221,7 @@ def target_cluster_init(
     best: tuple[Tensor, Tensor] | None = None
     prev_cost = math.inf
     for k in range(1, K + 1):
-        cent = kmeans(ys, k, generator)
+        cent = kmeans(ys, k, generator=generator)
         lab = torch.cat([((c_[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1) for c_ in ys.split(2048)])
         cost = float(((ys - cent[lab]) ** 2).sum())
         if best is not None and cost > (1.0 - gain) * prev_cost:
