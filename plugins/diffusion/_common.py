@@ -8,7 +8,6 @@ divergence tracking. Nothing here is specific to one algorithm.
 from __future__ import annotations
 
 import abc
-import copy
 import math
 import time
 import warnings
@@ -332,7 +331,8 @@ class RunMonitor:
 class DiffusionSamplerBase(Sampler):
     """Common ``sample`` driver: validation, target wrapping, initialisation, bookkeeping.
 
-    Subclasses implement ``_run(target, x0, generator, monitor) -> (x, extras)`` where ``target`` is
+    Subclasses implement ``_run(target, x0, generator, monitor) -> (x, extras)``, keeping the run's
+    state in local objects (the instance is the settings only and stays unchanged), where ``target`` is
     a :class:`CountedTarget`, ``x0`` the ``(n, dim)`` initial states drawn from
     ``N(0, init_std^2 I)`` (or the user's ``init``), ``monitor`` the run's :class:`RunMonitor` (the
     loop calls ``monitor.end_step(states)`` once per step and stops when ``monitor.stopped``), and
@@ -409,8 +409,7 @@ class DiffusionSamplerBase(Sampler):
         bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(tgt))
         with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
             monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every)
-            # per-run state (step-size caches, counters) lives on a copy: the instance stays as it was
-            x, extras = copy.copy(self)._run(counted, x0, generator, monitor)
+            x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
@@ -462,47 +461,6 @@ def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
 __all__ += ["randn_like"]
 
 
-def sample_target_sir(target: CountedTarget, x: Tensor, proposal_scale: float, num_candidates: int,
-                      generator: torch.Generator | None) -> tuple[Tensor, float]:
-    """Approximate draws of ``pi`` by pooled sampling importance resampling (SIR), one per chain.
-
-    The fast state of MultALMC / MultCDiff has to start from the conditional law of the clean
-    variable given the slow state; its modes are those of ``pi`` and the fast Langevin dynamics
-    cannot move mass between separated modes, so the mode weights the fast states start with are
-    the ones the sampler returns: they must come from ``pi``, not from the basins of attraction of
-    an arbitrary start. A pool of ``n * num_candidates`` points is drawn from the Gaussian
-    ``N(c m, (c^2 s^2 + c^2 - 1) I)`` (``m``, ``s^2``: mean and mean per-coordinate variance of the
-    ``n`` starting points ``x``, ``c = proposal_scale``), weighted by ``pi / N(...)`` and ``n``
-    points are resampled (systematic resampling: each pool point is picked ``floor(n W_i)`` or
-    ``ceil(n W_i)`` times, so the mode weights carry no multinomial noise beyond the pool's own).
-    Costs ``num_candidates`` log-density evaluations per chain.
-    Like any importance sampler from a Gaussian it degrades with the dimension (the weights
-    degenerate); the effective sample size is returned in ``ess``.
-
-    Args:
-        target: the counted target.
-        x: ``(n, dim)`` starting points (they set the proposal's centre and spread).
-        proposal_scale: ``c >= 1``.
-        num_candidates: pool points per chain (>= 1).
-        generator: source of randomness.
-
-    Returns:
-        ``(u, ess)``: ``(n, dim)`` draws in target units and the pool's effective sample size.
-    """
-    n, d = x.shape
-    c = proposal_scale
-    centre = c * x.mean(0)
-    spread = c * float(x.var(0).mean()) ** 0.5 if n > 1 else 0.0
-    std = math.sqrt(spread * spread + c * c - 1.0) if c > 1.0 else max(spread, 1.0)
-    z = torch.randn((n * num_candidates, d), dtype=x.dtype, device=x.device, generator=generator)
-    u = centre + std * z
-    logw = target.log_prob(u, per_chain=False) + 0.5 * (z * z).sum(-1)
-    logw = torch.where(torch.isfinite(logw), logw, torch.full_like(logw, -float("inf")))
-    w = torch.exp(logw - logw.max())
-    ess = float(w.sum() ** 2 / (w * w).sum())
-    return u[systematic_resample(logw, generator, n)], ess
-
-
 def systematic_resample(log_w: Tensor, generator: torch.Generator | None, n: int | None = None) -> Tensor:
     """``n`` indices (default ``len(log_w)``) drawn by systematic resampling from log-weights ``(N,)``.
 
@@ -520,4 +478,4 @@ def systematic_resample(log_w: Tensor, generator: torch.Generator | None, n: int
     return torch.searchsorted(cdf, u).clamp_(max=log_w.shape[0] - 1)
 
 
-__all__ += ["sample_target_sir", "systematic_resample"]
+__all__ += ["systematic_resample"]

@@ -21,7 +21,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-__all__ = ["chebyshev_coefficients", "skrock_step", "skrock_stability_length", "ou_exponential_step"]
+__all__ = ["chebyshev_coefficients", "skrock_step", "skrock_stability_length", "ou_exponential_step", "obabo_step"]
 
 
 @lru_cache(maxsize=64)
@@ -99,6 +99,27 @@ def ou_exponential_step(y: Tensor, a: float, m: Tensor, g: Tensor | float, h: fl
     var = diffusion * (-math.expm1(-2.0 * a * h)) / a
     return m + decay * (y - m) + phi * g + math.sqrt(var) * xi
 
+
+
+def obabo_step(x: Tensor, v: Tensor, force: Tensor, new_force: Callable[[Tensor], Tensor], h: float, friction: float,
+               generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    """One OBABO step of ``dX = V dt, dV = F(X) dt - gamma V dt + sqrt(2 gamma) dB`` (mass 1).
+
+    An exact half-step of the Ornstein-Uhlenbeck velocity part, a half kick with ``force = F(x)``, a
+    full drift, ``new_force(x')`` (the one force evaluation), a half kick and a half OU step.
+
+    Returns:
+        ``(x', v', F(x'))``.
+    """
+    c = math.exp(-0.5 * friction * h)
+    s = math.sqrt(1.0 - c * c)
+    v = c * v + s * torch.randn(v.shape, dtype=v.dtype, device=v.device, generator=generator)
+    v = v + 0.5 * h * force
+    x = x + h * v
+    force = new_force(x)
+    v = v + 0.5 * h * force
+    v = c * v + s * torch.randn(v.shape, dtype=v.dtype, device=v.device, generator=generator)
+    return x, v, force
 
 class LipschitzTracker:
     """Running secant estimate of the Lipschitz constant of a gradient field.

@@ -21,6 +21,7 @@ from torch import Tensor
 from sciml.validation import check_positive, check_positive_int
 
 from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
+from .integrators import obabo_step
 
 __all__ = ["ULA", "ULMC"]
 
@@ -84,18 +85,11 @@ class ULMC(DiffusionSamplerBase):
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
-        h, x = self.step_size, x0.clone()
+        x = x0.clone()
         v = randn_like(x, generator)
-        c = math.exp(-0.5 * self.friction * h)
-        s = math.sqrt(1.0 - c * c)
         g = target.grad(x)
         for _ in range(self.num_steps):
-            v = c * v + s * randn_like(v, generator)
-            v = v + 0.5 * h * g
-            x = x + h * v
-            g = target.grad(x)
-            v = v + 0.5 * h * g
-            v = c * v + s * randn_like(v, generator)
+            x, v, g = obabo_step(x, v, g, target.grad, self.step_size, self.friction, generator)
             x, v = monitor.end_step(x, v)
             if monitor.stopped:
                 break

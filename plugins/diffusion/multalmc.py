@@ -41,24 +41,24 @@ from sciml.validation import (
     check_probability,
 )
 
-from ._common import (
-    CountedTarget,
-    DiffusionSamplerBase,
-    RunMonitor,
-    randn_like,
-    sample_target_sir,
-)
+from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import (
     LipschitzTracker,
     local_curvature,
+    obabo_step,
     ou_exponential_step,
     skrock_stability_length,
     skrock_step,
     stages_for,
 )
+from .multiscale import fast_start
 from .schedules import annealing_schedule
 
 __all__ = ["MultALMC"]
+
+#: cap of the Student-t variant's fast diffusion coefficient ``a(y)``: keeps the multiplicative noise
+#: mean-square stable at large steps
+_MAX_DIFFUSION = 4.0
 
 
 class _PathSecants:
@@ -122,7 +122,7 @@ class MultALMC(DiffusionSamplerBase):
             spread, in target units, over which the fast process first looks for modes.
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``rho_{l_delta, X}``
             itself: ``U ~ pi`` by pooled sampling importance resampling from a Gaussian fitted to
-            the widened kernel above (:func:`~sciml_plugins.diffusion._common.sample_target_sir`,
+            the widened kernel above (:func:`~sciml_plugins.diffusion.multiscale.sample_target_sir`,
             ``K`` log-density evaluations per chain), ``Y = sqrt(l) U`` and the slow state is
             redrawn as ``X = Y + sqrt(1 - l) Z ~ mu_{l_delta}`` (the given start only places the
             proposal; ``diagnostics["init_ess"]`` is the pool's effective sample size; if it is below the
@@ -133,9 +133,8 @@ class MultALMC(DiffusionSamplerBase):
         reference: ``"gaussian"`` (``nu = N(0, I)``) or ``"student-t"`` (``nu`` = multivariate
             Student t with ``df`` degrees of freedom, for heavy-tailed targets; the fast process
             then uses the state-dependent diffusion ``a(y) = 1 + |x - y|^2 / (df (1 - l))``, capped
-            at ``max_diffusion``, with drift ``a grad log rho + grad a`` so ``rho`` stays invariant).
+            at 4 to keep the multiplicative noise mean-square stable, with drift ``a grad log rho + grad a`` so ``rho`` stays invariant).
         df: degrees of freedom of the Student-t reference (> 0).
-        max_diffusion: cap of the fast diffusion coefficient of the Student-t variant (>= 1).
         init_std: standard deviation of the ``N(0, init_std^2 I)`` initial slow states.
         progress: show a progress bar (``None``: only when stderr is a terminal).
 
@@ -152,7 +151,7 @@ class MultALMC(DiffusionSamplerBase):
                  schedule: str | Callable[[Tensor], Tensor] = "linear", hold_fraction: float = 0.1,
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
                  max_stages: int = 40, max_substeps: int = 64,
-                 reference: str = "gaussian", df: float = 3.0, max_diffusion: float = 4.0, fast_init_scale: float = 5.0,
+                 reference: str = "gaussian", df: float = 3.0, fast_init_scale: float = 5.0,
                  fast_init_candidates: int = 256, init_std: float = 1.0, progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
@@ -179,9 +178,6 @@ class MultALMC(DiffusionSamplerBase):
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
         self.reference = check_choice("reference", reference, ("gaussian", "student-t"))
         self.df = check_positive("df", df)
-        self.max_diffusion = check_positive("max_diffusion", max_diffusion)
-        if self.max_diffusion < 1:
-            raise ValueError(f"max_diffusion must be >= 1, got {max_diffusion}")
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
             raise ValueError(f"fast_init_scale must be >= 1, got {fast_init_scale}")
@@ -206,17 +202,31 @@ class MultALMC(DiffusionSamplerBase):
         ramp = annealing_schedule(self.schedule, n_anneal, self.l_delta, 1.0 - self.l_delta)
         return torch.cat([torch.full((n_hold,), self.l_delta, dtype=torch.float64), ramp])
 
+    def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
+        return _Run(self, target, generator).run(x0, monitor)
+
+
+class _Run:
+    """One MultALMC run: the sampler's settings ``cfg`` and the run's state (the Lipschitz tracker,
+    stage counts and step-control counters)."""
+
+    def __init__(self, cfg: MultALMC, target: CountedTarget, generator: torch.Generator | None) -> None:
+        self.cfg, self.target, self.generator = cfg, target, generator
+        self.lip, self.stage_counts, self.init_ess = LipschitzTracker(), [], float("nan")
+        self.n_redone, self.substep_evals, self.n_rejected, self.n_truncated = 0, 0, 0, 0
+
     # reference-dependent pieces -------------------------------------------------------------------
-    def _nu_score(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
+    def nu_score(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
         """``grad_x log nu((x - y)/sqrt(1-l))`` (the nu-form one-sample score estimate)."""
         diff = x - y
-        if self.reference == "gaussian":
+        if self.cfg.reference == "gaussian":
             return -diff / (1.0 - lam)
         d = x.shape[-1]
-        q = (diff * diff).sum(-1, keepdim=True) / (self.df * (1.0 - lam))
-        return -((self.df + d) / self.df) * diff / ((1.0 - lam) * (1.0 + q))
+        q = (diff * diff).sum(-1, keepdim=True) / (self.cfg.df * (1.0 - lam))
+        return -((self.cfg.df + d) / self.cfg.df) * diff / ((1.0 - lam) * (1.0 + q))
 
-    def _fast_drift(self, target: CountedTarget, x: Tensor, lam: float, track: bool,
+    def fast_drift(self, target: CountedTarget, x: Tensor, lam: float, track: bool,
                     path: _PathSecants | None = None) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
         """``(drift, diffusion)`` of the fast process on ``rho_{lam, x}`` (rows of ``x``).
 
@@ -224,18 +234,18 @@ class MultALMC(DiffusionSamplerBase):
         coefficient (1 for the Gaussian reference). ``track`` feeds the secant Lipschitz tracker,
         ``path`` records per-row secants between successive evaluation points (the stages of a step).
         """
-        eps, sl = self.eps, math.sqrt(lam)
+        eps, sl = self.cfg.eps, math.sqrt(lam)
 
         def target_part(z: Tensor) -> Tensor:  # l^{-1/2} grad log pi(z / sqrt(l))
             u = z / sl
             g = target.grad(u)
             if track:
-                self._lip.update(u, g)
+                self.lip.update(u, g)
             if path is not None:
                 path.update(u, g)
             return g / sl
 
-        if self.reference == "gaussian":
+        if self.cfg.reference == "gaussian":
             def drift(z: Tensor) -> Tensor:
                 return ((x - z) / (1.0 - lam) + target_part(z)) / eps
 
@@ -247,8 +257,8 @@ class MultALMC(DiffusionSamplerBase):
         # q = |x - y|^2 / (df (1 - l)); drift a grad log rho + grad a keeps rho invariant. The cap a_max
         # keeps the multiplicative noise mean-square stable at large steps (grad a = 0 beyond it).
         d = x.shape[-1]
-        c = 1.0 / (self.df * (1.0 - lam))
-        cap = self.max_diffusion - 1.0
+        c = 1.0 / (self.cfg.df * (1.0 - lam))
+        cap = _MAX_DIFFUSION - 1.0
 
         def diffusion(z: Tensor) -> Tensor:
             diff = x - z
@@ -258,18 +268,18 @@ class MultALMC(DiffusionSamplerBase):
             diff = x - z
             q = c * (diff * diff).sum(-1, keepdim=True)
             a_z, inside = 1.0 + q.clamp(max=cap), (q < cap).to(diff.dtype)
-            log_nu = ((self.df + d) / self.df) * diff / ((1.0 - lam) * (1.0 + q))
+            log_nu = ((self.cfg.df + d) / self.cfg.df) * diff / ((1.0 - lam) * (1.0 + q))
             grad_a = -2.0 * c * diff * inside
             return (a_z * (log_nu + target_part(z)) + grad_a) / eps
 
         return drift_t, diffusion
 
-    def _fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float,
+    def fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float,
                    gen: torch.Generator | None) -> Tensor:
         """One step of the fast process on ``rho_{lam, x}`` (time ``h``, speed ``1/eps``)."""
-        h, eps, sl = self.step_size, self.eps, math.sqrt(lam)
+        h, eps, sl = self.cfg.step_size, self.cfg.eps, math.sqrt(lam)
         probe = None
-        if self.stages is None:
+        if self.cfg.stages is None:
             # local curvature of log pi at the current fast states (one directional difference per
             # chain, 2 gradient evaluations): the secant estimate alone lags behind on targets whose
             # curvature grows without bound (double wells), which makes the step unstable
@@ -280,11 +290,11 @@ class MultALMC(DiffusionSamplerBase):
             diff = (target.grad(u + delta * direction) - target.grad_at_states(u)).norm(dim=-1, keepdim=True) / delta
             finite = diff[torch.isfinite(diff)]
             local = 2.0 * float(finite.max()) if finite.numel() else 0.0
-            stiff = (1.0 / (1.0 - lam) + max(self._lip.value, local) / lam) / eps
-            if self.reference == "student-t":  # the diffusion a(y) <= max_diffusion scales the drift
-                stiff *= self.max_diffusion
-            stages = stages_for(stiff, h, self.max_stages)
-            if self.integrator == "srock":
+            stiff = (1.0 / (1.0 - lam) + max(self.lip.value, local) / lam) / eps
+            if self.cfg.reference == "student-t":  # the diffusion a(y) <= _MAX_DIFFUSION scales the drift
+                stiff *= _MAX_DIFFUSION
+            stages = stages_for(stiff, h, self.cfg.max_stages)
+            if self.cfg.integrator == "srock":
                 lip_i = 2.0 * diff.squeeze(-1)
                 capped = 0.8 * skrock_stability_length(stages) < h * stiff
                 if capped:
@@ -293,40 +303,40 @@ class MultALMC(DiffusionSamplerBase):
                     # control the step chain by chain (_control_chains redoes the others in sub-steps)
                     ok = torch.isfinite(lip_i)
                     if bool(ok.any()):
-                        typical = float(torch.quantile(self._chain_stiffness(lip_i[ok], lam), 0.9))
-                        stages = max(stages_for(typical, h, self.max_stages), 2)
+                        typical = float(torch.quantile(self.chain_stiffness(lip_i[ok], lam), 0.9))
+                        stages = max(stages_for(typical, h, self.cfg.max_stages), 2)
                 probe = (direction, lip_i, capped)
         else:
-            stages = self.stages
-        self._stage_counts.append(stages)
+            stages = self.cfg.stages
+        self.stage_counts.append(stages)
 
         xi = randn_like(y, gen)
-        if self.reference == "gaussian" and self.integrator == "exponential":
+        if self.cfg.reference == "gaussian" and self.cfg.integrator == "exponential":
             a = 1.0 / (eps * (1.0 - lam))
             u = y / sl
             g = target.grad_at_states(u)
-            self._lip.update(u, g)
+            self.lip.update(u, g)
             return ou_exponential_step(y, a, x, (g / sl) / eps, h, 1.0 / eps, xi)
         path = _PathSecants(y.shape[0], y) if probe is not None else None
-        drift, diffusion = self._fast_drift(target, x, lam, True, path)
+        drift, diffusion = self.fast_drift(target, x, lam, True, path)
         y_new = skrock_step(y, drift, h, torch.sqrt(2.0 * h * diffusion(y) / eps) * xi, stages)
         if probe is not None:
             assert path is not None
-            y_new = self._control_chains(target, x, y, y_new, lam, stages, probe, path.value, gen)
+            y_new = self.control_chains(target, x, y, y_new, lam, stages, probe, path.value, gen)
         return y_new
 
-    def _chain_stiffness(self, lip: Tensor, lam: float) -> Tensor:
-        stiff = (1.0 / (1.0 - lam) + lip / lam) / self.eps
-        return stiff * self.max_diffusion if self.reference == "student-t" else stiff
+    def chain_stiffness(self, lip: Tensor, lam: float) -> Tensor:
+        stiff = (1.0 / (1.0 - lam) + lip / lam) / self.cfg.eps
+        return stiff * _MAX_DIFFUSION if self.cfg.reference == "student-t" else stiff
 
-    def _control_chains(self, target: CountedTarget, x: Tensor, y_old: Tensor, y: Tensor, lam: float,
+    def control_chains(self, target: CountedTarget, x: Tensor, y_old: Tensor, y: Tensor, lam: float,
                         stages: int, probe: tuple[Tensor, Tensor, bool], path: Tensor,
                         gen: torch.Generator | None) -> Tensor:
         """Per-chain stability control of a fast step.
 
         Every step (free, from the gradients the step computed): a chain that became non-finite, or
         whose stages crossed a concave curvature beyond the step's stability interval (``_PathSecants``),
-        is redone by :meth:`_adaptive_substeps`. When the global stage count hit ``max_stages``
+        is redone by :meth:`adaptive_substeps`. When the global stage count hit ``max_stages``
         (``capped``; stages are then taken for the 90 % quantile of the chains' own stiffness) the full
         check below runs as well. When ``max_stages`` stages cannot cover the global stiffness estimate, the step just taken is
         trustworthy only for the chains whose own stiffness it covers. Chain ``i``'s stiffness
@@ -334,13 +344,13 @@ class MultALMC(DiffusionSamplerBase):
         power iteration of finite-difference Hessian-vector products (the probe's random direction
         sees only ~``1/sqrt(dim)`` of a dominant eigenvalue, e.g. the funnel's ``x0`` direction), at
         the start and at the end of the step (2 gradients each). A chain is redone from its old state
-        by :meth:`_adaptive_substeps` when its start stiffness is beyond the step's stability interval
+        by :meth:`adaptive_substeps` when its start stiffness is beyond the step's stability interval
         (``h stiff_i > 0.8 L_s``), its end stiffness beyond ``L_s``, its stiffness changed by more than
         a factor ``10`` over the step (the stability argument assumes a roughly constant Jacobian; the
         funnel's ``exp(-x0)`` curvature can fall by orders of magnitude while an unresolved step throws
         ``x0`` far out, where the end curvature looks harmless), or it became non-finite.
         """
-        h, sl = self.step_size, math.sqrt(lam)
+        h, sl = self.cfg.step_size, math.sqrt(lam)
         direction, lip_probe, capped = probe
         n = y.shape[0]
         length = skrock_stability_length(stages)
@@ -351,33 +361,33 @@ class MultALMC(DiffusionSamplerBase):
             # the global stage count covers every chain's stiffness at the start: check only, for free,
             # that the step stayed finite and that the curvature it crossed (secants between its
             # stages) is within the stability interval
-            sp = self._chain_stiffness(path[rows], lam)
+            sp = self.chain_stiffness(path[rows], lam)
             ok = torch.isfinite(y[rows]).all(-1) & (h * sp <= length)
             redo = rows[~ok]
             if redo.numel():
                 y = y.clone()
                 lip0 = torch.nan_to_num(lip_probe[redo], nan=0.0, posinf=0.0)
-                y[redo] = self._adaptive_substeps(target, x[redo], y_old[redo], lam, stages, direction[redo], lip0, gen)
-                self._n_redone += int(redo.numel())
+                y[redo] = self.adaptive_substeps(target, x[redo], y_old[redo], lam, stages, direction[redo], lip0, gen)
+                self.n_redone += int(redo.numel())
             return y
         c0, d0 = local_curvature(target.grad, y_old[rows] / sl, direction[rows], iterations=1)
         lip0 = torch.maximum(torch.nan_to_num(2.0 * c0, nan=0.0, posinf=0.0),
                              torch.nan_to_num(lip_probe[rows], nan=0.0, posinf=0.0))
-        s0 = self._chain_stiffness(lip0, lam)
+        s0 = self.chain_stiffness(lip0, lam)
         c1, _ = local_curvature(target.grad, y[rows] / sl, d0, iterations=1)
-        s1 = self._chain_stiffness(2.0 * c1, lam)
-        sp = self._chain_stiffness(path[rows], lam)
+        s1 = self.chain_stiffness(2.0 * c1, lam)
+        sp = self.chain_stiffness(path[rows], lam)
         ok = ((h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length) & (s1 <= 10.0 * s0)
               & (s0 <= 10.0 * s1))
         ok &= torch.isfinite(y[rows]).all(-1)
         redo = rows[~ok]
         if redo.numel():
             y = y.clone()
-            y[redo] = self._adaptive_substeps(target, x[redo], y_old[redo], lam, stages, d0[~ok], lip0[~ok], gen)
-            self._n_redone += int(redo.numel())
+            y[redo] = self.adaptive_substeps(target, x[redo], y_old[redo], lam, stages, d0[~ok], lip0[~ok], gen)
+            self.n_redone += int(redo.numel())
         return y
 
-    def _adaptive_substeps(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float, stages: int,
+    def adaptive_substeps(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float, stages: int,
                            direction: Tensor, lip: Tensor, gen: torch.Generator | None) -> Tensor:
         """Fast step of time ``h`` for rows ``(x, y)`` by SK-ROCK sub-steps with per-row step control.
 
@@ -389,28 +399,28 @@ class MultALMC(DiffusionSamplerBase):
         a row that has not covered ``h`` stops there (its fast clock ran slower on this step, which
         keeps ``rho`` invariant): ``diagnostics["truncated_chain_steps"]``.
         """
-        h, sl, eps = self.step_size, math.sqrt(lam), self.eps
+        h, sl, eps = self.cfg.step_size, math.sqrt(lam), self.cfg.eps
         length = skrock_stability_length(stages)
         reach = 0.8 * length
         m = y.shape[0]
         y, d = y.clone(), direction.clone()
-        s = self._chain_stiffness(lip, lam)
+        s = self.chain_stiffness(lip, lam)
         left = torch.full((m,), h, dtype=y.dtype, device=y.device)
         h_try = torch.minimum(left, reach / s)
-        for _ in range(self.max_substeps):
+        for _ in range(self.cfg.max_substeps):
             act = (left > 1e-9 * h).nonzero().squeeze(-1)
             if act.numel() == 0:
                 break
             ha = torch.minimum(h_try[act], left[act])
             path = _PathSecants(int(act.numel()), y)
-            drift, diffusion = self._fast_drift(target, x[act], lam, False, path)
+            drift, diffusion = self.fast_drift(target, x[act], lam, False, path)
             ya = y[act]
             noise = torch.sqrt(2.0 * ha.unsqueeze(-1) * diffusion(ya) / eps) * randn_like(ya, gen)
             y_new = skrock_step(ya, drift, ha.unsqueeze(-1), noise, stages)
-            sp = self._chain_stiffness(path.value, lam)
-            self._substep_evals += int(act.numel()) * (stages + 2)
+            sp = self.chain_stiffness(path.value, lam)
+            self.substep_evals += int(act.numel()) * (stages + 2)
             c_new, d_new = local_curvature(target.grad, y_new / sl, d[act], iterations=1)
-            s_new = self._chain_stiffness(2.0 * c_new, lam)
+            s_new = self.chain_stiffness(2.0 * c_new, lam)
             s_old = s[act]
             good = (torch.isfinite(y_new).all(-1) & (ha * s_new <= length) & (ha * sp <= length)
                     & (s_new <= 10.0 * s_old) & (s_old <= 10.0 * s_new))
@@ -419,57 +429,51 @@ class MultALMC(DiffusionSamplerBase):
             left[acc] = left[acc] - ha[good]
             h_try[acc] = torch.minimum(4.0 * ha[good], reach / s_new[good])
             h_try[rej] = ha[~good] / 4.0
-            self._n_rejected += int(rej.numel())
-        self._n_truncated += int((left > 1e-9 * h).sum())
+            self.n_rejected += int(rej.numel())
+        self.n_truncated += int((left > 1e-9 * h).sum())
         return y
 
-    def _score(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float) -> Tensor:
-        if lam < self.l_switch:
-            return self._nu_score(x, y, lam)
+    def score(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float) -> Tensor:
+        if lam < self.cfg.l_switch:
+            return self.nu_score(x, y, lam)
         sl = math.sqrt(lam)
         return target.grad_at_states(y / sl) / sl
 
-    def _gamma(self, k: int, total: int) -> float:
+    def gamma(self, k: int, total: int) -> float:
         half = total // 2
         if k < half:
-            return self.gamma_min
+            return self.cfg.gamma_min
         frac = (k - half) / max(total - 1 - half, 1)
-        return self.gamma_min + (self.gamma_max - self.gamma_min) * frac
+        return self.cfg.gamma_min + (self.cfg.gamma_max - self.cfg.gamma_min) * frac
 
     # -------------------------------------------------------------------------------------------
-    def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
-        h = self.step_size
-        lams = self.lambdas()
-        self._lip, self._stage_counts, self._init_ess = LipschitzTracker(), [], float("nan")
-        self._n_redone, self._substep_evals, self._n_rejected, self._n_truncated = 0, 0, 0, 0
-        _, _, n_final = self._phases()
-        total = lams.numel() + n_final
-        x = x0.clone()
-        lam0 = float(lams[0])
-        # fast state: Y = sqrt(l) U with U ~ N(c x, (c^2 - 1) I), a widened reference kernel (c = 1/sqrt(l)
-        # is the kernel itself); its spread decides how far the fast process looks for modes.
-        c = self.fast_init_scale
-        if self.fast_init_candidates:
-            # (X, Y) from the joint law at l_delta: U ~ pi by SIR (proposals around the given start),
-            # Y = sqrt(l) U, X = sqrt(l) U + sqrt(1 - l) Z ~ mu_{l_delta}
-            prop = c if c > 1.0 + 1e-6 else 1.0 / math.sqrt(lam0)
-            u, self._init_ess = sample_target_sir(target, x, prop, self.fast_init_candidates, generator)
-        if self.fast_init_candidates and self._init_ess >= x.shape[0]:
-            y = math.sqrt(lam0) * u
-            x = y + math.sqrt(1.0 - lam0) * randn_like(x, generator)
-        else:  # no SIR, or a degenerate pool (ESS below the number of chains): the kernel start
-            y = math.sqrt(lam0) * (c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator))
-        if self.stages is None:  # a first secant estimate of L from the starting points
+    def start(self, x: Tensor, lam0: float) -> tuple[Tensor, Tensor]:
+        """Starting ``(X, Y)`` at ``l = lam0``: ``Y = sqrt(l) U``, ``U`` from :func:`fast_start` (the SIR
+        draws of ``pi``, then ``X = Y + sqrt(1 - l) Z ~ mu_l``; or the widened kernel around ``X``)."""
+        cfg, gen = self.cfg, self.generator
+        c = cfg.fast_init_scale
+        sir_scale = c if c > 1.0 + 1e-6 else 1.0 / math.sqrt(lam0)
+        first = fast_start(self.target, x, c, cfg.fast_init_candidates, gen, sir_scale=sir_scale)
+        self.init_ess = first.ess
+        y = math.sqrt(lam0) * first.u
+        if first.from_target:
+            x = y + math.sqrt(1.0 - lam0) * randn_like(x, gen)
+        if cfg.stages is None:  # a first secant estimate of L from the starting points
             u0 = y / math.sqrt(lam0)
-            self._lip.update(u0, target.grad_at_states(u0))
-            u1 = u0 + 0.1 * randn_like(u0, generator)
-            self._lip.update(u1, target.grad(u1))
-        v = randn_like(x, generator) if self.underdamped else None
-        score = self._score(target, x, y, lam0) if self.underdamped else None
-        lam_prev = lam0
-        for k, lam_t in enumerate(lams.tolist()):
-            lam = float(lam_t)
+            self.lip.update(u0, self.target.grad_at_states(u0))
+            u1 = u0 + 0.1 * randn_like(u0, gen)
+            self.lip.update(u1, self.target.grad(u1))
+        return x, y
+
+    def run(self, x0: Tensor, monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
+        cfg, target, gen = self.cfg, self.target, self.generator
+        h, lams = cfg.step_size, cfg.lambdas()
+        total = cfg._num_iterations()
+        lam_prev = float(lams[0])
+        x, y = self.start(x0.clone(), lam_prev)
+        v = randn_like(x, gen) if cfg.underdamped else None
+        score = self.score(target, x, y, lam_prev) if cfg.underdamped else None
+        for k, lam in enumerate(lams.tolist()):
             if lam != lam_prev:
                 # Y stands for sqrt(l) U with U in target units: carry U over the change of l (else a
                 # coarse l grid shrinks U towards 0 and moves it across modes), and the reference noise
@@ -479,51 +483,47 @@ class MultALMC(DiffusionSamplerBase):
                 x = y_new + math.sqrt((1.0 - lam) / (1.0 - lam_prev)) * (x - y)
                 y = y_new
             lam_prev = lam
-            if not self.underdamped:
-                y = self._fast_step(target, x, y, lam, generator)
-                x = x + h * self._score(target, x, y, lam) + math.sqrt(2.0 * h) * randn_like(x, generator)
-            else:
-                assert v is not None and score is not None
-                c = math.exp(-0.5 * self._gamma(k, total) * h)
-                v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
-                v = v + 0.5 * h * score
-                x = x + h * v
-                y = self._fast_step(target, x, y, lam, generator)
-                score = self._score(target, x, y, lam)
-                v = v + 0.5 * h * score
-                v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
             if v is None:
+                y = self.fast_step(target, x, y, lam, gen)
+                x = x + h * self.score(target, x, y, lam) + math.sqrt(2.0 * h) * randn_like(x, gen)
                 x, y = monitor.end_step(x, y)
             else:
+                assert score is not None
+
+                def slow_force(x_new: Tensor, lam: float = lam) -> Tensor:  # the fast step, then the score estimate
+                    nonlocal y
+                    y = self.fast_step(target, x_new, y, lam, gen)
+                    return self.score(target, x_new, y, lam)
+
+                x, v, score = obabo_step(x, v, score, slow_force, h, self.gamma(k, total), gen)
                 x, y, v = monitor.end_step(x, y, v)
             if monitor.stopped:
                 break
-        # plain Langevin on the target
-        if n_final and not monitor.stopped:
-            g = target.grad_at_states(x)
-            for j in range(n_final):
-                if not self.underdamped:
-                    x = x + h * g + math.sqrt(2.0 * h) * randn_like(x, generator)
-                    g = target.grad_at_states(x)
-                else:
-                    assert v is not None
-                    c = math.exp(-0.5 * self._gamma(lams.numel() + j, total) * h)
-                    v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
-                    v = v + 0.5 * h * g
-                    x = x + h * v
-                    g = target.grad_at_states(x)
-                    v = v + 0.5 * h * g
-                    v = c * v + math.sqrt(1.0 - c * c) * randn_like(v, generator)
-                if v is None:
-                    x = monitor.end_step(x)
-                else:
-                    x, v = monitor.end_step(x, v)
-                if monitor.stopped:
-                    break
-        counts = self._stage_counts
-        diagnostics = {"init_ess": getattr(self, "_init_ess", float("nan")), "lambda_final": float(lams[-1]), "num_steps": total, "lipschitz_estimate": self._lip.value,
-                       "mean_stages": sum(counts) / max(len(counts), 1), "max_stages_used": max(counts, default=0),
-                       "redone_chain_steps": self._n_redone, "truncated_chain_steps": self._n_truncated,
-                       "substep_evals": self._substep_evals,
-                       "rejected_substeps": self._n_rejected}
-        return x, {"diagnostics": diagnostics}
+        if not monitor.stopped:
+            x = self.final_phase(x, v, lams.numel(), total, monitor)
+        return x, {"diagnostics": self.diagnostics(float(lams[-1]), total)}
+
+    def final_phase(self, x: Tensor, v: Tensor | None, first: int, total: int, monitor: RunMonitor) -> Tensor:
+        """Plain (over- or underdamped) Langevin dynamics on the target, steps ``first .. total - 1``."""
+        h, target, gen = self.cfg.step_size, self.target, self.generator
+        g = target.grad_at_states(x) if total > first else None
+        for k in range(first, total):
+            assert g is not None
+            if v is None:
+                x = x + h * g + math.sqrt(2.0 * h) * randn_like(x, gen)
+                g = target.grad_at_states(x)
+                x = monitor.end_step(x)
+            else:
+                x, v, g = obabo_step(x, v, g, target.grad_at_states, h, self.gamma(k, total), gen)
+                x, v = monitor.end_step(x, v)
+            if monitor.stopped:
+                break
+        return x
+
+    def diagnostics(self, lambda_final: float, total: int) -> dict[str, Any]:
+        counts = self.stage_counts
+        return {"init_ess": self.init_ess, "lambda_final": lambda_final, "num_steps": total,
+                "lipschitz_estimate": self.lip.value, "mean_stages": sum(counts) / max(len(counts), 1),
+                "max_stages_used": max(counts, default=0), "redone_chain_steps": self.n_redone,
+                "truncated_chain_steps": self.n_truncated, "substep_evals": self.substep_evals,
+                "rejected_substeps": self.n_rejected}

@@ -45,13 +45,7 @@ from sciml.validation import (
     check_positive_int,
 )
 
-from ._common import (
-    CountedTarget,
-    DiffusionSamplerBase,
-    RunMonitor,
-    randn_like,
-    sample_target_sir,
-)
+from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import (
     local_curvature,
     ou_exponential_step,
@@ -60,9 +54,14 @@ from .integrators import (
     skrock_step,
     stages_for,
 )
+from .multiscale import fast_start
 from .schedules import annealing_schedule
 
 __all__ = ["MultCDiff"]
+
+#: factor on the measured local curvature: the power iteration bounds the largest Hessian eigenvalue
+#: from below, and the state moves during the step
+_CURVATURE_SAFETY = 2.0
 
 
 class MultCDiff(DiffusionSamplerBase):
@@ -86,26 +85,23 @@ class MultCDiff(DiffusionSamplerBase):
         underdamped: use the critically damped (position, velocity) forward process instead of OU.
         stages: SK-ROCK stages; ``None`` (default) chooses them each step from the per-chain
             stiffness ``stiff_i = (L_i + k) / eps`` (``k`` the precision ratio of the Gaussian factor,
-            ``L_i = curvature_safety`` times the local curvature of ``log pi`` at chain ``i``'s fast
+            ``L_i`` twice the local curvature of ``log pi`` at chain ``i``'s fast
             state, by one power iteration of finite-difference Hessian-vector products per step,
             2 gradients, :func:`~sciml_plugins.diffusion.integrators.local_curvature`): ``s`` covers the
             90 % quantile of ``stiff_i`` and a chain that needs more takes ``n_i`` sub-steps of
-            ``h / n_i``. When a single stage suffices, or only the Gaussian part is too stiff for
+            ``h / n_i``. Each step is checked a posteriori (the curvature at the new state, the next
+            step's estimate anyway) and the chains whose step left its stability region are redone with
+            more stages / sub-steps (at most 3 times; see ``_Run.check_step``). When a single stage suffices, or only the Gaussian part is too stiff for
             ``max_stages`` (``max L_i h / eps < 1.6``), the step uses the exponential integrator.
         max_stages: cap on the adaptive number of stages.
         max_substeps: cap on the per-chain sub-steps ``n_i``; a chain that would need more is
             integrated with ``max_substeps`` sub-steps (possibly unstable) and reported in
             ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]``, never hidden.
-        curvature_safety: factor on the measured local curvature (the power iteration bounds the
-            largest Hessian eigenvalue from below, and the state moves during the step).
-        step_check: check each SK-ROCK fast step a posteriori (the curvature at the new state, which is
-            the next step's estimate anyway) and redo, with more stages / sub-steps, the chains whose
-            step left its stability region (at most 3 times; see ``_check_step``).
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:
             pooled sampling importance resampling from a Gaussian fitted to that kernel
-            (:func:`~sciml_plugins.diffusion._common.sample_target_sir`, ``K`` log-density
+            (:func:`~sciml_plugins.diffusion.multiscale.sample_target_sir`, ``K`` log-density
             evaluations per chain), and (overdamped) the slow state is redrawn as
             ``X = e^{-T} Y + sigma_T Z``, so ``(X, Y)`` starts from the joint law at ``s = T``. The
             fast dynamics cannot move mass between separated modes, so the mode weights the fast
@@ -129,7 +125,7 @@ class MultCDiff(DiffusionSamplerBase):
     def __init__(self, num_steps: int = 500, horizon: float = 5.0, s_min: float = 0.01, eps: float = 0.05, *,
                  underdamped: bool = False, schedule: str | Callable[[Tensor], Tensor] = "geometric",
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
-                 max_substeps: int = 64, curvature_safety: float = 2.0, step_check: bool = True, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
+                 max_substeps: int = 64, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", init_std: float = 1.0,
                  progress: bool | None = None) -> None:
         super().__init__(init_std=init_std, progress=progress)
@@ -147,8 +143,6 @@ class MultCDiff(DiffusionSamplerBase):
         self.stages = None if stages is None else check_positive_int("stages", stages)
         self.max_stages = check_positive_int("max_stages", max_stages)
         self.max_substeps = check_positive_int("max_substeps", max_substeps)
-        self.curvature_safety = check_positive("curvature_safety", curvature_safety)
-        self.step_check = check_bool("step_check", step_check)
         self.underdamped = check_bool("underdamped", underdamped)
         self.fast_init_scale = check_positive("fast_init_scale", fast_init_scale)
         if self.fast_init_scale < 1:
@@ -165,7 +159,26 @@ class MultCDiff(DiffusionSamplerBase):
         """Diffusion times ``s_0 = T > s_1 > ... > s_N = s_min`` (float64, ``num_steps + 1`` values)."""
         return annealing_schedule(self.schedule, self.num_steps + 1, self.s_min, self.horizon).flip(0)
 
-    def _fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
+    def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
+             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
+        return _Run(self, target, generator).run(x0, monitor)
+
+
+class _Run:
+    """One MultCDiff run: the sampler's settings ``cfg`` and the run's state (the curvature probe's
+    direction and cache, stage counts, step-control counters, the unresolved-chain mask)."""
+
+    def __init__(self, cfg: MultCDiff, target: CountedTarget, generator: torch.Generator | None) -> None:
+        self.cfg, self.target, self.generator = cfg, target, generator
+        self.stage_counts: list[float] = []
+        self.n_exponential, self.n_unresolved_steps, self.n_redone = 0, 0, 0
+        self.lip_max, self.lip_q90 = 0.0, []
+        self.direction: Tensor | None = None
+        self.first_probe, self.cache = True, None
+        self.unresolved: Tensor | None = None
+        self.init_ess = float("nan")
+
+    def fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
                    gen: torch.Generator | None) -> Tensor:
         """Fast Langevin step on ``pi(y) N(y; m, I / k)`` (time ``h``, speed ``1/eps``).
 
@@ -176,58 +189,57 @@ class MultCDiff(DiffusionSamplerBase):
         sub-steps of ``h / n_i`` (at most ``max_substeps``; a chain beyond that is counted as
         unresolved and reported, not silently integrated otherwise).
         """
-        eps = self.eps
-        if self.integrator == "exponential" or self.stages is not None:
-            self._stage_counts.append(self.stages or 1)
-            if self.integrator == "exponential" or self.stages == 1:
+        eps = self.cfg.eps
+        if self.cfg.integrator == "exponential" or self.cfg.stages is not None:
+            self.stage_counts.append(self.cfg.stages or 1)
+            if self.cfg.integrator == "exponential" or self.cfg.stages == 1:
                 return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
 
             def drift_fixed(z: Tensor) -> Tensor:
                 return (target.grad(z) + k * (m - z)) / eps
 
-            return skrock_step(y, drift_fixed, h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.stages)
+            return skrock_step(y, drift_fixed, h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.cfg.stages)
 
-        if self._cache is not None and self._cache[0] is y:  # measured at the end of the previous step
-            curv, self._direction = self._cache[1], self._cache[2]
+        if self.cache is not None and self.cache[0] is y:  # measured at the end of the previous step
+            curv, self.direction = self.cache[1], self.cache[2]
         else:
-            if self._direction is None:
-                self._direction = randn_like(y, gen)
-            iters = 3 if self._first_probe else 1
-            self._first_probe = False
-            curv, self._direction = local_curvature(target.grad_at_states, y, self._direction, iterations=iters)
-        self._cache = None
-        lip = self.curvature_safety * curv  # (n,); NaN on non-finite chains
+            if self.direction is None:
+                self.direction = randn_like(y, gen)
+            iters = 3 if self.first_probe else 1
+            self.first_probe = False
+            curv, self.direction = local_curvature(target.grad_at_states, y, self.direction, iterations=iters)
+        self.cache = None
+        lip = _CURVATURE_SAFETY * curv  # (n,); NaN on non-finite chains
         ok = torch.isfinite(lip)
         if not bool(ok.any()):  # every chain diverged: nothing left to integrate
-            self._stage_counts.append(1)
+            self.stage_counts.append(1)
             return y + float("nan")
         lip = torch.where(ok, lip, torch.zeros_like(lip))
         stiff = (lip + k) / eps
-        self._lip_max = max(self._lip_max, float(lip.max()))
-        self._lip_q90.append(float(torch.quantile(lip[ok], 0.9)))
-        s_need = stages_for(float(stiff.max()), h, self.max_stages + 1)
-        if s_need == 1 or (s_need > self.max_stages and float(lip.max()) * h / eps < 1.6):
+        self.lip_max = max(self.lip_max, float(lip.max()))
+        self.lip_q90.append(float(torch.quantile(lip[ok], 0.9)))
+        s_need = stages_for(float(stiff.max()), h, self.cfg.max_stages + 1)
+        if s_need == 1 or (s_need > self.cfg.max_stages and float(lip.max()) * h / eps < 1.6):
             # a single stage suffices, or only the Gaussian part is stiff: it is solved exactly and the
             # explicit target part is stable (h L / eps < 2)
-            self._stage_counts.append(1)
+            self.stage_counts.append(1)
             if s_need > 1:
-                self._n_exponential += 1
+                self.n_exponential += 1
             return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
         def drift(z: Tensor, rows: Tensor | None) -> Tensor:
             return (target.grad(z) + k * ((m if rows is None else m[rows]) - z)) / eps
 
         y_old = y
-        y, stages, n_sub, unresolved = skrock_per_chain(y, drift, h, 2.0 / eps, stiff, self.max_stages,
-                                                        self.max_substeps, gen)
-        if self.step_check:
-            y, unresolved = self._check_step(target, y_old, y, k, m, h, stiff, stages, n_sub, unresolved, gen)
+        y, stages, n_sub, unresolved = skrock_per_chain(y, drift, h, 2.0 / eps, stiff, self.cfg.max_stages,
+                                                        self.cfg.max_substeps, gen)
+        y, unresolved = self.check_step(target, y_old, y, k, m, h, stiff, stages, n_sub, unresolved, gen)
         if bool(unresolved.any()):
-            self._unresolved |= unresolved
-            self._n_unresolved_steps += int(unresolved.sum())
-        self._stage_counts.append(stages * float(n_sub.double().mean()))
+            self.unresolved |= unresolved
+            self.n_unresolved_steps += int(unresolved.sum())
+        self.stage_counts.append(stages * float(n_sub.double().mean()))
         return y
 
-    def _check_step(self, target: CountedTarget, y_old: Tensor, y: Tensor, k: float, m: Tensor, h: float,
+    def check_step(self, target: CountedTarget, y_old: Tensor, y: Tensor, k: float, m: Tensor, h: float,
                     stiff: Tensor, stages: int, n_sub: Tensor, unresolved: Tensor,
                     gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """A posteriori stability check of a fast step, chain by chain.
@@ -241,13 +253,13 @@ class MultCDiff(DiffusionSamplerBase):
         ``max_substeps`` sub-steps, are added to ``unresolved``. Redoing a step depends on its noise,
         so this is a (small) bias traded for stability; it is counted in ``diagnostics["redone_chain_steps"]``.
         """
-        eps = self.eps
+        eps = self.cfg.eps
         n = y.shape[0]
         cap = n_sub.to(y.dtype) * skrock_stability_length(stages)
-        full_cap = self.max_substeps * skrock_stability_length(self.max_stages) * (1.0 - 1e-9)
+        full_cap = self.cfg.max_substeps * skrock_stability_length(self.cfg.max_stages) * (1.0 - 1e-9)
         stiff_cur = stiff.clone()
         curv_end = torch.empty(n, dtype=y.dtype, device=y.device)
-        dir_end = self._direction.clone()
+        dir_end = self.direction.clone()
         check = torch.arange(n, device=y.device)
         finite_before = torch.isfinite(y_old).all(-1)
         y = y.clone()
@@ -266,7 +278,7 @@ class MultCDiff(DiffusionSamplerBase):
                 rows = rows[~capped]
                 if attempt == 3 or rows.numel() == 0:
                     break
-            self._n_redone += int(rows.numel())
+            self.n_redone += int(rows.numel())
             stiff_cur[rows] = 4.0 * stiff_cur[rows]
             m_rows = m[rows]
 
@@ -274,113 +286,113 @@ class MultCDiff(DiffusionSamplerBase):
                 return (target.grad(z) + k * ((m_rows if sub is None else m_rows[sub]) - z)) / eps
 
             y_r, st_r, ns_r, un_r = skrock_per_chain(y_old[rows], drift, h, 2.0 / eps, stiff_cur[rows],
-                                                     self.max_stages, self.max_substeps, gen)
+                                                     self.cfg.max_stages, self.cfg.max_substeps, gen)
             y[rows] = y_r
             cap[rows] = ns_r.to(y.dtype) * skrock_stability_length(st_r)
             if bool(un_r.any()):
                 unresolved = unresolved.clone()
                 unresolved[rows[un_r]] = True
             check = rows
-        self._cache = (y, curv_end, dir_end)
+        self.cache = (y, curv_end, dir_end)
         return y, unresolved
 
-    def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
-             monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
-        times = self.diffusion_times().tolist()
-        self._stage_counts, self._n_exponential, self._n_unresolved_steps = [], 0, 0
-        self._lip_max, self._lip_q90 = 0.0, []
-        self._direction, self._first_probe, self._cache, self._n_redone = None, True, None, 0
-        self._unresolved = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
-        self._init_ess = float("nan")
-        x = x0.clone()
-        if self.underdamped:
-            x, y = self._run_underdamped(target, x, times, generator, monitor)
-        else:
-            c = min(math.exp(times[0]), self.fast_init_scale)
-            if self.fast_init_candidates:
-                u, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
-            if self.fast_init_candidates and self._init_ess >= x.shape[0]:
-                y = u
-                x = math.exp(-times[0]) * y + math.sqrt(-math.expm1(-2.0 * times[0])) * randn_like(x, generator)
-            else:  # no SIR, or a degenerate pool (ESS below the number of chains): the kernel start
-                y = c * x + math.sqrt(c * c - 1.0) * randn_like(x, generator)
-            for k in range(self.num_steps):
-                s, h = times[k], times[k] - times[k + 1]
-                e = math.exp(-s)
-                var = -math.expm1(-2.0 * s)
-                y = self._fast_step(target, y, e * e / var, x / e, h, generator)
-                b = 2.0 / var - 1.0  # slow drift = -b X + 2 e Y / var
-                centre = 2.0 * e * y / (var * b)
-                x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, generator))
-                x, y = monitor.end_step(x, y)
-                if monitor.stopped:
-                    break
-        if self.return_state == "fast":
+    def run(self, x0: Tensor, monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
+        cfg, gen = self.cfg, self.generator
+        times = cfg.diffusion_times().tolist()
+        self.unresolved = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        run = self.run_underdamped if cfg.underdamped else self.run_overdamped
+        x, y = run(x0.clone(), times, monitor)
+        if cfg.return_state == "fast":
             x = y
-        hf = self.final_step_size
-        for _ in range(0 if monitor.stopped else self.final_steps):
-            x = x + hf * target.grad_at_states(x) + math.sqrt(2.0 * hf) * randn_like(x, generator)
+        hf = cfg.final_step_size
+        for _ in range(0 if monitor.stopped else cfg.final_steps):
+            x = x + hf * self.target.grad_at_states(x) + math.sqrt(2.0 * hf) * randn_like(x, gen)
             x = monitor.end_step(x)
             if monitor.stopped:
                 break
-        counts = self._stage_counts
-        q90 = self._lip_q90
-        diagnostics = {"init_ess": self._init_ess, "s_final": times[-1],
-                       "lipschitz_estimate": max(q90) if q90 else float("nan"),
-                       "max_local_lipschitz": self._lip_max,
-                       "mean_stages": sum(counts) / len(counts) if counts else 1.0,
-                       "exponential_fallback_steps": self._n_exponential,
-                       "unresolved_chains": self._unresolved.clone(),
-                       "n_unresolved": int(self._unresolved.sum()),
-                       "unresolved_chain_steps": self._n_unresolved_steps,
-                       "redone_chain_steps": self._n_redone}
-        return x, {"diagnostics": diagnostics}
+        return x, {"diagnostics": self.diagnostics(times[-1])}
 
-    def _run_underdamped(self, target: CountedTarget, x: Tensor, times: list[float],
-                         generator: torch.Generator | None, monitor: RunMonitor) -> tuple[Tensor, Tensor]:
-        v = randn_like(x, generator)
-
-        def coefficients(s: float) -> tuple[float, float, float]:
+    def run_overdamped(self, x: Tensor, times: list[float], monitor: RunMonitor) -> tuple[Tensor, Tensor]:
+        """The reverse OU process: exponential slow steps, the fast state from the start at ``s = T``."""
+        cfg, gen = self.cfg, self.generator
+        first = fast_start(self.target, x, min(math.exp(times[0]), cfg.fast_init_scale), cfg.fast_init_candidates, gen)
+        self.init_ess, y = first.ess, first.u
+        if first.from_target:  # (X, Y) from the joint law at s = T
+            x = math.exp(-times[0]) * y + math.sqrt(-math.expm1(-2.0 * times[0])) * randn_like(x, gen)
+        for k in range(cfg.num_steps):
+            s, h = times[k], times[k] - times[k + 1]
             e = math.exp(-s)
-            ax, av = e * (1.0 + s), -e * s
-            one_minus_r2 = -math.expm1(-2.0 * s) - 2.0 * e * e * s * (1.0 + s)  # 1 - |a|^2, stable
-            return ax, av, max(one_minus_r2, 1e-300)
+            var = -math.expm1(-2.0 * s)
+            y = self.fast_step(self.target, y, e * e / var, x / e, h, gen)
+            b = 2.0 / var - 1.0  # slow drift = -b X + 2 e Y / var
+            centre = 2.0 * e * y / (var * b)
+            x = ou_exponential_step(x, b, centre, 0.0, h, 1.0, randn_like(x, gen))
+            x, y = monitor.end_step(x, y)
+            if monitor.stopped:
+                break
+        return x, y
 
-        ax, av, omr = coefficients(times[0])
+    def diagnostics(self, s_final: float) -> dict[str, Any]:
+        counts, q90 = self.stage_counts, self.lip_q90
+        assert self.unresolved is not None
+        return {"init_ess": self.init_ess, "s_final": s_final,
+                "lipschitz_estimate": max(q90) if q90 else float("nan"),
+                "max_local_lipschitz": self.lip_max,
+                "mean_stages": sum(counts) / len(counts) if counts else 1.0,
+                "exponential_fallback_steps": self.n_exponential,
+                "unresolved_chains": self.unresolved.clone(),
+                "n_unresolved": int(self.unresolved.sum()),
+                "unresolved_chain_steps": self.n_unresolved_steps,
+                "redone_chain_steps": self.n_redone}
+
+    def run_underdamped(self, x: Tensor, times: list[float], monitor: RunMonitor) -> tuple[Tensor, Tensor]:
+        """The critically damped reverse process: exact slow steps of the linear SDE in ``(X, V)``."""
+        cfg, gen = self.cfg, self.generator
+        v = randn_like(x, gen)
+        ax, av, omr = _damped_coefficients(times[0])
         r2 = 1.0 - omr
         proj = (ax * x + av * v) / math.sqrt(r2)  # a.z / r ~ N(0, 1) under q_T
-        c = min(1.0 / math.sqrt(r2), self.fast_init_scale)
-        if self.fast_init_candidates:  # (X, V) kept: at s = T the posterior is ~ pi (|a|^2 ~ 3e-3 at T = 5)
-            u, self._init_ess = sample_target_sir(target, x, c, self.fast_init_candidates, generator)
-        if self.fast_init_candidates and self._init_ess >= x.shape[0]:
-            y = u
-        else:
-            y = c * proj + math.sqrt(c * c - 1.0) * randn_like(x, generator)
-        for k in range(self.num_steps):
+        # (X, V) kept with the SIR start: at s = T the posterior is ~ pi (|a|^2 ~ 3e-3 at T = 5)
+        first = fast_start(self.target, x, min(1.0 / math.sqrt(r2), cfg.fast_init_scale), cfg.fast_init_candidates,
+                           gen, kernel_centre=proj)
+        self.init_ess, y = first.ess, first.u
+        for k in range(cfg.num_steps):
             s, h = times[k], times[k] - times[k + 1]
-            ax, av, omr = coefficients(s)
+            ax, av, omr = _damped_coefficients(s)
             r2 = 1.0 - omr
-            y = self._fast_step(target, y, r2 / omr, (ax * x + av * v) / r2, h, generator)
-            # slow linear SDE d(X, V) = (B (X, V) + b Y) dt + (0, 2) dB with frozen coefficients
-            big = torch.tensor([[0.0, -1.0, 0.0], [1.0 - 4.0 * av * ax / omr, -2.0 - 4.0 * av * av / omr, 4.0 * av / omr],
-                                [0.0, 0.0, 0.0]], dtype=torch.float64) * h
-            aug = torch.linalg.matrix_exp(big)  # [[e^{Bh}, int_0^h e^{Bu} du b], [0, 1]]
-            bmat = big[:2, :2]
-            q = torch.tensor([[0.0, 0.0], [0.0, 4.0]], dtype=torch.float64) * h
-            van_loan = torch.linalg.matrix_exp(torch.cat([torch.cat([-bmat, q], 1),
-                                                          torch.cat([torch.zeros(2, 2, dtype=torch.float64), bmat.T], 1)], 0))
-            phi = van_loan[2:, 2:].T  # = e^{Bh}
-            cov = phi @ van_loan[:2, 2:]
-            cov = 0.5 * (cov + cov.T)
-            evals, evecs = torch.linalg.eigh(cov)
-            root = evecs * evals.clamp(min=0.0).sqrt()
-            (p00, p01), (p10, p11) = aug[:2, :2].tolist()
-            g0, g1 = aug[:2, 2].tolist()
-            (r00, r01), (r10, r11) = root.tolist()
-            n1, n2 = randn_like(x, generator), randn_like(x, generator)
+            y = self.fast_step(self.target, y, r2 / omr, (ax * x + av * v) / r2, h, gen)
+            (p00, p01, g0, r00, r01), (p10, p11, g1, r10, r11) = _damped_slow_step(ax, av, omr, h)
+            n1, n2 = randn_like(x, gen), randn_like(x, gen)
             x, v = (p00 * x + p01 * v + g0 * y + r00 * n1 + r01 * n2,
                     p10 * x + p11 * v + g1 * y + r10 * n1 + r11 * n2)
             x, v, y = monitor.end_step(x, v, y)
             if monitor.stopped:
                 break
         return x, y
+
+
+def _damped_coefficients(s: float) -> tuple[float, float, float]:
+    """``(a_x, a_v, 1 - |a|^2)`` of the critically damped forward process at diffusion time ``s``."""
+    e = math.exp(-s)
+    ax, av = e * (1.0 + s), -e * s
+    one_minus_r2 = -math.expm1(-2.0 * s) - 2.0 * e * e * s * (1.0 + s)  # 1 - |a|^2, stable
+    return ax, av, max(one_minus_r2, 1e-300)
+
+
+def _damped_slow_step(ax: float, av: float, omr: float, h: float) -> list[list[float]]:
+    """One exact step of the slow linear SDE ``d(X, V) = (B (X, V) + b Y) dt + (0, 2) dB`` with frozen
+    coefficients: rows ``[e^{Bh} row, (int_0^h e^{Bu} du b) entry, noise square-root row]`` for X and V
+    (Van Loan's formula for the noise covariance)."""
+    big = torch.tensor([[0.0, -1.0, 0.0], [1.0 - 4.0 * av * ax / omr, -2.0 - 4.0 * av * av / omr, 4.0 * av / omr],
+                        [0.0, 0.0, 0.0]], dtype=torch.float64) * h
+    aug = torch.linalg.matrix_exp(big)  # [[e^{Bh}, int_0^h e^{Bu} du b], [0, 1]]
+    bmat = big[:2, :2]
+    q = torch.tensor([[0.0, 0.0], [0.0, 4.0]], dtype=torch.float64) * h
+    van_loan = torch.linalg.matrix_exp(torch.cat([torch.cat([-bmat, q], 1),
+                                                  torch.cat([torch.zeros(2, 2, dtype=torch.float64), bmat.T], 1)], 0))
+    phi = van_loan[2:, 2:].T  # = e^{Bh}
+    cov = phi @ van_loan[:2, 2:]
+    cov = 0.5 * (cov + cov.T)
+    evals, evecs = torch.linalg.eigh(cov)
+    root = evecs * evals.clamp(min=0.0).sqrt()
+    return torch.cat([aug[:2, :3], root], 1).tolist()
