@@ -51,7 +51,7 @@ from .integrators import (
     skrock_step,
     stages_for,
 )
-from .multiscale import fast_start
+from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start
 from .schedules import annealing_schedule
 
 __all__ = ["MultALMC"]
@@ -59,29 +59,6 @@ __all__ = ["MultALMC"]
 #: cap of the Student-t variant's fast diffusion coefficient ``a(y)``: keeps the multiplicative noise
 #: mean-square stable at large steps
 _MAX_DIFFUSION = 4.0
-
-
-class _PathSecants:
-    """Per-row maximum of the directional secant curvatures ``-<g_j - g_{j-1}, du> / |du|^2``
-    (``du = u_j - u_{j-1}``) of ``log pi`` between successive gradient evaluations (the stages of one
-    step): the stiffness the step actually crossed, which the curvature at its two end points can miss
-    (a stage that dives into the funnel's neck and is thrown back out to a flat region). Only concave
-    (restoring) curvature limits the stability interval; convex stretches (between the modes of a
-    mixture) count as 0. Non-finite rows get ``inf``."""
-
-    def __init__(self, n: int, like: Tensor) -> None:
-        self.value = torch.zeros(n, dtype=like.dtype, device=like.device)
-        self._last: tuple[Tensor, Tensor] | None = None
-
-    def update(self, u: Tensor, g: Tensor) -> None:
-        if self._last is not None:
-            step = u - self._last[0]
-            du2 = (step * step).sum(-1)
-            du = du2.sqrt()
-            r = (-((g - self._last[1]) * step).sum(-1)).clamp_min(0.0) / du2.clamp_min(1e-300)
-            r = torch.where(torch.isfinite(r), r, torch.full_like(r, math.inf))
-            self.value = torch.maximum(self.value, torch.where(du > 0, r, torch.zeros_like(r)))
-        self._last = (u, g)
 
 
 class MultALMC(DiffusionSamplerBase):
@@ -110,13 +87,14 @@ class MultALMC(DiffusionSamplerBase):
             step) or ``"exponential"`` (Gaussian reference only, one evaluation per step).
         stages: SK-ROCK stages ``s`` (stability interval about ``1.94 s^2``); ``None`` (default)
             chooses them every step from the stiffness ``(1/(1-l) + L/l) / eps``, with the
-            target's Lipschitz constant ``L`` tracked by secants of the gradients already computed.
+            target's Lipschitz constant ``L`` tracked by secants of the gradients already computed;
+            every step is then controlled chain by chain
+            (:class:`~sciml_plugins.diffusion.multiscale.ChainControl`): a chain that became
+            non-finite or left its stability interval is redone from its old state by sub-steps.
         max_stages: cap on the adaptive number of stages.
-        The adaptive SK-ROCK fast step is controlled per chain (see :meth:`_control_chains`): a chain
-        that became non-finite or whose stages crossed a concave curvature beyond the step's
-        stability interval is redone from its old state by adaptive SK-ROCK sub-steps.
         max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
-            covered the step's time by then stops short (``diagnostics["truncated_chain_steps"]``).
+            covered the step's time by then stops short (``diagnostics["truncated_chain_steps"]``,
+            ``["unresolved_chains"]``).
         fast_init_scale: the fast state starts at ``Y = sqrt(l) U``, ``U ~ N(c X, (c^2 - 1) I)`` with
             ``c = fast_init_scale`` (``c = 1/sqrt(l_delta)`` is the reference kernel itself): the
             spread, in target units, over which the fast process first looks for modes.
@@ -214,7 +192,7 @@ class _Run:
     def __init__(self, cfg: MultALMC, target: CountedTarget, generator: torch.Generator | None) -> None:
         self.cfg, self.target, self.generator = cfg, target, generator
         self.lip, self.stage_counts, self.init_ess = LipschitzTracker(), [], float("nan")
-        self.n_redone, self.substep_evals, self.n_rejected, self.n_truncated = 0, 0, 0, 0
+        self.control: ChainControl | None = None
 
     # reference-dependent pieces -------------------------------------------------------------------
     def nu_score(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
@@ -226,58 +204,11 @@ class _Run:
         q = (diff * diff).sum(-1, keepdim=True) / (self.cfg.df * (1.0 - lam))
         return -((self.cfg.df + d) / self.cfg.df) * diff / ((1.0 - lam) * (1.0 + q))
 
-    def fast_drift(self, target: CountedTarget, x: Tensor, lam: float, track: bool,
-                    path: _PathSecants | None = None) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-        """``(drift, diffusion)`` of the fast process on ``rho_{lam, x}`` (rows of ``x``).
-
-        ``drift(z)`` is the fast drift at ``z``; ``diffusion(z)`` the ``(n, 1)`` scalar diffusion
-        coefficient (1 for the Gaussian reference). ``track`` feeds the secant Lipschitz tracker,
-        ``path`` records per-row secants between successive evaluation points (the stages of a step).
-        """
-        eps, sl = self.cfg.eps, math.sqrt(lam)
-
-        def target_part(z: Tensor) -> Tensor:  # l^{-1/2} grad log pi(z / sqrt(l))
-            u = z / sl
-            g = target.grad(u)
-            if track:
-                self.lip.update(u, g)
-            if path is not None:
-                path.update(u, g)
-            return g / sl
-
-        if self.cfg.reference == "gaussian":
-            def drift(z: Tensor) -> Tensor:
-                return ((x - z) / (1.0 - lam) + target_part(z)) / eps
-
-            def unit(z: Tensor) -> Tensor:
-                return torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
-
-            return drift, unit
-        # Student-t reference, tailored fast dynamics: scalar diffusion a(y) = 1 + min(q, a_max - 1),
-        # q = |x - y|^2 / (df (1 - l)); drift a grad log rho + grad a keeps rho invariant. The cap a_max
-        # keeps the multiplicative noise mean-square stable at large steps (grad a = 0 beyond it).
-        d = x.shape[-1]
-        c = 1.0 / (self.cfg.df * (1.0 - lam))
-        cap = _MAX_DIFFUSION - 1.0
-
-        def diffusion(z: Tensor) -> Tensor:
-            diff = x - z
-            return 1.0 + (c * (diff * diff).sum(-1, keepdim=True)).clamp(max=cap)
-
-        def drift_t(z: Tensor) -> Tensor:
-            diff = x - z
-            q = c * (diff * diff).sum(-1, keepdim=True)
-            a_z, inside = 1.0 + q.clamp(max=cap), (q < cap).to(diff.dtype)
-            log_nu = ((self.cfg.df + d) / self.cfg.df) * diff / ((1.0 - lam) * (1.0 + q))
-            grad_a = -2.0 * c * diff * inside
-            return (a_z * (log_nu + target_part(z)) + grad_a) / eps
-
-        return drift_t, diffusion
-
     def fast_step(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float,
-                   gen: torch.Generator | None) -> Tensor:
+                  gen: torch.Generator | None) -> Tensor:
         """One step of the fast process on ``rho_{lam, x}`` (time ``h``, speed ``1/eps``)."""
         h, eps, sl = self.cfg.step_size, self.cfg.eps, math.sqrt(lam)
+        proc = _FastProcess(self, x, lam)
         probe = None
         if self.cfg.stages is None:
             # local curvature of log pi at the current fast states (one directional difference per
@@ -300,10 +231,10 @@ class _Run:
                 if capped:
                     # the global estimate is beyond max_stages: no stage count makes the step stable for
                     # every chain, so take the stages that cover 90 % of the chains' own stiffness and
-                    # control the step chain by chain (_control_chains redoes the others in sub-steps)
+                    # check every chain in full (the control redoes the others in sub-steps)
                     ok = torch.isfinite(lip_i)
                     if bool(ok.any()):
-                        typical = float(torch.quantile(self.chain_stiffness(lip_i[ok], lam), 0.9))
+                        typical = float(torch.quantile(proc.stiffness(lip_i[ok]), 0.9))
                         stages = max(stages_for(typical, h, self.cfg.max_stages), 2)
                 probe = (direction, lip_i, capped)
         else:
@@ -317,121 +248,24 @@ class _Run:
             g = target.grad_at_states(u)
             self.lip.update(u, g)
             return ou_exponential_step(y, a, x, (g / sl) / eps, h, 1.0 / eps, xi)
-        path = _PathSecants(y.shape[0], y) if probe is not None else None
-        drift, diffusion = self.fast_drift(target, x, lam, True, path)
-        y_new = skrock_step(y, drift, h, torch.sqrt(2.0 * h * diffusion(y) / eps) * xi, stages)
-        if probe is not None:
-            assert path is not None
-            y_new = self.control_chains(target, x, y, y_new, lam, stages, probe, path.value, gen)
-        return y_new
-
-    def chain_stiffness(self, lip: Tensor, lam: float) -> Tensor:
-        stiff = (1.0 / (1.0 - lam) + lip / lam) / self.cfg.eps
-        return stiff * _MAX_DIFFUSION if self.cfg.reference == "student-t" else stiff
-
-    def control_chains(self, target: CountedTarget, x: Tensor, y_old: Tensor, y: Tensor, lam: float,
-                        stages: int, probe: tuple[Tensor, Tensor, bool], path: Tensor,
-                        gen: torch.Generator | None) -> Tensor:
-        """Per-chain stability control of a fast step.
-
-        Every step (free, from the gradients the step computed): a chain that became non-finite, or
-        whose stages crossed a concave curvature beyond the step's stability interval (``_PathSecants``),
-        is redone by :meth:`adaptive_substeps`. When the global stage count hit ``max_stages``
-        (``capped``; stages are then taken for the 90 % quantile of the chains' own stiffness) the full
-        check below runs as well. When ``max_stages`` stages cannot cover the global stiffness estimate, the step just taken is
-        trustworthy only for the chains whose own stiffness it covers. Chain ``i``'s stiffness
-        ``stiff_i = (1/(1-l) + L_i/l)/eps`` uses ``L_i`` = twice the curvature of ``log pi`` from one
-        power iteration of finite-difference Hessian-vector products (the probe's random direction
-        sees only ~``1/sqrt(dim)`` of a dominant eigenvalue, e.g. the funnel's ``x0`` direction), at
-        the start and at the end of the step (2 gradients each). A chain is redone from its old state
-        by :meth:`adaptive_substeps` when its start stiffness is beyond the step's stability interval
-        (``h stiff_i > 0.8 L_s``), its end stiffness beyond ``L_s``, its stiffness changed by more than
-        a factor ``10`` over the step (the stability argument assumes a roughly constant Jacobian; the
-        funnel's ``exp(-x0)`` curvature can fall by orders of magnitude while an unresolved step throws
-        ``x0`` far out, where the end curvature looks harmless), or it became non-finite.
-        """
-        h, sl = self.cfg.step_size, math.sqrt(lam)
-        direction, lip_probe, capped = probe
-        n = y.shape[0]
-        length = skrock_stability_length(stages)
-        rows = torch.arange(n, device=y.device)[torch.isfinite(y_old).all(-1)]
+        path = PathSecants(y.shape[0], y) if probe is not None else None
+        noise = torch.sqrt(2.0 * h * proc.diffusion(None, y) / eps) * xi
+        y_new = skrock_step(y, proc.drift(None, path, track=True), h, noise, stages)
+        if probe is None:
+            return y_new
+        assert path is not None
+        direction, lip_i, capped = probe
+        if not capped:  # the stages cover every chain's start stiffness: the free check
+            return self.control.check_path(proc, y, y_new, h, stages, path.value, direction, lip_i, gen)
+        rows = torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
         if rows.numel() == 0:
-            return y
-        if not capped:
-            # the global stage count covers every chain's stiffness at the start: check only, for free,
-            # that the step stayed finite and that the curvature it crossed (secants between its
-            # stages) is within the stability interval
-            sp = self.chain_stiffness(path[rows], lam)
-            ok = torch.isfinite(y[rows]).all(-1) & (h * sp <= length)
-            redo = rows[~ok]
-            if redo.numel():
-                y = y.clone()
-                lip0 = torch.nan_to_num(lip_probe[redo], nan=0.0, posinf=0.0)
-                y[redo] = self.adaptive_substeps(target, x[redo], y_old[redo], lam, stages, direction[redo], lip0, gen)
-                self.n_redone += int(redo.numel())
-            return y
-        c0, d0 = local_curvature(target.grad, y_old[rows] / sl, direction[rows], iterations=1)
+            return y_new
+        # the probe's random direction sees only ~1/sqrt(dim) of a dominant eigenvalue (the funnel's
+        # x0 direction): one power iteration at the start sharpens it (2 gradients per chain)
+        c0, d0 = local_curvature(target.grad, y[rows] / sl, direction[rows], iterations=1)
         lip0 = torch.maximum(torch.nan_to_num(2.0 * c0, nan=0.0, posinf=0.0),
-                             torch.nan_to_num(lip_probe[rows], nan=0.0, posinf=0.0))
-        s0 = self.chain_stiffness(lip0, lam)
-        c1, _ = local_curvature(target.grad, y[rows] / sl, d0, iterations=1)
-        s1 = self.chain_stiffness(2.0 * c1, lam)
-        sp = self.chain_stiffness(path[rows], lam)
-        ok = ((h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length) & (s1 <= 10.0 * s0)
-              & (s0 <= 10.0 * s1))
-        ok &= torch.isfinite(y[rows]).all(-1)
-        redo = rows[~ok]
-        if redo.numel():
-            y = y.clone()
-            y[redo] = self.adaptive_substeps(target, x[redo], y_old[redo], lam, stages, d0[~ok], lip0[~ok], gen)
-            self.n_redone += int(redo.numel())
-        return y
-
-    def adaptive_substeps(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float, stages: int,
-                           direction: Tensor, lip: Tensor, gen: torch.Generator | None) -> Tensor:
-        """Fast step of time ``h`` for rows ``(x, y)`` by SK-ROCK sub-steps with per-row step control.
-
-        A sub-step of ``h_i`` is tried (``h_i <= 0.8 L_s / stiff_i``, and at most 4 times the last
-        accepted one); it is accepted if the end state is finite, its stiffness is within the stability
-        interval (``h_i stiff_end <= L_s``) and within a factor 10 of the start's; otherwise it is
-        rejected and ``h_i`` divided by 4 (fresh noise: a small bias traded for stability, as in
-        MultCDiff's step check). Each try costs ``stages + 2`` gradients. After ``max_substeps`` tries
-        a row that has not covered ``h`` stops there (its fast clock ran slower on this step, which
-        keeps ``rho`` invariant): ``diagnostics["truncated_chain_steps"]``.
-        """
-        h, sl, eps = self.cfg.step_size, math.sqrt(lam), self.cfg.eps
-        length = skrock_stability_length(stages)
-        reach = 0.8 * length
-        m = y.shape[0]
-        y, d = y.clone(), direction.clone()
-        s = self.chain_stiffness(lip, lam)
-        left = torch.full((m,), h, dtype=y.dtype, device=y.device)
-        h_try = torch.minimum(left, reach / s)
-        for _ in range(self.cfg.max_substeps):
-            act = (left > 1e-9 * h).nonzero().squeeze(-1)
-            if act.numel() == 0:
-                break
-            ha = torch.minimum(h_try[act], left[act])
-            path = _PathSecants(int(act.numel()), y)
-            drift, diffusion = self.fast_drift(target, x[act], lam, False, path)
-            ya = y[act]
-            noise = torch.sqrt(2.0 * ha.unsqueeze(-1) * diffusion(ya) / eps) * randn_like(ya, gen)
-            y_new = skrock_step(ya, drift, ha.unsqueeze(-1), noise, stages)
-            sp = self.chain_stiffness(path.value, lam)
-            self.substep_evals += int(act.numel()) * (stages + 2)
-            c_new, d_new = local_curvature(target.grad, y_new / sl, d[act], iterations=1)
-            s_new = self.chain_stiffness(2.0 * c_new, lam)
-            s_old = s[act]
-            good = (torch.isfinite(y_new).all(-1) & (ha * s_new <= length) & (ha * sp <= length)
-                    & (s_new <= 10.0 * s_old) & (s_old <= 10.0 * s_new))
-            acc, rej = act[good], act[~good]
-            y[acc], d[acc], s[acc] = y_new[good], d_new[good], s_new[good]
-            left[acc] = left[acc] - ha[good]
-            h_try[acc] = torch.minimum(4.0 * ha[good], reach / s_new[good])
-            h_try[rej] = ha[~good] / 4.0
-            self.n_rejected += int(rej.numel())
-        self.n_truncated += int((left > 1e-9 * h).sum())
-        return y
+                             torch.nan_to_num(lip_i[rows], nan=0.0, posinf=0.0))
+        return self.control.check_full(proc, rows, y, y_new, h, stages, path.value, d0, lip0, gen)[0]
 
     def score(self, target: CountedTarget, x: Tensor, y: Tensor, lam: float) -> Tensor:
         if lam < self.cfg.l_switch:
@@ -471,6 +305,7 @@ class _Run:
         total = cfg._num_iterations()
         lam_prev = float(lams[0])
         x, y = self.start(x0.clone(), lam_prev)
+        self.control = ChainControl(x.shape[0], cfg.max_substeps, x)
         v = randn_like(x, gen) if cfg.underdamped else None
         score = self.score(target, x, y, lam_prev) if cfg.underdamped else None
         for k, lam in enumerate(lams.tolist()):
@@ -524,6 +359,58 @@ class _Run:
         counts = self.stage_counts
         return {"init_ess": self.init_ess, "lambda_final": lambda_final, "num_steps": total,
                 "lipschitz_estimate": self.lip.value, "mean_stages": sum(counts) / max(len(counts), 1),
-                "max_stages_used": max(counts, default=0), "redone_chain_steps": self.n_redone,
-                "truncated_chain_steps": self.n_truncated, "substep_evals": self.substep_evals,
-                "rejected_substeps": self.n_rejected}
+                "max_stages_used": max(counts, default=0), **control_diagnostics(self.control)}  # type: ignore[arg-type]
+
+
+class _FastProcess(FastProcess):
+    """MultALMC's fast process on ``rho_{lam, x}`` at one step: a fast state ``z`` is ``sqrt(lam)`` times
+    a target point; the Gaussian reference gives unit diffusion, the Student-t one the state-dependent
+    ``a(z)`` below."""
+
+    def __init__(self, run: _Run, x: Tensor, lam: float) -> None:
+        super().__init__(run.target, run.cfg.eps, math.sqrt(lam))
+        self.run, self.x, self.lam = run, x, lam
+        self.student = run.cfg.reference == "student-t"
+        self.df = run.cfg.df
+        self.c = 1.0 / (self.df * (1.0 - lam))  # Student t: q = c |x - z|^2
+
+    def stiffness(self, lip: Tensor) -> Tensor:
+        stiff = (1.0 / (1.0 - self.lam) + lip / self.lam) / self.eps
+        return stiff * _MAX_DIFFUSION if self.student else stiff
+
+    def drift(self, rows: Tensor | None, path: PathSecants | None = None,
+              track: bool = False) -> Callable[[Tensor], Tensor]:
+        x = self.x if rows is None else self.x[rows]
+        eps, lam, sl = self.eps, self.lam, self.scale
+
+        def target_part(z: Tensor) -> Tensor:  # l^{-1/2} grad log pi(z / sqrt(l))
+            u = z / sl
+            g = self.target.grad(u)
+            if track:
+                self.run.lip.update(u, g)
+            if path is not None:
+                path.update(u, g)
+            return g / sl
+
+        if not self.student:
+            return lambda z: ((x - z) / (1.0 - lam) + target_part(z)) / eps
+        # Student-t reference, tailored fast dynamics: scalar diffusion a(y) = 1 + min(q, a_max - 1),
+        # q = |x - y|^2 / (df (1 - l)); drift a grad log rho + grad a keeps rho invariant. The cap a_max
+        # keeps the multiplicative noise mean-square stable at large steps (grad a = 0 beyond it).
+        d, c, cap, df = x.shape[-1], self.c, _MAX_DIFFUSION - 1.0, self.df
+
+        def drift_t(z: Tensor) -> Tensor:
+            diff = x - z
+            q = c * (diff * diff).sum(-1, keepdim=True)
+            a_z, inside = 1.0 + q.clamp(max=cap), (q < cap).to(diff.dtype)
+            log_nu = ((df + d) / df) * diff / ((1.0 - lam) * (1.0 + q))
+            grad_a = -2.0 * c * diff * inside
+            return (a_z * (log_nu + target_part(z)) + grad_a) / eps
+
+        return drift_t
+
+    def diffusion(self, rows: Tensor | None, z: Tensor) -> Tensor:
+        if not self.student:
+            return super().diffusion(rows, z)
+        diff = (self.x if rows is None else self.x[rows]) - z
+        return 1.0 + (self.c * (diff * diff).sum(-1, keepdim=True)).clamp(max=_MAX_DIFFUSION - 1.0)

@@ -49,12 +49,10 @@ from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import (
     local_curvature,
     ou_exponential_step,
-    skrock_per_chain,
-    skrock_stability_length,
     skrock_step,
     stages_for,
 )
-from .multiscale import fast_start
+from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start
 from .schedules import annealing_schedule
 
 __all__ = ["MultCDiff"]
@@ -85,18 +83,19 @@ class MultCDiff(DiffusionSamplerBase):
         underdamped: use the critically damped (position, velocity) forward process instead of OU.
         stages: SK-ROCK stages; ``None`` (default) chooses them each step from the per-chain
             stiffness ``stiff_i = (L_i + k) / eps`` (``k`` the precision ratio of the Gaussian factor,
-            ``L_i`` twice the local curvature of ``log pi`` at chain ``i``'s fast
-            state, by one power iteration of finite-difference Hessian-vector products per step,
-            2 gradients, :func:`~sciml_plugins.diffusion.integrators.local_curvature`): ``s`` covers the
-            90 % quantile of ``stiff_i`` and a chain that needs more takes ``n_i`` sub-steps of
-            ``h / n_i``. Each step is checked a posteriori (the curvature at the new state, the next
-            step's estimate anyway) and the chains whose step left its stability region are redone with
-            more stages / sub-steps (at most 3 times; see ``_Run.check_step``). When a single stage suffices, or only the Gaussian part is too stiff for
+            ``L_i`` twice the local curvature of ``log pi`` at chain ``i``'s fast state, by one power
+            iteration of finite-difference Hessian-vector products per step, 2 gradients,
+            :func:`~sciml_plugins.diffusion.integrators.local_curvature`): ``s`` covers the 90 %
+            quantile of ``stiff_i``, and every step is checked chain by chain
+            (:class:`~sciml_plugins.diffusion.multiscale.ChainControl`): a chain it does not cover,
+            that left its stability region or became non-finite is redone from its old state by
+            sub-steps. When a single stage suffices, or only the Gaussian part is too stiff for
             ``max_stages`` (``max L_i h / eps < 1.6``), the step uses the exponential integrator.
         max_stages: cap on the adaptive number of stages.
-        max_substeps: cap on the per-chain sub-steps ``n_i``; a chain that would need more is
-            integrated with ``max_substeps`` sub-steps (possibly unstable) and reported in
-            ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]``, never hidden.
+        max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
+            covered the step's time by then stops short and is reported in
+            ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]`` /
+            ``["truncated_chain_steps"]``, never hidden.
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:
@@ -166,49 +165,38 @@ class MultCDiff(DiffusionSamplerBase):
 
 class _Run:
     """One MultCDiff run: the sampler's settings ``cfg`` and the run's state (the curvature probe's
-    direction and cache, stage counts, step-control counters, the unresolved-chain mask)."""
+    direction and cache, stage counts, the step control)."""
 
     def __init__(self, cfg: MultCDiff, target: CountedTarget, generator: torch.Generator | None) -> None:
         self.cfg, self.target, self.generator = cfg, target, generator
         self.stage_counts: list[float] = []
-        self.n_exponential, self.n_unresolved_steps, self.n_redone = 0, 0, 0
+        self.n_exponential = 0
         self.lip_max, self.lip_q90 = 0.0, []
         self.direction: Tensor | None = None
         self.first_probe, self.cache = True, None
-        self.unresolved: Tensor | None = None
+        self.control: ChainControl | None = None
         self.init_ess = float("nan")
 
     def fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
-                   gen: torch.Generator | None) -> Tensor:
+                  gen: torch.Generator | None) -> Tensor:
         """Fast Langevin step on ``pi(y) N(y; m, I / k)`` (time ``h``, speed ``1/eps``).
 
         SK-ROCK with the stiffness estimated per chain: ``L_i`` is twice the local curvature of
         ``log pi`` at the chain's fast state (power iteration on finite-difference Hessian-vector
-        products, 2 gradients per step), ``stiff_i = (L_i + k) / eps``. The number of stages ``s``
-        covers the 90 % quantile of ``stiff_i``; a chain that needs more is split into ``n_i``
-        sub-steps of ``h / n_i`` (at most ``max_substeps``; a chain beyond that is counted as
-        unresolved and reported, not silently integrated otherwise).
+        products along a direction carried over steps; measured at the end of the previous step),
+        ``stiff_i = (L_i + k) / eps``. The number of stages covers the 90 % quantile of ``stiff_i``;
+        the step is then checked chain by chain and the chains it does not cover are redone by
+        sub-steps (:class:`~sciml_plugins.diffusion.multiscale.ChainControl`).
         """
         eps = self.cfg.eps
         if self.cfg.integrator == "exponential" or self.cfg.stages is not None:
             self.stage_counts.append(self.cfg.stages or 1)
             if self.cfg.integrator == "exponential" or self.cfg.stages == 1:
                 return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
+            proc = _FastProcess(target, eps, k, m)
+            return skrock_step(y, proc.drift(None), h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.cfg.stages)
 
-            def drift_fixed(z: Tensor) -> Tensor:
-                return (target.grad(z) + k * (m - z)) / eps
-
-            return skrock_step(y, drift_fixed, h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), self.cfg.stages)
-
-        if self.cache is not None and self.cache[0] is y:  # measured at the end of the previous step
-            curv, self.direction = self.cache[1], self.cache[2]
-        else:
-            if self.direction is None:
-                self.direction = randn_like(y, gen)
-            iters = 3 if self.first_probe else 1
-            self.first_probe = False
-            curv, self.direction = local_curvature(target.grad_at_states, y, self.direction, iterations=iters)
-        self.cache = None
+        curv = self.start_curvature(target, y, gen)
         lip = _CURVATURE_SAFETY * curv  # (n,); NaN on non-finite chains
         ok = torch.isfinite(lip)
         if not bool(ok.any()):  # every chain diverged: nothing left to integrate
@@ -226,80 +214,41 @@ class _Run:
             if s_need > 1:
                 self.n_exponential += 1
             return ou_exponential_step(y, k / eps, m, target.grad_at_states(y) / eps, h, 1.0 / eps, randn_like(y, gen))
-        def drift(z: Tensor, rows: Tensor | None) -> Tensor:
-            return (target.grad(z) + k * ((m if rows is None else m[rows]) - z)) / eps
-
-        y_old = y
-        y, stages, n_sub, unresolved = skrock_per_chain(y, drift, h, 2.0 / eps, stiff, self.cfg.max_stages,
-                                                        self.cfg.max_substeps, gen)
-        y, unresolved = self.check_step(target, y_old, y, k, m, h, stiff, stages, n_sub, unresolved, gen)
-        if bool(unresolved.any()):
-            self.unresolved |= unresolved
-            self.n_unresolved_steps += int(unresolved.sum())
-        self.stage_counts.append(stages * float(n_sub.double().mean()))
-        return y
-
-    def check_step(self, target: CountedTarget, y_old: Tensor, y: Tensor, k: float, m: Tensor, h: float,
-                    stiff: Tensor, stages: int, n_sub: Tensor, unresolved: Tensor,
-                    gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """A posteriori stability check of a fast step, chain by chain.
-
-        The curvature is measured again at the new states (this is the next step's estimate, so it
-        costs nothing extra unless a chain is redone). A chain whose end state is stiffer than the
-        stability region its step used (``h (curv + k) / eps > n_i L_s``), or became non-finite, moved
-        into a stiffer region during the step (a quartic tail, the funnel's neck): its step is redone
-        from the old state with fresh noise and 4 times the stiffness (more stages / sub-steps), at most
-        3 times; chains still failing, or whose step already used ``max_stages`` stages and
-        ``max_substeps`` sub-steps, are added to ``unresolved``. Redoing a step depends on its noise,
-        so this is a (small) bias traded for stability; it is counted in ``diagnostics["redone_chain_steps"]``.
-        """
-        eps = self.cfg.eps
-        n = y.shape[0]
-        cap = n_sub.to(y.dtype) * skrock_stability_length(stages)
-        full_cap = self.cfg.max_substeps * skrock_stability_length(self.cfg.max_stages) * (1.0 - 1e-9)
-        stiff_cur = stiff.clone()
-        curv_end = torch.empty(n, dtype=y.dtype, device=y.device)
+        typical = float(torch.quantile(stiff, 0.9))
+        stages = max(min(stages_for(typical, h, self.cfg.max_stages), s_need), 2)
+        self.stage_counts.append(stages)
+        proc = _FastProcess(target, eps, k, m)
+        path = PathSecants(y.shape[0], y)
+        y_new = skrock_step(y, proc.drift(None, path), h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), stages)
+        rows = torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
+        assert self.direction is not None and self.control is not None
+        y_new, c_end, d_end = self.control.check_full(proc, rows, y, y_new, h, stages, path.value,
+                                                      self.direction[rows], lip[rows], gen)
+        curv_end = torch.full_like(curv, float("nan"))
+        curv_end[rows] = c_end
         dir_end = self.direction.clone()
-        check = torch.arange(n, device=y.device)
-        finite_before = torch.isfinite(y_old).all(-1)
-        y = y.clone()
-        for attempt in range(4):
-            c, d = local_curvature(target.grad_at_states, y[check], dir_end[check])
-            curv_end[check], dir_end[check] = c, d
-            bad = ~(h * (c + k) / eps <= cap[check]) & finite_before[check]
-            if not bool(bad.any()):
-                break
-            rows = check[bad]
-            # a chain whose step already used the most stages and sub-steps cannot be redone better
-            capped = cap[rows] >= full_cap
-            if attempt == 3 or bool(capped.any()):
-                unresolved = unresolved.clone()
-                unresolved[rows if attempt == 3 else rows[capped]] = True
-                rows = rows[~capped]
-                if attempt == 3 or rows.numel() == 0:
-                    break
-            self.n_redone += int(rows.numel())
-            stiff_cur[rows] = 4.0 * stiff_cur[rows]
-            m_rows = m[rows]
+        dir_end[rows] = d_end
+        self.cache = (y_new, curv_end, dir_end)  # the next step's start estimate
+        return y_new
 
-            def drift(z: Tensor, sub: Tensor | None, m_rows: Tensor = m_rows) -> Tensor:
-                return (target.grad(z) + k * ((m_rows if sub is None else m_rows[sub]) - z)) / eps
-
-            y_r, st_r, ns_r, un_r = skrock_per_chain(y_old[rows], drift, h, 2.0 / eps, stiff_cur[rows],
-                                                     self.cfg.max_stages, self.cfg.max_substeps, gen)
-            y[rows] = y_r
-            cap[rows] = ns_r.to(y.dtype) * skrock_stability_length(st_r)
-            if bool(un_r.any()):
-                unresolved = unresolved.clone()
-                unresolved[rows[un_r]] = True
-            check = rows
-        self.cache = (y, curv_end, dir_end)
-        return y, unresolved
+    def start_curvature(self, target: CountedTarget, y: Tensor, gen: torch.Generator | None) -> Tensor:
+        """Curvature of ``log pi`` at the fast states ``y`` (``(n,)``, NaN on non-finite chains): the one
+        measured at the end of the previous step, else one power iteration (3 at the first step)."""
+        if self.cache is not None and self.cache[0] is y:
+            curv, self.direction = self.cache[1], self.cache[2]
+        else:
+            if self.direction is None:
+                self.direction = randn_like(y, gen)
+            iters = 3 if self.first_probe else 1
+            self.first_probe = False
+            curv, self.direction = local_curvature(target.grad_at_states, y, self.direction, iterations=iters)
+        self.cache = None
+        return curv
 
     def run(self, x0: Tensor, monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         cfg, gen = self.cfg, self.generator
         times = cfg.diffusion_times().tolist()
-        self.unresolved = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+        self.control = ChainControl(x0.shape[0], cfg.max_substeps, x0)
         run = self.run_underdamped if cfg.underdamped else self.run_overdamped
         x, y = run(x0.clone(), times, monitor)
         if cfg.return_state == "fast":
@@ -334,16 +283,12 @@ class _Run:
 
     def diagnostics(self, s_final: float) -> dict[str, Any]:
         counts, q90 = self.stage_counts, self.lip_q90
-        assert self.unresolved is not None
+        assert self.control is not None
         return {"init_ess": self.init_ess, "s_final": s_final,
                 "lipschitz_estimate": max(q90) if q90 else float("nan"),
                 "max_local_lipschitz": self.lip_max,
                 "mean_stages": sum(counts) / len(counts) if counts else 1.0,
-                "exponential_fallback_steps": self.n_exponential,
-                "unresolved_chains": self.unresolved.clone(),
-                "n_unresolved": int(self.unresolved.sum()),
-                "unresolved_chain_steps": self.n_unresolved_steps,
-                "redone_chain_steps": self.n_redone}
+                "exponential_fallback_steps": self.n_exponential, **control_diagnostics(self.control)}
 
     def run_underdamped(self, x: Tensor, times: list[float], monitor: RunMonitor) -> tuple[Tensor, Tensor]:
         """The critically damped reverse process: exact slow steps of the linear SDE in ``(X, V)``."""
@@ -396,3 +341,26 @@ def _damped_slow_step(ax: float, av: float, omr: float, h: float) -> list[list[f
     evals, evecs = torch.linalg.eigh(cov)
     root = evecs * evals.clamp(min=0.0).sqrt()
     return torch.cat([aug[:2, :3], root], 1).tolist()
+
+
+class _FastProcess(FastProcess):
+    """MultCDiff's fast process on ``pi(y) N(y; m, I / k)`` (rows of ``m``: chains), in target units."""
+
+    def __init__(self, target: CountedTarget, eps: float, k: float, m: Tensor) -> None:
+        super().__init__(target, eps)
+        self.k, self.m = k, m
+
+    def stiffness(self, lip: Tensor) -> Tensor:
+        return (lip + self.k) / self.eps
+
+    def drift(self, rows: Tensor | None, path: PathSecants | None = None,
+              track: bool = False) -> Callable[[Tensor], Tensor]:
+        m, k, eps = (self.m if rows is None else self.m[rows]), self.k, self.eps
+
+        def f(z: Tensor) -> Tensor:
+            g = self.target.grad(z)
+            if path is not None:
+                path.update(z, g)
+            return (g + k * (m - z)) / eps
+
+        return f

@@ -1,23 +1,34 @@
-"""What MultALMC and MultCDiff share: the start of the fast state from the target itself.
+"""What MultALMC and MultCDiff share: the start of the fast state and the per-chain step control.
 
 Both samplers pair a slow state ``X`` with a fast state that runs Langevin dynamics on the conditional
 law of the clean variable given ``X``. Its modes are those of ``pi`` and the fast dynamics cannot
 move mass between separated modes, so the fast states have to start with the mode weights of ``pi``:
 :func:`fast_start` draws them by sampling importance resampling (:func:`sample_target_sir`) and falls
 back to a widened reference kernel around the slow state when the importance pool is degenerate.
+
+The fast process is stiff, and how stiff differs from chain to chain (a funnel's neck, a quartic
+wall). Its SK-ROCK steps are controlled chain by chain by :class:`ChainControl`: each step is checked
+a posteriori from the gradients it computed (and, where asked, from the curvature at its two ends),
+and a chain that left its stability region is redone from its old state by adaptive sub-steps. A
+sampler describes its fast process to the control as a :class:`FastProcess`.
 """
 
 from __future__ import annotations
 
+import abc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ._common import CountedTarget, randn_like, systematic_resample
+from .integrators import local_curvature, skrock_stability_length, skrock_step
 
-__all__ = ["FastStart", "fast_start", "sample_target_sir"]
+__all__ = ["FastStart", "fast_start", "sample_target_sir", "PathSecants", "FastProcess", "ChainControl",
+           "control_diagnostics"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +96,176 @@ def sample_target_sir(target: CountedTarget, x: Tensor, proposal_scale: float, n
     w = torch.exp(logw - logw.max())
     ess = float(w.sum() ** 2 / (w * w).sum())
     return u[systematic_resample(logw, generator, n)], ess
+
+
+class PathSecants:
+    """Per-row maximum of the directional secant curvatures ``-<g_j - g_{j-1}, du> / |du|^2``
+    (``du = u_j - u_{j-1}``) of ``log pi`` between successive gradient evaluations (the stages of one
+    step): the stiffness the step actually crossed, which the curvature at its two end points can miss
+    (a stage that dives into the funnel's neck and is thrown back out to a flat region). Only concave
+    (restoring) curvature limits the stability interval; convex stretches (between the modes of a
+    mixture) count as 0. Non-finite rows get ``inf``."""
+
+    def __init__(self, n: int, like: Tensor) -> None:
+        self.value = torch.zeros(n, dtype=like.dtype, device=like.device)
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def update(self, u: Tensor, g: Tensor) -> None:
+        if self._last is not None:
+            step = u - self._last[0]
+            du2 = (step * step).sum(-1)
+            du = du2.sqrt()
+            r = (-((g - self._last[1]) * step).sum(-1)).clamp_min(0.0) / du2.clamp_min(1e-300)
+            r = torch.where(torch.isfinite(r), r, torch.full_like(r, math.inf))
+            self.value = torch.maximum(self.value, torch.where(du > 0, r, torch.zeros_like(r)))
+        self._last = (u, g)
+
+
+class FastProcess(abc.ABC):
+    """The fast process of one step, ``dY = f(Y) dt + sqrt(2 a(Y) / eps) dB`` on the rows (chains) of
+    the batch, as the step control needs it. A fast state ``z`` is the target point ``z / scale``."""
+
+    def __init__(self, target: CountedTarget, eps: float, scale: float = 1.0) -> None:
+        self.target, self.eps, self.scale = target, eps, scale
+
+    @abc.abstractmethod
+    def drift(self, rows: Tensor | None, path: PathSecants | None = None,
+              track: bool = False) -> Callable[[Tensor], Tensor]:
+        """``f`` for the rows ``rows`` of the batch (``None``: all); ``path`` records the secants of
+        ``log pi`` between its evaluations, ``track`` feeds the sampler's own curvature estimate."""
+
+    def diffusion(self, rows: Tensor | None, z: Tensor) -> Tensor:
+        """The ``(m, 1)`` scalar diffusion coefficient ``a(z)`` of the rows (1 unless overridden)."""
+        return torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
+
+    @abc.abstractmethod
+    def stiffness(self, lip: Tensor) -> Tensor:
+        """Per-row stiffness (spectral radius of ``f``'s Jacobian) from ``L`` = twice the curvature of ``log pi``."""
+
+
+class ChainControl:
+    """Per-chain stability control of the SK-ROCK steps of one run; counts what it redid.
+
+    ``redone``: chain-steps redone by sub-steps; ``rejected``: sub-steps rejected; ``truncated``:
+    chain-steps that did not cover the step's time within ``max_substeps`` tries (their fast clock ran
+    slower on that step, which keeps the fast process's law invariant); ``unresolved``: the ``(n,)``
+    mask of chains truncated at some step; ``substep_evals``: gradients spent on sub-steps.
+    """
+
+    def __init__(self, n: int, max_substeps: int, like: Tensor) -> None:
+        self.max_substeps = max_substeps
+        self.redone = self.rejected = self.truncated = self.substep_evals = 0
+        self.unresolved = torch.zeros(n, dtype=torch.bool, device=like.device)
+
+    def check_path(self, proc: FastProcess, y_old: Tensor, y: Tensor, h: float, stages: int, path: Tensor,
+                   direction: Tensor, lip: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The check of a step whose stages cover every chain's start stiffness (free: from the gradients
+        the step computed): a chain that became non-finite or whose stages crossed a concave curvature
+        beyond the stability interval (``path``, :class:`PathSecants`) is redone by :meth:`substeps`
+        (start curvature estimate ``lip``, probe ``direction``)."""
+        rows = _finite_rows(y_old)
+        if rows.numel() == 0:
+            return y
+        sp = proc.stiffness(path[rows])
+        ok = torch.isfinite(y[rows]).all(-1) & (h * sp <= skrock_stability_length(stages))
+        redo = rows[~ok]
+        if redo.numel():
+            y = y.clone()
+            lip0 = torch.nan_to_num(lip[redo], nan=0.0, posinf=0.0)
+            y[redo] = self.substeps(proc, redo, y_old[redo], h, stages, direction[redo], lip0, generator)[0]
+        return y
+
+    def check_full(self, proc: FastProcess, rows: Tensor, y_old: Tensor, y: Tensor, h: float, stages: int,
+                   path: Tensor, direction: Tensor, lip0: Tensor,
+                   generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+        """The check of a step whose stages need not cover every chain (the finite-start ``rows``, their
+        start estimate ``lip0`` along ``direction``).
+
+        The curvature is measured again at the end of the step (one power iteration of finite-difference
+        Hessian-vector products along ``direction``, 2 gradients). A chain is redone from its old state
+        by :meth:`substeps` when its start stiffness is beyond the step's stability interval
+        (``h stiff_i > 0.8 L_s``), its end or path stiffness beyond ``L_s``, its start stiffness is more
+        than 10 times both its end and its path stiffness (the funnel's ``exp(-x0)`` curvature can fall
+        by orders of magnitude while an unresolved step throws ``x0`` far out, where the end curvature
+        looks harmless), or it became non-finite. A rise of the stiffness within the stability
+        interval is harmless: the end and path checks see any rise beyond it.
+
+        Returns:
+            ``(y, curvature, direction)``: the states, and for ``rows`` the curvature of ``log pi`` at
+            their end states and its direction (the next step's start estimate).
+        """
+        length = skrock_stability_length(stages)
+        c1, d1 = local_curvature(proc.target.grad, y[rows] / proc.scale, direction, iterations=1)
+        s0, s1, sp = proc.stiffness(lip0), proc.stiffness(2.0 * c1), proc.stiffness(path[rows])
+        ok = ((h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length)
+              & (s0 <= 10.0 * torch.maximum(s1, sp)))
+        ok &= torch.isfinite(y[rows]).all(-1)
+        bad = ~ok
+        redo = rows[bad]
+        if redo.numel():
+            y = y.clone()
+            y[redo], c1[bad], d1[bad] = self.substeps(proc, redo, y_old[redo], h, stages, direction[bad], lip0[bad],
+                                                      generator)
+        return y, c1, d1
+
+    def substeps(self, proc: FastProcess, rows: Tensor, y: Tensor, h: float, stages: int, direction: Tensor,
+                 lip: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+        """A fast step of time ``h`` for the chains ``rows`` (states ``y``) by SK-ROCK sub-steps, each row
+        with its own step.
+
+        A sub-step of ``h_i`` is tried (``h_i <= 0.8 L_s / stiff_i``, and at most 4 times the last
+        accepted one); it is accepted if the end state is finite, its stiffness (curvature at the end
+        along ``direction``, and the path secants) is within the stability interval and the start's is
+        not more than 10 times both; otherwise it is rejected and ``h_i`` divided by 4 (fresh noise: a small bias
+        traded for stability). Each try costs ``stages + 2`` gradients. After ``max_substeps`` tries a
+        row that has not covered ``h`` stops there (counted in ``truncated`` / ``unresolved``).
+
+        Returns:
+            ``(y, curvature, direction)`` of the rows at their end states.
+        """
+        self.redone += int(rows.numel())
+        length = skrock_stability_length(stages)
+        reach = 0.8 * length
+        m = y.shape[0]
+        y, d = y.clone(), direction.clone()
+        s = proc.stiffness(lip)
+        curv = 0.5 * lip.clone()
+        left = torch.full((m,), h, dtype=y.dtype, device=y.device)
+        h_try = torch.minimum(left, reach / s)
+        for _ in range(self.max_substeps):
+            act = (left > 1e-9 * h).nonzero().squeeze(-1)
+            if act.numel() == 0:
+                break
+            ha = torch.minimum(h_try[act], left[act])
+            path = PathSecants(int(act.numel()), y)
+            ya = y[act]
+            noise = torch.sqrt(2.0 * ha.unsqueeze(-1) * proc.diffusion(rows[act], ya) / proc.eps) * randn_like(ya, generator)
+            y_new = skrock_step(ya, proc.drift(rows[act], path), ha.unsqueeze(-1), noise, stages)
+            sp = proc.stiffness(path.value)
+            self.substep_evals += int(act.numel()) * (stages + 2)
+            c_new, d_new = local_curvature(proc.target.grad, y_new / proc.scale, d[act], iterations=1)
+            s_new = proc.stiffness(2.0 * c_new)
+            s_old = s[act]
+            good = (torch.isfinite(y_new).all(-1) & (ha * s_new <= length) & (ha * sp <= length)
+                    & (s_old <= 10.0 * torch.maximum(s_new, sp)))
+            acc, rej = act[good], act[~good]
+            y[acc], d[acc], s[acc], curv[acc] = y_new[good], d_new[good], s_new[good], c_new[good]
+            left[acc] = left[acc] - ha[good]
+            h_try[acc] = torch.minimum(4.0 * ha[good], reach / s_new[good])
+            h_try[rej] = ha[~good] / 4.0
+            self.rejected += int(rej.numel())
+        short = left > 1e-9 * h
+        self.truncated += int(short.sum())
+        self.unresolved[rows[short]] = True
+        return y, curv, d
+
+
+def control_diagnostics(c: ChainControl) -> dict[str, Any]:
+    """The step control's counts as a sampler's diagnostics."""
+    return {"redone_chain_steps": c.redone, "truncated_chain_steps": c.truncated, "substep_evals": c.substep_evals,
+            "rejected_substeps": c.rejected, "unresolved_chains": c.unresolved.clone(),
+            "n_unresolved": int(c.unresolved.sum())}
+
+
+def _finite_rows(y: Tensor) -> Tensor:
+    return torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
