@@ -353,6 +353,12 @@ class _FastProcess(FastProcess):
     def stiffness(self, lip: Tensor) -> Tensor:
         return (lip + self.k) / self.eps
 
+    def steady_floor(self, h: Tensor | float, length: float) -> Tensor | float:
+        """``(L + k) / eps`` has no floor of its own (``k`` is small far from ``s = 0``): a step that starts
+        at a zero of the curvature would fail a plain factor-10 test whatever its length, so a rise to
+        less than a tenth of the stability interval counts as steady."""
+        return 0.01 * length / h
+
     def drift(self, rows: Tensor | None, path: PathSecants | None = None,
               track: bool = False) -> Callable[[Tensor], Tensor]:
         m, k, eps = (self.m if rows is None else self.m[rows]), self.k, self.eps

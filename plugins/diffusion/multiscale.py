@@ -142,6 +142,11 @@ class FastProcess(abc.ABC):
     def stiffness(self, lip: Tensor) -> Tensor:
         """Per-row stiffness (spectral radius of ``f``'s Jacobian) from ``L`` = twice the curvature of ``log pi``."""
 
+    def steady_floor(self, h: Tensor | float, length: float) -> Tensor | float:
+        """The stiffness a rise over a step of ``h`` (stability interval ``length``) is measured from, at
+        least: 0 (a plain factor-10 test) for a stiffness bounded below by the process itself."""
+        return 0.0
+
 
 class ChainControl:
     """Per-chain stability control of the SK-ROCK steps of one run; counts what it redid.
@@ -184,11 +189,11 @@ class ChainControl:
         The curvature is measured again at the end of the step (one power iteration of finite-difference
         Hessian-vector products along ``direction``, 2 gradients). A chain is redone from its old state
         by :meth:`substeps` when its start stiffness is beyond the step's stability interval
-        (``h stiff_i > 0.8 L_s``), its end or path stiffness beyond ``L_s``, its start stiffness is more
-        than 10 times both its end and its path stiffness (the funnel's ``exp(-x0)`` curvature can fall
-        by orders of magnitude while an unresolved step throws ``x0`` far out, where the end curvature
-        looks harmless), or it became non-finite. A rise of the stiffness within the stability
-        interval is harmless: the end and path checks see any rise beyond it.
+        (``h stiff_i > 0.8 L_s``), its end or path stiffness beyond ``L_s``, its stiffness changed by
+        more than a factor 10 over the step (the stability argument assumes a roughly constant
+        Jacobian; the funnel's ``exp(-x0)`` curvature can fall by orders of magnitude while an
+        unresolved step throws ``x0`` far out, where the end curvature looks harmless; see
+        :func:`_steady`), or it became non-finite.
 
         Returns:
             ``(y, curvature, direction)``: the states, and for ``rows`` the curvature of ``log pi`` at
@@ -197,8 +202,7 @@ class ChainControl:
         length = skrock_stability_length(stages)
         c1, d1 = local_curvature(proc.target.grad, y[rows] / proc.scale, direction, iterations=1)
         s0, s1, sp = proc.stiffness(lip0), proc.stiffness(2.0 * c1), proc.stiffness(path[rows])
-        ok = ((h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length)
-              & (s0 <= 10.0 * torch.maximum(s1, sp)))
+        ok = (h * s0 <= 0.8 * length) & (h * s1 <= length) & (h * sp <= length) & _steady(proc, s0, s1, h, length)
         ok &= torch.isfinite(y[rows]).all(-1)
         bad = ~ok
         redo = rows[bad]
@@ -215,8 +219,8 @@ class ChainControl:
 
         A sub-step of ``h_i`` is tried (``h_i <= 0.8 L_s / stiff_i``, and at most 4 times the last
         accepted one); it is accepted if the end state is finite, its stiffness (curvature at the end
-        along ``direction``, and the path secants) is within the stability interval and the start's is
-        not more than 10 times both; otherwise it is rejected and ``h_i`` divided by 4 (fresh noise: a small bias
+        along ``direction``, and the path secants) is within the stability interval and steady
+        (:func:`_steady`); otherwise it is rejected and ``h_i`` divided by 4 (fresh noise: a small bias
         traded for stability). Each try costs ``stages + 2`` gradients. After ``max_substeps`` tries a
         row that has not covered ``h`` stops there (counted in ``truncated`` / ``unresolved``).
 
@@ -247,7 +251,7 @@ class ChainControl:
             s_new = proc.stiffness(2.0 * c_new)
             s_old = s[act]
             good = (torch.isfinite(y_new).all(-1) & (ha * s_new <= length) & (ha * sp <= length)
-                    & (s_old <= 10.0 * torch.maximum(s_new, sp)))
+                    & _steady(proc, s_old, s_new, ha, length))
             acc, rej = act[good], act[~good]
             y[acc], d[acc], s[acc], curv[acc] = y_new[good], d_new[good], s_new[good], c_new[good]
             left[acc] = left[acc] - ha[good]
@@ -265,6 +269,14 @@ def control_diagnostics(c: ChainControl) -> dict[str, Any]:
     return {"redone_chain_steps": c.redone, "truncated_chain_steps": c.truncated, "substep_evals": c.substep_evals,
             "rejected_substeps": c.rejected, "unresolved_chains": c.unresolved.clone(),
             "n_unresolved": int(c.unresolved.sum())}
+
+
+def _steady(proc: FastProcess, s_start: Tensor, s_end: Tensor, h: Tensor | float, length: float) -> Tensor:
+    """Rows whose stiffness changed by at most a factor 10 over a step of ``h``: the stability argument
+    assumes a roughly constant Jacobian. A rise is measured from at least the process's
+    :meth:`FastProcess.steady_floor`."""
+    floor = torch.clamp(torch.as_tensor(proc.steady_floor(h, length), dtype=s_start.dtype), min=0.0)
+    return (s_end <= 10.0 * torch.maximum(s_start, floor)) & (s_start <= 10.0 * s_end)
 
 
 def _finite_rows(y: Tensor) -> Tensor:
