@@ -51,7 +51,7 @@ from .integrators import (
     skrock_step,
     stages_for,
 )
-from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start
+from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start, finite_rows
 from .schedules import annealing_schedule
 
 __all__ = ["MultALMC"]
@@ -257,7 +257,7 @@ class _Run:
         direction, lip_i, capped = probe
         if not capped:  # the stages cover every chain's start stiffness: the free check
             return self.control.check_path(proc, y, y_new, h, stages, path.value, direction, lip_i, gen)
-        rows = torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
+        rows = finite_rows(y)
         if rows.numel() == 0:
             return y_new
         # the probe's random direction sees only ~1/sqrt(dim) of a dominant eigenvalue (the funnel's

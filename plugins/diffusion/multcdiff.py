@@ -52,7 +52,7 @@ from .integrators import (
     skrock_step,
     stages_for,
 )
-from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start
+from .multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics, fast_start, finite_rows
 from .schedules import annealing_schedule
 
 __all__ = ["MultCDiff"]
@@ -220,7 +220,7 @@ class _Run:
         proc = _FastProcess(target, eps, k, m)
         path = PathSecants(y.shape[0], y)
         y_new = skrock_step(y, proc.drift(None, path), h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), stages)
-        rows = torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
+        rows = finite_rows(y)
         assert self.direction is not None and self.control is not None
         y_new, c_end, d_end = self.control.check_full(proc, rows, y, y_new, h, stages, path.value,
                                                       self.direction[rows], lip[rows], gen)

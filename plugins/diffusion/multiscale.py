@@ -28,7 +28,7 @@ from ._common import CountedTarget, randn_like, systematic_resample
 from .integrators import local_curvature, skrock_stability_length, skrock_step
 
 __all__ = ["FastStart", "fast_start", "sample_target_sir", "PathSecants", "FastProcess", "ChainControl",
-           "control_diagnostics"]
+           "control_diagnostics", "finite_rows"]
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class ChainControl:
         the step computed): a chain that became non-finite or whose stages crossed a concave curvature
         beyond the stability interval (``path``, :class:`PathSecants`) is redone by :meth:`substeps`
         (start curvature estimate ``lip``, probe ``direction``)."""
-        rows = _finite_rows(y_old)
+        rows = finite_rows(y_old)
         if rows.numel() == 0:
             return y
         sp = proc.stiffness(path[rows])
@@ -279,5 +279,6 @@ def _steady(proc: FastProcess, s_start: Tensor, s_end: Tensor, h: Tensor | float
     return (s_end <= 10.0 * torch.maximum(s_start, floor)) & (s_start <= 10.0 * s_end)
 
 
-def _finite_rows(y: Tensor) -> Tensor:
+def finite_rows(y: Tensor) -> Tensor:
+    """Indices of the rows (chains) of ``y`` that are finite."""
     return torch.arange(y.shape[0], device=y.device)[torch.isfinite(y).all(-1)]
