@@ -68,11 +68,21 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
 
     assert bench_main(["--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50", "--pool", "2000"]) == 0
     out = capsys.readouterr().out
-    assert "| 1 | 2 | 50 diag |" in out and "0.05" in out  # the published figure beside ours
+    assert "| 1 | 2 | 0 | 50 diag |" in out and "0.05" in out  # the published figure beside ours
     assert bench_main(["--preset", "auto", "--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50",
                        "--pool", "2000"]) == 0
     out = capsys.readouterr().out
-    assert "| 1 | 2 | 10 full, " in out and "(selected)" in out
+    assert "| 1 | 2 | 0 | 10 full, " in out and "(selected)" in out
+    # several seeds: a row each, then median / worst over the chosen (0 - 2) and the held-out seeds
+    assert bench_main(["--preset", "auto", "--dims", "2", "--eps", "1", "--steps", "20", "--n-test", "50",
+                       "--pool", "1000", "--init", "gaussian", "--seeds", "2,3,4"]) == 0
+    out = capsys.readouterr().out
+    rows = {int(line.split("|")[3]): float(line.split("|")[5]) for line in out.splitlines()
+            if line.startswith("| 1 | 2 | ") and "full" in line}
+    assert sorted(rows) == [2, 3, 4]
+    summary = [line for line in out.splitlines() if line.startswith("| 1 | 2 | 0.05 |")]
+    held = sorted([rows[3], rows[4]])
+    assert summary and f"| {rows[2]:.3f} / {rows[2]:.3f} (1) | {held[0]:.3f} / {held[1]:.3f} (2) |" in summary[0]
     assert example_main(["--steps", "20", "--n", "500", "--components", "10", "--no-progress",
                          "--out", str(tmp_path)]) == 0
     assert (tmp_path / "swiss_roll_bridge.png").stat().st_size > 10_000
