@@ -182,17 +182,17 @@ class MultALMC(DiffusionSamplerBase):
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
-        return _Run(self, target, generator).run(x0, monitor)
+        return _Run(self, target, generator, x0).run(x0, monitor)
 
 
 class _Run:
     """One MultALMC run: the sampler's settings ``cfg`` and the run's state (the Lipschitz tracker,
     stage counts and step-control counters)."""
 
-    def __init__(self, cfg: MultALMC, target: CountedTarget, generator: torch.Generator | None) -> None:
+    def __init__(self, cfg: MultALMC, target: CountedTarget, generator: torch.Generator | None, x0: Tensor) -> None:
         self.cfg, self.target, self.generator = cfg, target, generator
         self.lip, self.stage_counts, self.init_ess = LipschitzTracker(), [], float("nan")
-        self.control: ChainControl | None = None
+        self.control = ChainControl(x0.shape[0], cfg.max_substeps, x0)
 
     # reference-dependent pieces -------------------------------------------------------------------
     def nu_score(self, x: Tensor, y: Tensor, lam: float) -> Tensor:
@@ -305,7 +305,6 @@ class _Run:
         total = cfg._num_iterations()
         lam_prev = float(lams[0])
         x, y = self.start(x0.clone(), lam_prev)
-        self.control = ChainControl(x.shape[0], cfg.max_substeps, x)
         v = randn_like(x, gen) if cfg.underdamped else None
         score = self.score(target, x, y, lam_prev) if cfg.underdamped else None
         for k, lam in enumerate(lams.tolist()):
@@ -359,7 +358,7 @@ class _Run:
         counts = self.stage_counts
         return {"init_ess": self.init_ess, "lambda_final": lambda_final, "num_steps": total,
                 "lipschitz_estimate": self.lip.value, "mean_stages": sum(counts) / max(len(counts), 1),
-                "max_stages_used": max(counts, default=0), **control_diagnostics(self.control)}  # type: ignore[arg-type]
+                "max_stages_used": max(counts, default=0), **control_diagnostics(self.control)}
 
 
 class _FastProcess(FastProcess):

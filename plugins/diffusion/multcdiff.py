@@ -160,21 +160,21 @@ class MultCDiff(DiffusionSamplerBase):
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
-        return _Run(self, target, generator).run(x0, monitor)
+        return _Run(self, target, generator, x0).run(x0, monitor)
 
 
 class _Run:
     """One MultCDiff run: the sampler's settings ``cfg`` and the run's state (the curvature probe's
     direction and cache, stage counts, the step control)."""
 
-    def __init__(self, cfg: MultCDiff, target: CountedTarget, generator: torch.Generator | None) -> None:
+    def __init__(self, cfg: MultCDiff, target: CountedTarget, generator: torch.Generator | None, x0: Tensor) -> None:
         self.cfg, self.target, self.generator = cfg, target, generator
         self.stage_counts: list[float] = []
         self.n_exponential = 0
         self.lip_max, self.lip_q90 = 0.0, []
         self.direction: Tensor | None = None
         self.first_probe, self.cache = True, None
-        self.control: ChainControl | None = None
+        self.control = ChainControl(x0.shape[0], cfg.max_substeps, x0)
         self.init_ess = float("nan")
 
     def fast_step(self, target: CountedTarget, y: Tensor, k: float, m: Tensor, h: float,
@@ -221,7 +221,7 @@ class _Run:
         path = PathSecants(y.shape[0], y)
         y_new = skrock_step(y, proc.drift(None, path), h, math.sqrt(2.0 * h / eps) * randn_like(y, gen), stages)
         rows = finite_rows(y)
-        assert self.direction is not None and self.control is not None
+        assert self.direction is not None
         y_new, c_end, d_end = self.control.check_full(proc, rows, y, y_new, h, stages, path.value,
                                                       self.direction[rows], lip[rows], gen)
         curv_end = torch.full_like(curv, float("nan"))
@@ -248,7 +248,6 @@ class _Run:
     def run(self, x0: Tensor, monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         cfg, gen = self.cfg, self.generator
         times = cfg.diffusion_times().tolist()
-        self.control = ChainControl(x0.shape[0], cfg.max_substeps, x0)
         run = self.run_underdamped if cfg.underdamped else self.run_overdamped
         x, y = run(x0.clone(), times, monitor)
         if cfg.return_state == "fast":
@@ -283,7 +282,6 @@ class _Run:
 
     def diagnostics(self, s_final: float) -> dict[str, Any]:
         counts, q90 = self.stage_counts, self.lip_q90
-        assert self.control is not None
         return {"init_ess": self.init_ess, "s_final": s_final,
                 "lipschitz_estimate": max(q90) if q90 else float("nan"),
                 "max_local_lipschitz": self.lip_max,
