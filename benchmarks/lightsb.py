@@ -25,7 +25,8 @@ import torch
 
 from sciml.progress import add_progress_argument
 
-__all__ = ["main", "PUBLISHED", "CHOSEN_SEEDS", "print_seed_summary", "run_cell", "exact_bridge", "cell_config", "AUTO_DIAG", "gaussian_basis", "rotate_bridge", "AUTO_FULL", "AUTO_TARGETS", "AUTO_FULL_MAX_DIM", "AUTO_SELECT_MAX_DIM", "PUBLISHED_CONFIG"]
+__all__ = ["main", "PUBLISHED", "CHOSEN_SEEDS", "PUBLISHED_CONFIG", "print_seed_summary", "run_cell", "exact_bridge",
+           "solver_settings", "describe"]
 
 #: Published LightSB cB-W2^2-UVP (%) keyed by (eps, D).
 PUBLISHED: dict[tuple[float, int], float] = {
@@ -47,7 +48,7 @@ def exact_bridge(bench):  # noqa: ANN001, ANN201 (benchmark -> Bridge; plugin ty
     eps, phi, d = bench.eps, bench.potential, bench.dim
     eye = torch.eye(d, dtype=torch.float64)
     log_w = torch.log(phi.weights) + torch.stack([
-        torch.distributions.MultivariateNormal(phi.means[k], phi.covs[k] + eps * eye).log_prob(torch.zeros(d, dtype=torch.float64))
+        torch.distributions.MultivariateNormal(phi.means[k], phi.covariance_matrices[k] + eps * eye).log_prob(torch.zeros(d, dtype=torch.float64))
         for k in range(phi.weights.shape[0])
     ])
     pot = GaussianMixturePotential(d, phi.weights.shape[0], eps, "full", init_means=bench.plan_bias, dtype=torch.float64)
@@ -55,33 +56,6 @@ def exact_bridge(bench):  # noqa: ANN001, ANN201 (benchmark -> Bridge; plugin ty
     with torch.no_grad():
         pot.raw_log_alpha.copy_(eps * log_w)
     return Bridge(pot)
-
-
-def gaussian_basis(x0: torch.Tensor, x1: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eigenbasis ``U`` (D, D), float64, of the closed-form ``S*`` between the moment-matched Gaussians."""
-    from sciml_plugins.lightsb import gaussian_eot
-
-    a, b = x0.to(torch.float64), x1.to(torch.float64)
-    plan = gaussian_eot(a.mean(0), torch.cov(a.T, correction=0), b.mean(0), torch.cov(b.T, correction=0), eps)
-    return torch.linalg.eigh(plan.S_star)[1]
-
-
-def rotate_bridge(bridge, basis: torch.Tensor):  # noqa: ANN001, ANN201
-    """A bridge trained on ``x @ U`` as a bridge on the original coordinates (float64, full).
-
-    ``<x0, x1>`` is invariant under the orthogonal change of coordinates, so the plan fitted on the
-    rotated samples with ``S_k`` (diagonal or full) is the plan with ``U S_k U^T``, ``r_k -> U r_k``.
-    """
-    from sciml_plugins.lightsb import Bridge, GaussianMixturePotential
-
-    p = bridge.potential
-    k, d = p.means.shape
-    pot = GaussianMixturePotential(d, k, p.eps, "full", init_means=p.means.detach().to(torch.float64) @ basis.T,
-                                   dtype=torch.float64)
-    pot.set_covariances(basis @ p.covariances().detach().to(torch.float64) @ basis.T)
-    with torch.no_grad():
-        pot.raw_log_alpha.copy_(p.raw_log_alpha.detach().to(torch.float64))
-    return Bridge(pot, bridge.loss_history, bridge.diagnostics)
 
 
 def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -97,42 +71,13 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
     x0 = torch.cat([bench.sample_p0(c, gen) for c in _chunks(n_pool)]).to(dtype)
     x1 = torch.cat([bench.sample_p1(c, gen) for c in _chunks(n_pool)]).to(dtype)
     gen_s = time.perf_counter() - t0
-    cfg = cell_config(dim, eps, args)
-    cov, k = cfg["covariance"], cfg["components"]
-    inits = ["gaussian", "clusters"] if cfg["init"] == "select" else [cfg["init"]]
-
-    def fit(init: str):  # noqa: ANN202
-        solver = LightSB(eps=eps, n_components=k, covariance=cov, num_steps=cfg["steps"],
-                         batch_size=cfg["batch_size"], lr=cfg["lr"], init_scale=args.init_scale, init=init,
-                         init_spread=cfg["init_spread"], cluster_subsample=1000,
-                         val_fraction=0.05, eval_every=cfg["steps"] if args.patience is None else 250,
-                         patience=args.patience, progress=args.progress, n_starts=cfg["n_starts"],
-                         start_steps=cfg["start_steps"], flush_denormal=cfg["full_steps"] > 0)
-        a, b = x0, x1
-        if cfg["basis"] == "gaussian":
-            basis = gaussian_basis(x0, x1, eps)
-            a, b = x0 @ basis.to(dtype), x1 @ basis.to(dtype)
-        bridge = solver.solve(a, b, generator=torch.Generator().manual_seed(args.seed))
-        if cfg["full_steps"] > 0:  # continue with full covariances from the components that carry weight
-            full = LightSB(eps=eps, covariance="full", num_steps=cfg["full_steps"], batch_size=cfg["batch_size"],
-                           lr=cfg["lr"], init_min_weight=cfg["full_min_weight"], val_fraction=0.05,
-                           eval_every=cfg["full_steps"], patience=None, progress=args.progress, flush_denormal=True)
-            bridge = full.solve(a, b, generator=torch.Generator().manual_seed(args.seed + 1), init_potential=bridge)
-        return rotate_bridge(bridge, basis) if cfg["basis"] == "gaussian" else bridge
-
+    solver = LightSB(eps=eps, progress=args.progress, **solver_settings(args))
     t0, c0 = time.perf_counter(), time.process_time()
-    # "select": fit from both starts and keep the lower held-out LightSB loss (same held-out split)
-    fits = [(fit(init), init) for init in inits]
-    bridge, chosen = min(fits, key=lambda f: f[0].diagnostics["best_val_loss"])
+    bridge = solver.solve(x0, x1, generator=torch.Generator().manual_seed(args.seed))
     train_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     out = {"exact": cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, generator=torch.Generator().manual_seed(1)),
-           "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["num_steps"]), "n_pool": float(n_pool),
-           "config": (f"{k} {cov}" if cfg["init"] == "identity" else
-                      f"{k} {cov}, {_START[chosen]}, {cfg['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']:g}")
-           + (" (selected)" if len(fits) > 1 else "")
-           + (f", then full from the components with weight > {cfg['full_min_weight']:g}, {cfg['full_steps']} steps"
-              if cfg["full_steps"] > 0 else "")
-           + (f", best of {cfg['n_starts']} starts ({cfg['start_steps']} steps each)" if cfg["n_starts"] > 1 else "") + (", Gaussian basis" if cfg["basis"] == "gaussian" else "")}
+           "train_s": train_s, "cpu_s": cpu_s, "gen_s": gen_s, "steps": float(bridge.diagnostics["num_steps"]),
+           "n_pool": float(n_pool), "config": describe(bridge.diagnostics)}
     if args.sampled:
         out["sampled"] = cbw2_uvp_bridge(bridge, bench, n_test=args.n_test, n_samples=1000,
                                          generator=torch.Generator().manual_seed(2))
@@ -142,69 +87,42 @@ def run_cell(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: The seeds each preset's rules were chosen after looking at (rows on other seeds are held out).
-CHOSEN_SEEDS: dict[str, tuple[int, ...]] = {"auto": (0, 1, 2), "published": ()}
+CHOSEN_SEEDS: dict[str, tuple[int, ...]] = {"default": (0, 1, 2, 3, 4), "published": ()}
 
-#: The ``auto`` preset: a rule on D and eps alone, fixed before training (see docs/benchmarks/lightsb.md).
-AUTO_FULL_MAX_DIM = 16
-AUTO_SELECT_MAX_DIM = 8  # below this, two full fits (Gaussian and cluster start) fit in the time budget
-AUTO_FULL = {"covariance": "full", "components": 10, "steps": 6000, "init": "gaussian", "basis": "standard",
-             "batch_size": 256, "lr": None, "init_spread": None}  # None: lr min(1e-2, 2e-2 eps), spread min(1, eps)
-AUTO_DIAG = {"covariance": "diag", "components": 50, "steps": 7000, "init": "gaussian", "basis": "gaussian",
-             "batch_size": 128, "lr": 1e-2, "init_spread": 0.3,  # D >= 64, eps = 1: diagonal, then full
-             "full_steps": 6000, "full_min_weight": 1e-3}
-AUTO_DIAG_STEPS_D128 = (4000, 3000)  # (diagonal, full) steps at D >= 128: a full step costs ~D^2
-AUTO_TARGETS = {"covariance": "full", "components": 5, "steps": 5000, "init": "targets", "basis": "standard",
-                "batch_size": 128, "lr": 1e-2, "init_spread": 0.3,  # D >= 64, eps > 1 (init_spread unused)
-                "n_starts": 8, "start_steps": 300}
-AUTO_TARGETS_STEPS_D128 = 3000  # per-step cost grows with D^2
-AUTO_TARGETS_STARTS_D128 = 4  # and so does the cost of each start
-_START = {"gaussian": "Gaussian start", "clusters": "cluster start", "targets": "target-cluster start",
-          "identity": "identity start"}
-PUBLISHED_CONFIG = {"covariance": "diag", "components": 50, "steps": 10000, "init": "identity", "basis": "standard",
-                    "batch_size": 128, "lr": 1e-2, "init_spread": 0.3}
+#: ``--preset published``: the published LightSB setting, given explicitly to the solver.
+PUBLISHED_CONFIG = {"covariance": "diag", "n_components": 50, "num_steps": 10000, "init": "identity",
+                    "batch_size": 128, "lr": 1e-2}
+
+#: Command-line overrides and the solver arguments they set.
+_OVERRIDES = {"components": "n_components", "covariance": "covariance", "steps": "num_steps",
+              "batch_size": "batch_size", "lr": "lr", "init": "init", "init_spread": "init_spread",
+              "n_starts": "n_starts", "start_steps": "start_steps"}
 
 
-def cell_config(dim: int, eps: float, args: argparse.Namespace) -> dict[str, Any]:
-    """Model / training configuration of one cell: the preset, overridden by explicit options.
+def solver_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The LightSB arguments of a cell: none for ``--preset default`` (the solver's own rule), the
+    published setting for ``--preset published``; explicit options override either."""
+    settings = dict(PUBLISHED_CONFIG) if args.preset == "published" else {}
+    for flag, name in _OVERRIDES.items():
+        if getattr(args, flag) is not None:
+            settings[name] = getattr(args, flag)
+    return settings
 
-    ``auto`` (a rule on D and eps, chosen after looking at seed-0 results): for
-    ``D <= AUTO_FULL_MAX_DIM`` full covariances (Cholesky), K = 10, 6000 steps, batch 256, lr
-    ``min(1e-2, 2e-2 eps)``, Gaussian closed-form start with ``init_spread = min(1, eps)``; for ``D <= AUTO_SELECT_MAX_DIM`` both the
-    Gaussian and the cluster start are trained and the lower held-out loss is kept. Above, for
-    ``eps = 1``: diagonal K = 50 trained in the eigenbasis of the Gaussian ``S*`` with the Gaussian
-    start for 7000 steps, then its components with mean gate weight > 1e-3 on the training samples
-    of p0 converted to full covariances and trained for 6000 more steps (4000 + 3000 at D >= 128;
-    this part chosen after looking at seeds 0 and 1); for ``eps > 1`` full covariances, K = 5, batch 128, lr 1e-2,
-    from the target-cluster start (``init="targets"``: k-means pieces of p1, each the target of a
-    Gaussian closed form from the whole p0, refined once by the start's own gates), 8 starts of 300
-    steps each (4 at D >= 128), the one with the lowest held-out loss trained for 5000 more steps
-    (3000 at D >= 128); the published setting for ``eps < 1``.
-    ``published``: diagonal K = 50, identity start, standard basis everywhere.
-    """
-    if args.preset == "auto":
-        base = (AUTO_FULL if dim <= AUTO_FULL_MAX_DIM else AUTO_TARGETS if eps > 1 else AUTO_DIAG if eps >= 1
-                else PUBLISHED_CONFIG)
-    else:
-        base = PUBLISHED_CONFIG
-    cfg = dict(base)
-    if args.preset == "auto" and dim <= AUTO_SELECT_MAX_DIM:
-        cfg["init"] = "select"
-    if args.preset == "auto" and base is AUTO_DIAG and dim >= 128:
-        cfg["steps"], cfg["full_steps"] = AUTO_DIAG_STEPS_D128
-    if args.preset == "auto" and base is AUTO_TARGETS and dim >= 128:
-        cfg["steps"], cfg["n_starts"] = AUTO_TARGETS_STEPS_D128, AUTO_TARGETS_STARTS_D128
-    cfg.setdefault("n_starts", 1)
-    cfg.setdefault("full_steps", 0)
-    cfg.setdefault("full_min_weight", 1e-3)
-    cfg.setdefault("start_steps", 500)
-    if cfg["lr"] is None:
-        cfg["lr"] = min(1e-2, 2e-2 * eps)
-    if cfg["init_spread"] is None:  # the initial gate logits r_k^T x0 / eps scale as spread / eps
-        cfg["init_spread"] = min(1.0, eps)
-    for key in cfg:
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    return cfg
+
+def describe(diagnostics: dict[str, Any]) -> str:
+    """The configuration column: the stages the fit ran (K, covariance, start, steps)."""
+    plan = diagnostics["plan"]
+    parts = []
+    for st in diagnostics["stages"]:
+        parts.append(f"{st['n_components']} {st['covariance']}, {st['init']}, {st['num_steps']} steps")
+    text = "; then ".join(parts) + f", batch {plan['batch_size']}, lr {plan['lr']:g}"
+    if plan["n_starts"] > 1:
+        text += f", best of {plan['n_starts']} starts ({plan['start_steps']} steps each)"
+    if plan["second_init"]:
+        text += f" (held-out loss chose it over the {plan['init']} / {plan['second_init']} alternative)"
+    if plan["gaussian_basis"]:
+        text += ", Gaussian basis"
+    return text
 
 
 def _chunks(n: int, size: int = 10000) -> list[int]:
@@ -226,33 +144,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # lists as in the other benchmarks ("--dims 16,128") or space-separated ("--dims 16 128")
     p.add_argument("--dims", type=str, nargs="+", default=["2,16,64,128"], help="dimensions D")
     p.add_argument("--eps", type=str, nargs="+", default=["0.1,1,10"], help="regularisations eps")
-    p.add_argument("--preset", choices=["auto", "published"], default="published",
-                   help="auto: full K=10 for D <= 16 (D <= 8: Gaussian or cluster start, by held-out loss), "
-                        "full K=5 from the target-cluster start for D >= 64, eps > 1, diag K=50 in the Gaussian basis "
-                        "continued with full covariances for D >= 64, eps = 1, published otherwise; published: diag everywhere")
+    p.add_argument("--preset", choices=["default", "published"], default="default",
+                   help="default: the solver's own rule (LightSB(eps) with nothing else set); published: "
+                        "diagonal K = 50, identity start, 10 000 steps")
     p.add_argument("--components", type=int, default=None, help="K (overrides the preset; published: 50)")
     p.add_argument("--covariance", choices=["diag", "full"], default=None, help="overrides the preset (published: diag)")
     p.add_argument("--steps", type=int, default=None, help="Adam steps (overrides the preset; published: 10000)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (overrides the preset; published: 128)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate, cosine decay to lr/100 (overrides the preset; published: 1e-2)")
-    p.add_argument("--init-scale", type=float, default=1.0)
-    p.add_argument("--init", choices=["identity", "gaussian", "clusters", "targets", "select"], default=None,
+    p.add_argument("--init", choices=["identity", "gaussian", "clusters", "targets"], default=None,
                    help="start (overrides the preset): identity (published), the Gaussian closed-form S*, the cluster "
-                        "warm start, the target-cluster warm start, or select (Gaussian and cluster start, keep the "
-                        "lower held-out loss)")
+                        "warm start, the target-cluster warm start")
     p.add_argument("--init-spread", type=float, default=None,
                    help="spread of the r_k for --init gaussian (overrides the preset; auto full: min(1, eps), else 0.3)")
-    p.add_argument("--basis", choices=["standard", "gaussian"], default=None,
-                   help="gaussian: train (diagonal) on samples rotated into the eigenbasis of the Gaussian S*")
     p.add_argument("--n-starts", type=int, default=None,
                    help="warm starts tried, kept by held-out loss after --start-steps steps (overrides the preset)")
     p.add_argument("--start-steps", type=int, default=None, help="Adam steps per start (overrides the preset)")
-    p.add_argument("--full-steps", type=int, default=None,
-                   help="after the (diagonal) fit, Adam steps with full covariances from its components with mean gate "
-                        "weight > --full-min-weight (0: none; overrides the preset)")
-    p.add_argument("--full-min-weight", type=float, default=None, help="see --full-steps (overrides the preset)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (evaluations)")
     p.add_argument("--pool", type=int, default=200_000, help="training samples drawn per side")
     p.add_argument("--pool-floats", type=float, default=1.3e7, help="cap on pool size x D")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")

@@ -324,7 +324,6 @@ CASES: list[Case] = [
     *[err(f"LightSB-n_components={v!r}", lambda t, v=v: LightSB(n_components=v), ValueError if v == 0 else TypeError,
           "n_components") for v in (0, 1.5, True)],
     err("LightSB-covariance", lambda t: LightSB(covariance="dense"), ValueError, "covariance"),
-    err("LightSB-covariance=None", lambda t: LightSB(covariance=None), ValueError, "covariance"),  # type: ignore[arg-type]
     err("LightSB-objective", lambda t: LightSB(objective="kl"), ValueError, "objective"),
     err("LightSB-lr_schedule", lambda t: LightSB(lr_schedule="step"), ValueError, "lr_schedule"),
     err("LightSB-optimizer", lambda t: LightSB(optimizer="sgd"), ValueError, "optimizer"),
@@ -350,7 +349,7 @@ CASES: list[Case] = [
     err("LightSB-progress='yes'", lambda t: LightSB(progress="yes"), TypeError, "progress"),  # type: ignore[arg-type]
     err("LightSB-progress=1", lambda t: LightSB(progress=1), TypeError, "progress"),  # type: ignore[arg-type]
     err("LightSB-n_starts=0", lambda t: LightSB(n_starts=0), ValueError, "n_starts"),
-    err("LightSB-n_starts=2-identity", lambda t: LightSB(n_starts=2), ValueError, "n_starts"),
+    err("LightSB-n_starts=2-identity", lambda t: LightSB(n_starts=2, init="identity"), ValueError, "n_starts"),
     err("LightSB-start_steps=0", lambda t: LightSB(start_steps=0), ValueError, "start_steps"),
     err("LightSB-init_min_weight=-0.1", lambda t: LightSB(init_min_weight=-0.1), ValueError, "init_min_weight"),
     err("LightSB-init_min_weight=1", lambda t: LightSB(init_min_weight=1.0), ValueError, "init_min_weight"),

@@ -535,3 +535,34 @@ def test_version_1_full_covariance_file_loads(tmp_path) -> None:
     torch.testing.assert_close(bridge.potential.covariances(), want, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(bridge.potential.means, means)
     torch.testing.assert_close(bridge.potential.raw_log_alpha, raw)
+
+
+def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
+    # training a (diagonal) model on x @ U is a model with S_k = U diag U^T: rotated() must map
+    # the plan exactly (log-densities and conditional moments transform with U)
+    from sciml_plugins.lightsb.gaussian import gaussian_basis
+
+    x0, x1 = _gaussian_pair(3, 2000, seed=12)
+    x0, x1 = x0.to(F64), x1.to(F64)
+    U = gaussian_basis(x0, x1, 0.5)
+    torch.testing.assert_close(U.T @ U, torch.eye(3, dtype=F64))
+    bridge = LightSB(eps=0.5, n_components=3, covariance="diag", init="identity", num_steps=50, val_fraction=0.0,
+                     progress=False).solve(
+        x0 @ U, x1 @ U, generator=torch.Generator().manual_seed(0))
+    back = Bridge(bridge.potential.rotated(U))
+    a, b = x0[:30], x1[:30]
+    torch.testing.assert_close(back.log_prob(b, a), bridge.log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
+    m, c = back.potential.conditional_moments(a)
+    m_r, c_r = bridge.potential.conditional_moments(a @ U)
+    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
+    # the same for full covariances (S_k -> U S_k U^T)
+    full = bridge.potential.subset(covariance="full")
+    with torch.no_grad():
+        full.chol_lower.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
+    back = Bridge(full.rotated(U))
+    torch.testing.assert_close(back.log_prob(b, a), Bridge(full).log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
+    m, c = back.potential.conditional_moments(a)
+    m_r, c_r = full.conditional_moments(a @ U)
+    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)

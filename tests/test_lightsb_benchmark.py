@@ -66,55 +66,27 @@ def test_benchmark_and_example_scripts_run(tmp_path, capsys) -> None:
     from sciml_benchmarks.lightsb import main as bench_main
     from sciml_solvers.swiss_roll_bridge import main as example_main
 
-    assert bench_main(["--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50", "--pool", "2000"]) == 0
-    out = capsys.readouterr().out
-    assert "| 1 | 2 | 0 | 50 diag |" in out and "0.05" in out  # the published figure beside ours
-    assert bench_main(["--preset", "auto", "--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50",
+    assert bench_main(["--preset", "published", "--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50",
                        "--pool", "2000"]) == 0
     out = capsys.readouterr().out
-    assert "| 1 | 2 | 0 | 10 full, " in out and "(selected)" in out
-    # several seeds: a row each, then median / worst over the chosen (0 - 2) and the held-out seeds
-    assert bench_main(["--preset", "auto", "--dims", "2", "--eps", "1", "--steps", "20", "--n-test", "50",
-                       "--pool", "1000", "--init", "gaussian", "--seeds", "2,3,4"]) == 0
+    assert "| 1 | 2 | 0 | 50 diag, identity, 30 steps, batch 128, lr 0.01 |" in out and "0.05" in out
+    # the default: the solver's own rule (D = 2: two full fits, kept by held-out loss)
+    assert bench_main(["--dims", "2", "--eps", "1", "--steps", "30", "--n-test", "50", "--pool", "2000"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1 | 2 | 0 | 10 full, " in out and "held-out loss chose it over the gaussian / clusters" in out
+    # several seeds: a row each, then median / worst over the chosen (0 - 4) and the held-out seeds
+    assert bench_main(["--dims", "2", "--eps", "1", "--steps", "20", "--n-test", "50",
+                       "--pool", "1000", "--init", "gaussian", "--seeds", "4,5,10"]) == 0
     out = capsys.readouterr().out
     rows = {int(line.split("|")[3]): float(line.split("|")[5]) for line in out.splitlines()
             if line.startswith("| 1 | 2 | ") and "full" in line}
-    assert sorted(rows) == [2, 3, 4]
+    assert sorted(rows) == [4, 5, 10]
     summary = [line for line in out.splitlines() if line.startswith("| 1 | 2 | 0.05 |")]
-    held = sorted([rows[3], rows[4]])
-    assert summary and f"| {rows[2]:.3f} / {rows[2]:.3f} (1) | {held[0]:.3f} / {held[1]:.3f} (2) |" in summary[0]
+    held = sorted([rows[5], rows[10]])
+    assert summary and f"| {rows[4]:.3f} / {rows[4]:.3f} (1) | {held[0]:.3f} / {held[1]:.3f} (2) |" in summary[0]
     assert example_main(["--steps", "20", "--n", "500", "--components", "10", "--no-progress",
                          "--out", str(tmp_path)]) == 0
     assert (tmp_path / "swiss_roll_bridge.png").stat().st_size > 10_000
-
-
-def test_rotated_diagonal_bridge_is_the_same_plan() -> None:
-    # training a (diagonal) model on x @ U is a model with S_k = U diag U^T: rotate_bridge must map
-    # the plan exactly (log-densities and conditional moments transform with U)
-    from sciml_benchmarks.lightsb import gaussian_basis, rotate_bridge
-
-    x0, x1 = _gaussian_pair(3, 2000, seed=12)
-    U = gaussian_basis(x0, x1, 0.5)
-    torch.testing.assert_close(U.T @ U, torch.eye(3, dtype=F64))
-    bridge = LightSB(eps=0.5, n_components=3, num_steps=50, val_fraction=0.0, progress=False).solve(
-        x0 @ U, x1 @ U, generator=torch.Generator().manual_seed(0))
-    back = rotate_bridge(bridge, U)
-    a, b = x0[:30], x1[:30]
-    torch.testing.assert_close(back.log_prob(b, a), bridge.log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
-    m, c = back.potential.conditional_moments(a)
-    m_r, c_r = bridge.potential.conditional_moments(a @ U)
-    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
-    # the same for full covariances (S_k -> U S_k U^T)
-    full = bridge.potential.subset(covariance="full")
-    with torch.no_grad():
-        full.chol_lower.normal_(0.0, 0.2, generator=torch.Generator().manual_seed(1))
-    back = rotate_bridge(Bridge(full), U)
-    torch.testing.assert_close(back.log_prob(b, a), Bridge(full).log_prob(b @ U, a @ U), rtol=1e-9, atol=1e-9)
-    m, c = back.potential.conditional_moments(a)
-    m_r, c_r = full.conditional_moments(a @ U)
-    torch.testing.assert_close(m, m_r @ U.T, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(c, U @ c_r @ U.T, rtol=1e-9, atol=1e-9)
 
 
 _BAD: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
@@ -140,3 +112,14 @@ _BAD: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
 def test_bad_input(run: Callable[[], Any], error: type[BaseException], match: str) -> None:
     with pytest.raises(error, match=re.compile(match, re.S)):
         run()
+
+
+def test_exact_bridge_has_the_benchmark_plan() -> None:
+    from sciml_benchmarks.lightsb import exact_bridge
+
+    bench = make_benchmark(3, 0.7, seed=2)
+    x = bench.sample_p0(50, torch.Generator().manual_seed(0))
+    m, c = exact_bridge(bench).conditional_moments(x)
+    m_true, c_true = bench.conditional_moments(x)
+    torch.testing.assert_close(m, m_true, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(c, c_true, rtol=1e-9, atol=1e-9)

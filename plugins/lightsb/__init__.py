@@ -3,7 +3,7 @@
 Load it through the registry (``sciml.load("solver", "lightsb")``) or import it directly::
 
     from sciml_plugins.lightsb import LightSB
-    bridge = LightSB(eps=0.1, n_components=50).solve(x0, x1)
+    bridge = LightSB(eps=0.1).solve(x0, x1)   # the default rule chooses the model
     x1_new = bridge.sample(x0_new)
 
 Also exported: the closed-form Gaussian EOT oracle (:func:`gaussian_eot`, :func:`gaussian_bridge`).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -85,6 +85,14 @@ class TrainingData:
     def fit_samples(self, side: str) -> Tensor | None:
         """The samples a warm start is computed from: the training part, else the held-out draw."""
         return self.train.get(side, self.val.get(side))
+
+    def rotated(self, basis: Tensor) -> TrainingData:
+        """The same split in the coordinates ``x @ basis`` (sample tensors of both sides only)."""
+        if not all(side in self.train for side in _SIDES) or self.paired:
+            raise ValueError("a change of basis needs sample tensors of both sides")
+        u = basis.to(dtype=self.dtype, device=self.device)
+        return replace(self, train={k: v @ u for k, v in self.train.items()},
+                       val={k: v @ u for k, v in self.val.items()})
 
     def _rows(self, n_rows: int, size: int, generator: torch.Generator | None) -> Tensor:
         return torch.randint(n_rows, (size,), generator=generator, device=self.rdev).to(self.device)

@@ -24,7 +24,7 @@ from sciml.validation import check_device, check_positive, check_tensor
 from .bridge import Bridge
 from .potential import GaussianMixturePotential
 
-__all__ = ["GaussianEOT", "gaussian_eot", "gaussian_bridge"]
+__all__ = ["GaussianEOT", "gaussian_eot", "gaussian_bridge", "sample_eot", "gaussian_basis"]
 
 
 @dataclass
@@ -94,6 +94,20 @@ def gaussian_eot(m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor, eps: float) -> 
     S_star = 0.5 * hi @ (Dm - eps * eye) @ hi
     S_star = 0.5 * (S_star + S_star.T)
     return GaussianEOT(m0, S0, m1, S1, eps, S_star, C, m1 - S_star @ m0)
+
+
+def sample_eot(x0: Tensor, x1: Tensor, eps: float) -> GaussianEOT:
+    """:func:`gaussian_eot` between the Gaussians moment-matched to samples ``x0`` (n0, D) and ``x1``
+    (n1, D) (biased covariances); ``ValueError`` unless ``x0`` has a nonsingular sample covariance."""
+    a, b = x0.detach().to(torch.float64).cpu(), x1.detach().to(torch.float64).cpu()
+    d = a.shape[1]
+    c0, c1 = torch.cov(a.T, correction=0).reshape(d, d), torch.cov(b.T, correction=0).reshape(d, d)
+    return gaussian_eot(a.mean(0), c0, b.mean(0), c1, eps)
+
+
+def gaussian_basis(x0: Tensor, x1: Tensor, eps: float) -> Tensor:
+    """The eigenbasis ``U`` (D, D), float64, of ``S*`` of :func:`sample_eot` (columns: eigenvectors)."""
+    return torch.linalg.eigh(sample_eot(x0, x1, eps).S_star)[1]
 
 
 def gaussian_bridge(plan: GaussianEOT, dtype: torch.dtype = torch.float64,

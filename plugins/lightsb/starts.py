@@ -3,8 +3,6 @@ warm-start algorithms themselves are in :mod:`~sciml_plugins.lightsb.warmstart`)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
@@ -12,40 +10,40 @@ from sciml.validation import check_tensor
 
 from .data import TrainingData
 from .potential import GaussianMixturePotential
-
-if TYPE_CHECKING:
-    from .solver import LightSB
+from .settings import Settings
 
 __all__ = ["check_init_potential", "new_potential"]
 
 
-def check_init_potential(solver: LightSB, src: object) -> GaussianMixturePotential:
-    """``src`` as a potential the solver can continue (same ``eps``; diagonal cannot take full)."""
+def check_init_potential(eps: float, covariance: str | None, n_starts: int | None,
+                         src: object) -> GaussianMixturePotential:
+    """``src`` as a potential a solver with these settings can continue (same ``eps``; a diagonal fit
+    cannot take a full potential; one start)."""
     if not isinstance(src, GaussianMixturePotential):
         raise TypeError(f"init_potential must be a GaussianMixturePotential or a Bridge, got {type(src).__name__}")
-    if abs(src.eps - solver.eps) > 1e-12 * solver.eps:
-        raise ValueError(f"init_potential has eps={src.eps}, the solver eps={solver.eps}")
-    if solver.covariance == "diag" and src.covariance == "full":
+    if abs(src.eps - eps) > 1e-12 * eps:
+        raise ValueError(f"init_potential has eps={src.eps}, the solver eps={eps}")
+    if covariance == "diag" and src.covariance == "full":
         raise ValueError("a full-covariance init_potential cannot start a diagonal fit")
-    if solver.n_starts > 1:
+    if n_starts is not None and n_starts > 1:
         raise ValueError("init_potential needs n_starts = 1")
     for pname, p in src.named_parameters():
         check_tensor(f"init_potential.{pname}", p)
     return src
 
 
-def new_potential(solver: LightSB, data: TrainingData, init_means: Tensor, generator: torch.Generator | None,
+def new_potential(cfg: Settings, data: TrainingData, init_means: Tensor, generator: torch.Generator | None,
                   src: GaussianMixturePotential | None = None, start_index: int = 0) -> GaussianMixturePotential:
-    """A fresh potential started as ``solver.init`` says (or a pruned copy of ``src``)."""
+    """A fresh potential started as ``cfg.init`` says (or a pruned copy of ``src``)."""
     x0, x1 = data.fit_samples("x0"), data.fit_samples("x1")
     if src is not None:
-        return _copy_potential(solver, src, x0, data)
-    pot = GaussianMixturePotential(data.dim, solver.n_components, solver.eps, solver.covariance, init_means=init_means,
-                                   init_scale=solver.init_scale, dtype=data.dtype, device=data.device)
-    if solver.init == "gaussian":
-        _gaussian_start(pot, x0, x1, solver.init_spread, init_means)
-    elif solver.init in ("clusters", "targets"):
-        _cluster_start(solver, pot, x0, x1, generator, start_index)
+        return _copy_potential(cfg, src, x0, data)
+    pot = GaussianMixturePotential(data.dim, cfg.n_components, cfg.eps, cfg.covariance, init_means=init_means,
+                                   init_scale=cfg.init_scale, dtype=data.dtype, device=data.device)
+    if cfg.init == "gaussian":
+        _gaussian_start(pot, x0, x1, cfg.init_spread, init_means)
+    elif cfg.init in ("clusters", "targets"):
+        _cluster_start(cfg, pot, x0, x1, generator, start_index)
     return pot
 
 
@@ -78,13 +76,13 @@ def _gaussian_start(potential: GaussianMixturePotential, x0: Tensor | None, x1: 
         potential.means.copy_((m1 - S @ m0 + spread * (y - m1)).to(**kw))
 
 
-def _cluster_start(solver: LightSB, potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None,
+def _cluster_start(cfg: Settings, potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None,
                    generator: torch.Generator | None, start_index: int) -> None:
     """:func:`~sciml_plugins.lightsb.warmstart.cluster_init` (``init="clusters"``) or
     :func:`~sciml_plugins.lightsb.warmstart.target_cluster_init` (``init="targets"``)."""
     from .warmstart import cluster_init, target_cluster_init
 
-    init = solver.init
+    init = cfg.init
     if x0 is None or x1 is None:
         raise ValueError(f"init={init!r} needs samples of both p0 and p1")
     for side_name, x in (("p0", x0), ("p1", x1)):
@@ -100,34 +98,34 @@ def _cluster_start(solver: LightSB, potential: GaussianMixturePotential, x0: Ten
     diagonal = potential.covariance == "diag"
     if init == "targets":
         # even-numbered starts choose the number of pieces from the data, odd ones use K pieces
-        log_alpha, r, S = target_cluster_init(x0, x1, potential.n_components, solver.eps, generator=gen,
+        log_alpha, r, S = target_cluster_init(x0, x1, potential.n_components, cfg.eps, generator=gen,
                                               diagonal=diagonal, split_gain=None if start_index % 2 == 0 else 0.0)
     else:
-        log_alpha, r, S = cluster_init(x0, x1, potential.n_components, solver.eps, generator=gen,
-                                       n_sub=solver.cluster_subsample, diagonal=diagonal)
+        log_alpha, r, S = cluster_init(x0, x1, potential.n_components, cfg.eps, generator=gen,
+                                       n_sub=cfg.cluster_subsample, diagonal=diagonal)
     potential.set_covariances(S)
     kw = {"dtype": potential.means.dtype, "device": potential.means.device}
     with torch.no_grad():
         potential.means.copy_(r.to(**kw))
-        potential.raw_log_alpha.copy_((solver.eps * (log_alpha - log_alpha.max())).to(**kw))
+        potential.raw_log_alpha.copy_((cfg.eps * (log_alpha - log_alpha.max())).to(**kw))
 
 
-def _copy_potential(solver: LightSB, src: GaussianMixturePotential, x0: Tensor | None,
+def _copy_potential(cfg: Settings, src: GaussianMixturePotential, x0: Tensor | None,
                     data: TrainingData) -> GaussianMixturePotential:
     """The start from ``init_potential``: prune by mean gate weight, convert, move to the data."""
     if src.dim != data.dim:
         raise ValueError(f"init_potential has D={src.dim}, the samples D={data.dim}")
     keep = None
-    if solver.init_min_weight > 0:
+    if cfg.init_min_weight > 0:
         if x0 is None:
             raise ValueError("init_min_weight > 0 needs samples of p0")
         with torch.no_grad():
             xs = x0[:20000].to(dtype=src.means.dtype, device=src.means.device)
             w = torch.softmax(src.conditional_logits(xs), dim=-1).mean(0)
-        keep = w > solver.init_min_weight
+        keep = w > cfg.init_min_weight
         if not bool(keep.any()):
             keep = w == w.max()
-    pot = src.subset(keep, solver.covariance).to(dtype=data.dtype, device=data.device)
+    pot = src.subset(keep, cfg.covariance).to(dtype=data.dtype, device=data.device)
     pot.requires_grad_(True)
     pot.train()
     return pot

@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,9 +17,7 @@ from sciml.progress import progress_bar
 
 from .data import TrainingData
 from .potential import GaussianMixturePotential
-
-if TYPE_CHECKING:
-    from .solver import LightSB
+from .settings import Settings
 
 __all__ = ["Objective", "TrainingRun", "best_start", "train"]
 
@@ -29,24 +28,24 @@ def cosine_schedule(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_sc
         opt, lambda i: 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(i, total) / total)))
 
 
-def param_groups(solver: LightSB, potential: GaussianMixturePotential) -> list[dict[str, Any]]:
+def param_groups(cfg: Settings, potential: GaussianMixturePotential) -> list[dict[str, Any]]:
     """Adam parameter groups: the off-diagonal Cholesky entries use ``lr * chol_lr_scale``."""
     groups: list[dict[str, Any]] = [{"params": [potential.raw_log_alpha, potential.means, potential.log_scales]}]
     if potential.chol_lower is not None:
         # Adam moves each of the D (D - 1) / 2 off-diagonal entries by ~lr, i.e. L_k by
         # ~lr * D / sqrt(2) in Frobenius norm against |L_k| ~ sqrt(D): scale by 1 / sqrt(D)
-        scale = solver.chol_lr_scale if solver.chol_lr_scale is not None else 1.0 / math.sqrt(potential.dim)
-        groups.append({"params": [potential.chol_lower], "lr": solver.lr * scale})
+        scale = cfg.chol_lr_scale if cfg.chol_lr_scale is not None else 1.0 / math.sqrt(potential.dim)
+        groups.append({"params": [potential.chol_lower], "lr": cfg.lr * scale})
     return groups
 
 
-def _short_fit(solver: LightSB, potential: GaussianMixturePotential, data: TrainingData,
+def _short_fit(cfg: Settings, potential: GaussianMixturePotential, data: TrainingData,
                generator: torch.Generator | None) -> float:
     """Train a candidate start for ``start_steps`` Adam steps (cosine decay); its held-out loss."""
-    opt = torch.optim.Adam(param_groups(solver, potential), lr=solver.lr)
-    sched = cosine_schedule(opt, solver.start_steps)
-    for _ in range(solver.start_steps):
-        loss = potential.lightsb_loss(*data.batch(solver.batch_size, generator))
+    opt = torch.optim.Adam(param_groups(cfg, potential), lr=cfg.lr, fused=True)
+    sched = cosine_schedule(opt, cfg.start_steps)
+    for _ in range(cfg.start_steps):
+        loss = potential.lightsb_loss(*data.batch(cfg.batch_size, generator))
         if not torch.isfinite(loss):
             return math.inf
         opt.zero_grad(set_to_none=True)
@@ -57,18 +56,19 @@ def _short_fit(solver: LightSB, potential: GaussianMixturePotential, data: Train
         return float(potential.lightsb_loss(data.val["x0"], data.val["x1"]))
 
 
-def best_start(solver: LightSB, first: GaussianMixturePotential, new: Any, data: TrainingData,
+def best_start(cfg: Settings, starts: list[Callable[[], GaussianMixturePotential]], data: TrainingData,
                generator: torch.Generator | None) -> tuple[GaussianMixturePotential, list[float]]:
-    """Of ``first`` and ``n_starts - 1`` starts ``new(i)``, each trained briefly, the one with the lowest
-    held-out loss, and all their held-out losses."""
+    """Of the potentials the ``starts`` build (in order), each trained for ``start_steps`` Adam steps, the
+    one with the lowest held-out loss, and all their held-out losses."""
     if not ("x0" in data.train and "x1" in data.train):
-        raise ValueError("n_starts > 1 needs sample tensors x0 and x1")
-    best, losses = first, [_short_fit(solver, first, data, generator)]
-    for i in range(1, solver.n_starts):
-        cand = new(i)
-        losses.append(_short_fit(solver, cand, data, generator))
-        if losses[-1] < min(losses[:-1]):
+        raise ValueError("several starts need sample tensors x0 and x1")
+    best, losses = None, []
+    for build in starts:
+        cand = build()
+        losses.append(_short_fit(cfg, cand, data, generator))
+        if best is None or losses[-1] < min(losses[:-1]):
             best = cand
+    assert best is not None
     return best, losses
 
 
@@ -128,17 +128,17 @@ class TrainingRun:
         self.stopped_early = patience is not None and self.bad >= patience
 
 
-def _optimiser(solver: LightSB, objective: Objective, generator: torch.Generator | None) -> tuple[
+def _optimiser(cfg: Settings, objective: Objective, generator: torch.Generator | None) -> tuple[
         torch.optim.Optimizer, Any, tuple[Tensor, Tensor] | None, tuple[Tensor, Tensor] | None]:
     """``(optimiser, lr schedule or None, full batch or None, its fixed matching times / noise or None)``."""
     potential, data = objective.potential, objective.data
-    if solver.optimizer == "adam":
-        opt = torch.optim.Adam(param_groups(solver, potential), lr=solver.lr)
-        return opt, cosine_schedule(opt, solver.num_steps) if solver.lr_schedule == "cosine" else None, None, None
-    lbfgs = torch.optim.LBFGS(potential.parameters(), lr=solver.lr, max_iter=1, max_eval=25, history_size=50,
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(param_groups(cfg, potential), lr=cfg.lr, fused=True)
+        return opt, cosine_schedule(opt, cfg.num_steps) if cfg.lr_schedule == "cosine" else None, None, None
+    lbfgs = torch.optim.LBFGS(potential.parameters(), lr=cfg.lr, max_iter=1, max_eval=25, history_size=50,
                               line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
-    full = data.full_batch(solver.batch_size, generator)
-    aux = data.times_and_noise(full[0].shape[0], 1 - solver.t_gap, generator) if objective.matching else None
+    full = data.full_batch(cfg.batch_size, generator)
+    aux = data.times_and_noise(full[0].shape[0], 1 - cfg.t_gap, generator) if objective.matching else None
     return lbfgs, None, full, aux
 
 
@@ -159,31 +159,31 @@ def _step(opt: torch.optim.Optimizer, objective: Objective, batch: Any, full: An
     return loss
 
 
-def train(solver: LightSB, potential: GaussianMixturePotential, data: TrainingData,
+def train(cfg: Settings, potential: GaussianMixturePotential, data: TrainingData,
           generator: torch.Generator | None) -> tuple[TrainingRun, float]:
     """Train ``potential`` in place (best held-out parameters loaded at the end); the run and its wall time."""
-    objective = Objective(potential, solver.objective == "matching", solver.eps, solver.t_gap, data, generator)
+    objective = Objective(potential, cfg.objective == "matching", cfg.eps, cfg.t_gap, data, generator)
     use_val = "x0" in data.val and "x1" in data.val  # a tensor side with val_fraction = 0 has no held-out part
     val_aux = None  # fixed times and noise for a deterministic held-out matching loss
     if use_val and objective.matching:
-        val_aux = data.times_and_noise(data.val["x0"].shape[0], 1 - solver.t_gap, generator)
-    opt, sched, full, full_aux = _optimiser(solver, objective, generator)
+        val_aux = data.times_and_noise(data.val["x0"].shape[0], 1 - cfg.t_gap, generator)
+    opt, sched, full, full_aux = _optimiser(cfg, objective, generator)
     run = TrainingRun()
     start = time.perf_counter()
-    bar = progress_bar(range(solver.num_steps), desc="LightSB", progress=solver.progress)
+    bar = progress_bar(range(cfg.num_steps), desc="LightSB", progress=cfg.progress)
     for step in bar:
-        loss = _step(opt, objective, lambda: data.batch(solver.batch_size, generator), full, full_aux)
+        loss = _step(opt, objective, lambda: data.batch(cfg.batch_size, generator), full, full_aux)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"LightSB loss became non-finite at step {step}; lower lr or check the data scale")
         if sched is not None:
             sched.step()
         run.steps = step + 1
         run.record(float(loss.detach()), full is not None)
-        last = step + 1 == solver.num_steps or run.flat >= 5  # L-BFGS has converged to round-off
-        if use_val and ((step + 1) % solver.eval_every == 0 or last):
+        last = step + 1 == cfg.num_steps or run.flat >= 5  # L-BFGS has converged to round-off
+        if use_val and ((step + 1) % cfg.eval_every == 0 or last):
             with torch.no_grad():
                 run.evaluate(float(objective(data.val["x0"], data.val["x1"], val_aux)), step + 1, potential,
-                             solver.patience)
+                             cfg.patience)
             bar.set_postfix(loss=f"{run.history[-1]:.4g}", val=f"{run.val_history[-1]:.4g}")
         if run.stopped_early or run.flat >= 5:
             break

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import torch
 from scipy.cluster.vq import kmeans2
 from torch import Tensor
@@ -36,7 +35,7 @@ from sciml.metrics import sinkhorn
 
 from .gaussian import gaussian_eot
 
-__all__ = ["kmeans", "sinkhorn_plan", "cluster_init", "target_cluster_init", "refit_log_alpha"]
+__all__ = ["kmeans", "principal_directions", "sinkhorn_plan", "cluster_init", "target_cluster_init", "refit_log_alpha"]
 
 
 def _piece_plan(m0: Tensor, c0: Tensor, m1: Tensor, c1: Tensor, eps: float, diagonal: bool) -> tuple[Tensor, Tensor]:
@@ -56,15 +55,101 @@ def _component_logits(x0: Tensor, x1: Tensor, r: Tensor, S: Tensor, eps: float) 
     return q, gaussian_log_prob(x1, r, scale_tril=L, scale=eps)
 
 
-def kmeans(x: Tensor, k: int, *, generator: torch.Generator | None = None, n_iter: int = 30) -> Tensor:
-    """k-means centroids (k, D) of the rows of ``x`` (n, D): SciPy's ``kmeans2`` (k-means++ seeding,
-    then at most ``n_iter`` Lloyd steps; an empty cluster keeps its previous centroid), seeded from
-    ``generator``."""
-    seed = int(torch.randint(2**62, (1,), generator=generator))
-    with warnings.catch_warnings():  # empty clusters: kmeans2 keeps the old centroid and warns
-        warnings.simplefilter("ignore", UserWarning)
-        cent, _ = kmeans2(x.detach().cpu().numpy(), k, iter=n_iter, minit="++", rng=np.random.default_rng(seed))
-    return torch.from_numpy(cent).to(x.dtype)
+def _seeds(x: Tensor, k: int, greedy: bool, generator: torch.Generator | None) -> Tensor:
+    """``k`` initial centres among the rows of ``x`` (n, m), the first drawn uniformly.
+
+    ``greedy``: greedy k-means++ (of ``2 + round(log k)`` rows drawn with probability proportional to
+    the squared distance to the nearest centre so far, the one that lowers the sum of those squared
+    distances most); else farthest-first (the row farthest from the centres so far), which never
+    misses a small cluster far from the others.
+    """
+    sq = (x * x).sum(1)
+    first = int(torch.randint(x.shape[0], (1,), generator=generator))
+    centres = [first]
+    near = (sq - 2 * x @ x[first] + sq[first]).clamp_min(0)
+    for _ in range(1, k):
+        if float(near.sum()) <= 0:  # fewer distinct rows than k: repeat one
+            centres.append(centres[-1])
+            continue
+        if greedy:
+            cand = torch.multinomial(near, 2 + round(math.log(k)), replacement=True, generator=generator)
+        else:
+            cand = near.argmax().reshape(1)
+        d2 = (sq[None] - 2 * x[cand] @ x.T + sq[cand, None]).clamp_min(0)  # (candidates, n)
+        after = torch.minimum(near[None], d2)
+        best = int(after.sum(1).argmin())
+        centres.append(int(cand[best]))
+        near = after[best]
+    return x[centres]
+
+
+def _partition_log_lik(z: Tensor, lab: Tensor, k: int) -> float:
+    """Log-likelihood of the rows of ``z`` (n, m) under the Gaussian mixture of the partition ``lab``
+    (each part its own mean, full covariance and weight; hard assignments). Unlike the k-means cost it
+    rewards separating a small far cluster over splitting one Gaussian blob."""
+    n, m = z.shape
+    total = 0.0
+    ridge = 1e-6 * float(z.var(0).sum()) / m * torch.eye(m, dtype=z.dtype)
+    for j in range(k):
+        part = z[lab == j]
+        if part.shape[0] <= m:  # too few rows for a covariance: score as the whole-sample Gaussian
+            part_cov = torch.cov(z.T, correction=0).reshape(m, m)
+        else:
+            part_cov = torch.cov(part.T, correction=0).reshape(m, m)
+        if part.shape[0] == 0:
+            continue
+        logdet = torch.linalg.slogdet(part_cov + ridge).logabsdet
+        total += part.shape[0] * (math.log(part.shape[0] / n) - 0.5 * float(logdet))
+    return total
+
+
+def principal_directions(x: Tensor) -> Tensor:
+    """The principal directions of the rows of ``x`` (n, D) (of up to 20 000 of them), as the columns
+    of a (D, min(n, D)) float64 matrix, in decreasing order of variance."""
+    a = x.detach().to(torch.float64).cpu()
+    return torch.linalg.svd((a - a.mean(0))[:20000], full_matrices=False).Vh.T
+
+
+def kmeans(x: Tensor, k: int, *, generator: torch.Generator | None = None, n_iter: int = 30,
+           n_init: int = 4, directions: Tensor | None = None) -> tuple[Tensor, Tensor, float]:
+    """k-means of the rows of ``x`` (n, D): ``(centroids (k, D), labels (n,), within-cluster sum of squares)``.
+
+    The rows are clustered in the span of their top ``min(D, 2 k)`` principal directions, where the
+    separations between clusters lie (in high dimension the within-cluster spread of the other
+    directions hides a small, far cluster from the seeding). ``n_init`` runs, alternately seeded
+    farthest-first and greedy k-means++, each followed by at most ``n_iter`` Lloyd steps of SciPy's
+    ``kmeans2`` (an empty cluster keeps its previous centroid); kept is the partition with the highest
+    log-likelihood as a Gaussian mixture (:func:`_partition_log_lik`), not the lowest sum of squares,
+    which may prefer splitting a large blob to separating a small cluster. Centroids and sum of
+    squares are those of the partition in the full space. Seeded from ``generator``; ``directions``:
+    :func:`principal_directions` of ``x`` if already computed.
+    """
+    a = x.detach().to(torch.float64).cpu()
+    centred = a - a.mean(0)
+    basis = (principal_directions(a) if directions is None else directions)[:, : min(a.shape[1], 2 * k)]
+    z = centred @ basis
+    best: tuple[Tensor, float] | None = None
+    for run in range(n_init):
+        seeds = _seeds(z, k, run % 2 == 1, generator)
+        with warnings.catch_warnings():  # empty clusters: kmeans2 keeps the old centroid and warns
+            warnings.simplefilter("ignore", UserWarning)
+            cent_np, _ = kmeans2(z.numpy(), seeds.numpy(), iter=n_iter, minit="matrix")
+        lab = torch.cat([torch.cdist(c, torch.from_numpy(cent_np)).argmin(1) for c in z.split(4096)])
+        score = _partition_log_lik(z, lab, k)
+        if best is None or score > best[1]:
+            best = (lab, score)
+    assert best is not None
+    lab = best[0]
+    counts = torch.bincount(lab, minlength=k).to(a.dtype)
+    sums = torch.zeros(k, a.shape[1], dtype=a.dtype).index_add_(0, lab, a)
+    # an empty part (repeated seeds) gets the overall mean
+    cent = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], a.mean(0))
+    return cent.to(x.dtype), lab, float(((a - cent[lab]) ** 2).sum())
+
+
+def _nearest_sq(x: Tensor, cent: Tensor) -> Tensor:
+    """Squared distance of every row of ``x`` (n, D) to its nearest row of ``cent`` (k, D): (n,)."""
+    return torch.cat([torch.cdist(c, cent).pow(2).min(1).values for c in x.split(4096)])
 
 
 def sinkhorn_plan(x: Tensor, y: Tensor, eps: float, n_iter: int = 150) -> Tensor:
@@ -111,8 +196,7 @@ def cluster_init(
     ns = min(n_sub, a.shape[0], b.shape[0])
     xs = a[torch.randperm(a.shape[0], generator=generator)[:ns]]
     ys = b[torch.randperm(b.shape[0], generator=generator)[:ns]]
-    cent = kmeans(xs, K, generator=generator)
-    lab_s = ((xs[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1)
+    cent, lab_s, _ = kmeans(xs, K, generator=generator)
     plan = sinkhorn_plan(xs.float(), ys.float(), eps).to(torch.float64)  # float32: a rough plan suffices
     # source pieces from the whole sample (nearest centroid), target pieces from the plan
     lab = torch.cat([(c_[:, None, :] - cent[None]).pow(2).sum(-1).argmin(1) for c_ in a.split(8192)])
@@ -220,10 +304,9 @@ def target_cluster_init(
     gain = 2.0 / d if split_gain is None else split_gain
     best: tuple[Tensor, Tensor] | None = None
     prev_cost = math.inf
-    for k in range(1, K + 1):
-        cent = kmeans(ys, k, generator=generator)
-        lab = torch.cat([((c_[:, None, :] - cent[None]) ** 2).sum(-1).argmin(1) for c_ in ys.split(2048)])
-        cost = float(((ys - cent[lab]) ** 2).sum())
+    directions = principal_directions(ys)
+    for k in range(1, K + 1) if gain > 0 else (K,):  # split_gain = 0: K pieces directly
+        cent, lab, cost = kmeans(ys, k, generator=generator, directions=directions)
         if best is not None and cost > (1.0 - gain) * prev_cost:
             break
         best, prev_cost = (cent, lab), cost

@@ -183,5 +183,8 @@ class GaussianMixture(Distribution):
         if self.variances is not None:
             x = self.means[idx] + self.variances[idx].sqrt() * z
         else:
-            x = self.means[idx] + (self.scale_tril[idx] @ z[..., None])[..., 0]
+            x = torch.empty_like(z)
+            for k in range(self.num_components):  # per component: no (n, D, D) gather of the factors
+                rows = idx == k
+                x[rows] = self.means[k] + z[rows] @ self.scale_tril[k].T
         return x.reshape(*shape, d)
