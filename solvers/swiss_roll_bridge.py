@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x1 = swiss_roll(args.n, gen)
     LightSB = sciml.load("solver", "lightsb")
     solver = LightSB(eps=args.eps, n_components=args.components, covariance="diag", num_steps=args.steps,
-                     batch_size=256, lr=1e-2, init_scale=0.1, progress=args.progress)
+                     batch_size=256, lr=1e-2, init="identity", init_scale=0.1, progress=args.progress)
     start = time.perf_counter()
     bridge = solver.solve(x0, x1, generator=gen)
     train_s = time.perf_counter() - start
