@@ -50,20 +50,18 @@ def new_potential(cfg: Settings, data: TrainingData, init_means: Tensor, generat
 def _gaussian_start(potential: GaussianMixturePotential, x0: Tensor | None, x1: Tensor | None, spread: float,
                     init_means: Tensor) -> None:
     """Every ``S_k`` at the Gaussian closed-form ``S*`` (see ``init`` in the LightSB docstring)."""
-    from .gaussian import gaussian_eot
+    from .gaussian import sample_eot
 
     if x0 is None or x1 is None:
         raise ValueError("init='gaussian' needs samples of both p0 and p1")
     a, b = x0.detach().to(torch.float64).cpu(), x1.detach().to(torch.float64).cpu()
     d = a.shape[1]
-    m0, m1 = a.mean(0), b.mean(0)
     if a.shape[0] <= d or b.shape[0] <= d:
         raise ValueError(f"init='gaussian' needs more than D={d} samples of p0 and p1 to estimate covariances")
-    c0 = torch.cov(a.T, correction=0).reshape(d, d)
-    c1 = torch.cov(b.T, correction=0).reshape(d, d)
-    if int(torch.linalg.cholesky_ex(c0).info) != 0:
+    if int(torch.linalg.cholesky_ex(torch.cov(a.T, correction=0).reshape(d, d)).info) != 0:
         raise ValueError("init='gaussian' needs samples of p0 with a nonsingular covariance; use init='identity'")
-    S = gaussian_eot(m0, c0, m1, c1, potential.eps).S_star
+    plan = sample_eot(a, b, potential.eps)
+    m0, m1, S = plan.m0, plan.m1, plan.S_star
     if potential.covariance == "diag":
         S = torch.diag(torch.diagonal(S).clamp_min(1e-6))
     elif int(torch.linalg.cholesky_ex(S).info) != 0:
