@@ -349,7 +349,8 @@ CASES: list[Case] = [
     err("LightSB-progress='yes'", lambda t: LightSB(progress="yes"), TypeError, "progress"),  # type: ignore[arg-type]
     err("LightSB-progress=1", lambda t: LightSB(progress=1), TypeError, "progress"),  # type: ignore[arg-type]
     err("LightSB-n_starts=0", lambda t: LightSB(n_starts=0), ValueError, "n_starts"),
-    err("LightSB-n_starts=2-identity", lambda t: LightSB(n_starts=2, init="identity"), ValueError, "n_starts"),
+    err("LightSB-n_starts=2-no-held-out", lambda t: LightSB(n_starts=2, val_fraction=0.0), ValueError, "n_starts"),
+    err("LightSB-n_starts=2-matching", lambda t: LightSB(n_starts=2, objective="matching"), ValueError, "n_starts"),
     err("LightSB-start_steps=0", lambda t: LightSB(start_steps=0), ValueError, "start_steps"),
     err("LightSB-init_min_weight=-0.1", lambda t: LightSB(init_min_weight=-0.1), ValueError, "init_min_weight"),
     err("LightSB-init_min_weight=1", lambda t: LightSB(init_min_weight=1.0), ValueError, "init_min_weight"),

@@ -508,8 +508,15 @@ def test_multiple_starts_keep_the_lowest_held_out_loss() -> None:
     m_true, c_true = (v.detach() for v in truth.conditional_moments(x0[:200]))
     bw = gaussian_w2_sq(m_fit, c_fit, m_true, c_true).mean() / float(torch.cov(x1.T).trace())
     assert float(bw) < 5e-3, float(bw)
+    # Gaussian starts differ by their initial means (each start draws its own from p1)
+    b = LightSB(eps=eps, n_components=2, covariance="full", init="gaussian", n_starts=2, start_steps=1, num_steps=1,
+                val_fraction=0.1, progress=False).solve(x0, x1, generator=torch.Generator().manual_seed(0))
+    first, second = b.diagnostics["start_val_losses"]
+    assert first != second
     with pytest.raises(ValueError, match="n_starts"):
-        LightSB(init="gaussian", n_starts=2)
+        LightSB(init="gaussian", n_starts=2, val_fraction=0.0)
+    with pytest.raises(ValueError, match="n_starts"):
+        LightSB(objective="matching", n_starts=2)
 
 
 def test_version_1_full_covariance_file_loads(tmp_path) -> None:

@@ -65,11 +65,11 @@ def test_default_plan_low_dimension_and_fallbacks() -> None:
     rho = noise_fraction(x0, x1, 0.01)
     assert (plan.covariance, plan.n_components, plan.init, plan.second_init) == ("full", 10, "gaussian", "clusters")
     assert plan.lr == pytest.approx(1e-2 * min(1.0, 10 * rho)) and plan.init_spread == pytest.approx(min(1.0, 5 * rho))
-    assert (plan.num_steps, plan.start_steps, plan.batch_size) == (5000, 1000, 256)
+    assert (plan.num_steps, plan.n_starts, plan.start_steps, plan.batch_size) == (5000, 3, 1000, 256)
     x0, x1 = _iso(32, 400, 1.0, seed=2)
     assert default_plan(1.0, x0, x1) == plan.__class__(
         "full", 10, "gaussian", 5000, batch_size=256, lr=1e-2 * min(1.0, 10 * noise_fraction(x0, x1, 1.0)),
-        init_spread=min(1.0, 5 * noise_fraction(x0, x1, 1.0)), start_steps=1000, second_init="clusters")
+        init_spread=min(1.0, 5 * noise_fraction(x0, x1, 1.0)), n_starts=3, start_steps=1000, second_init="clusters")
     # samplers, too few rows for covariances, a singular source: the published setting
     assert default_plan(1.0, None, x1) == FALLBACK
     assert default_plan(1.0, x0[:160], x1[:160]) == FALLBACK
@@ -87,7 +87,7 @@ def test_explicit_settings_replace_the_rule_and_drop_its_extra_stages() -> None:
     assert b.covariance == "diag" and len(b.diagnostics["stages"]) == 1
     b = LightSB(eps=1.0, num_steps=5, start_steps=5, progress=False).solve(x0, x1, generator=gen)
     assert b.diagnostics["plan"]["second_init"] == "clusters" and b.covariance == "full"
-    assert len(b.diagnostics["stages"]) == 1 and len(b.loss_history) == 5 and len(b.diagnostics["start_val_losses"]) == 2
+    assert len(b.diagnostics["stages"]) == 1 and len(b.loss_history) == 5 and len(b.diagnostics["start_val_losses"]) == 4
     # matching and sampler inputs get the published diagonal model
     b = LightSB(eps=1.0, objective="matching", num_steps=5, progress=False).solve(x0, x1, generator=gen)
     assert b.diagnostics["plan"]["n_components"] == 50 and b.covariance == "diag"
@@ -123,7 +123,7 @@ def test_default_fit_reaches_the_gaussian_closed_form() -> None:
     s0, s1 = torch.eye(d, dtype=F64), a @ a.T / d + 0.5 * torch.eye(d, dtype=F64)
     x0 = m0 + torch.randn(n, d, generator=g, dtype=F64)
     x1 = m1 + torch.randn(n, d, generator=g, dtype=F64) @ torch.linalg.cholesky(s1).T
-    # the rule's model and starts with a shorter budget (CI time): 2 x 300 + 2000 steps
+    # the rule's model and starts with a shorter budget (CI time): 4 x 300 + 2000 steps
     bridge = LightSB(eps=eps, num_steps=2000, start_steps=300, progress=False).solve(
         x0, x1, generator=torch.Generator().manual_seed(0))
     assert bridge.diagnostics["plan"]["second_init"] == "clusters" and bridge.covariance == "full"

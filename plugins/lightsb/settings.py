@@ -37,6 +37,5 @@ class Settings:
     init_min_weight: float
 
     def __post_init__(self) -> None:
-        if self.n_starts > 1 and (self.init not in ("clusters", "targets") or self.objective != "lightsb"):
-            raise ValueError(f"n_starts > 1 needs init='clusters' or 'targets' and objective='lightsb', "
-                             f"got init={self.init!r}, objective={self.objective!r}")
+        if self.n_starts > 1 and self.objective != "lightsb":
+            raise ValueError(f"n_starts > 1 needs objective='lightsb', got objective={self.objective!r}")

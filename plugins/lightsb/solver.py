@@ -97,10 +97,10 @@ class LightSB(Solver):
         patience: stop after this many evaluations without improvement (``None``: never).
         t_gap: the matching objective samples ``t ~ U[0, 1 - t_gap]``.
         progress: show a progress bar (``None``: only when stderr is a terminal).
-        n_starts: number of warm starts tried (``init="clusters"`` or ``"targets"``, tensor inputs, the
-            ``"lightsb"`` objective, ``val_fraction > 0``): each is trained for ``start_steps`` Adam steps
-            (cosine decay over those steps), the one with the lowest held-out loss is kept and trained
-            for ``num_steps`` more. Every start draws its own clustering seeds from ``generator``; with
+        n_starts: number of starts tried (tensor inputs, the ``"lightsb"`` objective,
+            ``val_fraction > 0``): each is trained for ``start_steps`` Adam steps (cosine decay over
+            those steps), the one with the lowest held-out loss is kept and trained for ``num_steps``
+            more. Every start draws its own initial means (and clustering seeds) from ``generator``; with
             ``init="targets"`` the even-numbered starts (the first included) choose the number of
             pieces from the data, the odd ones use K pieces.
         start_steps: Adam steps per start when ``n_starts > 1``.
@@ -173,9 +173,9 @@ class LightSB(Solver):
         if self.init_min_weight >= 1:
             raise ValueError(f"init_min_weight must be < 1, got {init_min_weight}")
         self.flush_denormal = check_bool("flush_denormal", flush_denormal)
-        if self.n_starts is not None and self.n_starts > 1 and (
-                self.init not in (None, "clusters", "targets") or objective != "lightsb" or self.val_fraction <= 0):
-            raise ValueError("n_starts > 1 needs init='clusters' or 'targets', objective='lightsb' and val_fraction > 0")
+        if self.n_starts is not None and self.n_starts > 1 and (objective != "lightsb" or self.val_fraction <= 0):
+            raise ValueError("n_starts > 1 needs objective='lightsb' and val_fraction > 0 (starts are compared "
+                             "by the held-out LightSB loss)")
 
     # ------------------------------------------------------------------ solve
     def solve(  # type: ignore[override]
@@ -314,12 +314,14 @@ def _fit(settings: Settings, data: TrainingData, generator: torch.Generator | No
          second_init: str | None = None) -> _Fit:
     """Start (from ``src`` if given, else as ``settings.init`` says: the best of ``n_starts``, or of the
     ``init`` and ``second_init`` starts) and train."""
-    means = data.initial_means(settings.n_components, generator) if src is None else None
-    starts = [lambda: new_potential(settings, data, means, generator, src)]
-    starts += [lambda i=i: new_potential(settings, data, means, generator, start_index=i)
-               for i in range(1, settings.n_starts)]
+    def start(cfg: Settings, i: int) -> GaussianMixturePotential:
+        if src is not None:
+            return new_potential(cfg, data, None, generator, src)
+        return new_potential(cfg, data, data.initial_means(cfg.n_components, generator), generator, start_index=i)
+
+    starts = [lambda i=i: start(settings, i) for i in range(settings.n_starts)]
     if second_init is not None:
-        starts.append(lambda: new_potential(replace(settings, init=second_init), data, means, generator))
+        starts.append(lambda: start(replace(settings, init=second_init), 0))
     start_losses: list[float] = []
     if len(starts) > 1:
         potential, start_losses = best_start(settings, starts, data, generator)
