@@ -329,6 +329,35 @@ def test_pyro_model_adapter_constrained_scale():
     cons = t.to_constrained(u)
     assert torch.allclose(cons["scale"], s) and torch.allclose(cons["loc"], loc)
     assert t.initial_point.shape == (3,)
+    # ``loc[0]`` indexes from the left: the batched trace would be wrong, so every point is one trace
+    assert t.vectorized is False
+
+
+def test_pyro_model_adapter_batches_a_broadcasting_model():
+    import pyro
+    import pyro.distributions as pdist
+
+    y = torch.tensor([0.3, -1.2, 2.0, 0.7, 1.1], dtype=torch.float64)
+
+    def model(data):
+        scale = pyro.sample("scale", pdist.HalfNormal(torch.tensor(2.0, dtype=torch.float64)))
+        loc = pyro.sample("loc", pdist.Normal(torch.zeros(2, dtype=torch.float64), 1.0).to_event(1))
+        w = pyro.sample("w", pdist.Dirichlet(torch.ones(3, dtype=torch.float64)))
+        with pyro.plate("groups", 2):
+            shift = pyro.sample("shift", pdist.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0))
+        with pyro.plate("n", len(data)):
+            mean = loc[..., 0] + loc[..., 1] * w[..., 0] + shift.sum(-1, keepdim=True)
+            pyro.sample("obs", pdist.Normal(mean, scale), obs=data)
+
+    t = from_pyro_model(model, y)
+    assert t.vectorized is True and t.dim == 1 + 2 + 2 + 2
+    u = torch.randn(6, t.dim, dtype=torch.float64, generator=_gen(3))
+    lp, g = t.log_prob_and_grad(u)
+    # pyro's own potential, one trace per point, is the reference
+    t.vectorized = False
+    lp_loop, g_loop = t.log_prob_and_grad(u)
+    assert torch.allclose(lp, lp_loop, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(g, g_loop, rtol=1e-10, atol=1e-12)
 
 
 def test_subclass_with_wrong_output_shape_is_reported():

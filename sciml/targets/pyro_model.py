@@ -23,8 +23,13 @@ class PyroModelTarget(Target):
     NUTS uses it. The flat vector concatenates the sites in :attr:`site_names` order, each flattened
     with its unconstrained shape :attr:`site_shapes`.
 
-    Evaluations loop over the batch (pyro's tracing is not vectorisable with ``torch.func.vmap``), so
-    they cost one model trace per point. Computations run in the model's own dtype and are cast to
+    Evaluations are batched when the model broadcasts: a batch of points is one trace of the model
+    inside an extra outermost ``pyro.plate`` (to the left of the model's own plates), with every
+    latent value given that leading batch dimension. This needs a model that indexes latent values
+    from the right (``beta[..., k]``, not ``beta[k]``) and has no discrete latent sites. At
+    construction the batched log-density is compared with pyro's own potential (one trace per point)
+    at a few points; if it differs or raises, every evaluation falls back to one trace per point
+    (:attr:`vectorized` says which). Computations run in the model's own dtype and are cast to
     :attr:`dtype`.
 
     Attributes:
@@ -33,6 +38,7 @@ class PyroModelTarget(Target):
         constrained_shapes: shape of each site's value in the model.
         transforms: pyro's constrained -> unconstrained transform per site.
         initial_point: ``(dim,)`` pyro's initial unconstrained point (``init_to_uniform``).
+        vectorized: whether a batch of points is evaluated in one batched trace.
     """
 
     def __init__(self, model: Any, model_args: tuple = (), model_kwargs: dict | None = None,
@@ -58,6 +64,10 @@ class PyroModelTarget(Target):
         dim = sum(self._sizes)
         super().__init__(dim, dtype=self.native_dtype, device=self.native_device)
         self.initial_point = torch.cat([init[k].detach().reshape(-1) for k in self.site_names])
+        self.model_args, self.model_kwargs = tuple(model_args), model_kwargs
+        self.event_ranks = {k: len(trace.nodes[k]["fn"].event_shape) for k in self.site_names}
+        self._plate_dim = -1 - _max_batch_dims(trace)
+        self.vectorized = _has_only_continuous_latents(trace) and self._batched_matches_pyro()
 
     def unflatten(self, x: Tensor) -> dict[str, Tensor]:
         """Split ``(..., dim)`` into ``{site: (..., *unconstrained_shape)}``."""
@@ -73,13 +83,79 @@ class PyroModelTarget(Target):
     def log_prob(self, x: Tensor) -> Tensor:
         self._check_x(x)
         flat = x.reshape(-1, self.dim).to(dtype=self.native_dtype, device=self.native_device)
+        if self.vectorized and flat.shape[0] > 0:
+            return self._batched_log_prob(flat).reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+        return self._looped_log_prob(flat).reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+
+    def _looped_log_prob(self, flat: Tensor) -> Tensor:
+        """``(n, dim) -> (n,)``: pyro's potential, one trace per point."""
         vals = []
         for row in flat:
             params = {k: p.reshape(self.site_shapes[k])
                       for k, p in zip(self.site_names, torch.split(row, self._sizes))}
             vals.append(-self.potential_fn(params))
-        out = torch.stack(vals) if vals else flat.new_zeros(0)
-        return out.reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+        return torch.stack(vals) if vals else flat.new_zeros(0)
+
+    def _batched_log_prob(self, flat: Tensor) -> Tensor:
+        """``(n, dim) -> (n,)`` in one trace of the model inside a leading plate of size n."""
+        import pyro
+        from pyro import poutine
+
+        n = flat.shape[0]
+        values, log_det = {}, flat.new_zeros(n)
+        for name, u in zip(self.site_names, torch.split(flat, self._sizes, dim=-1)):
+            t, u = self.transforms[name], u.reshape(n, *self.site_shapes[name])
+            x = t.inv(u)
+            log_det = log_det + t.log_abs_det_jacobian(x, u).reshape(n, -1).sum(1)
+            shape = self.constrained_shapes[name]
+            pad = -1 - self._plate_dim - (len(shape) - self.event_ranks[name])  # size-1 dims up to the plate
+            values[name] = x.reshape(n, *(1,) * pad, *shape)
+        with pyro.plate("_sciml_points", n, dim=self._plate_dim):
+            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*self.model_args, **self.model_kwargs)
+        trace.compute_log_prob()
+        log_joint = flat.new_zeros(n)
+        for site in trace.nodes.values():
+            if site["type"] == "sample":
+                log_joint = log_joint + _per_point(site["log_prob"], n, self._plate_dim)
+        return log_joint - log_det
+
+    def _batched_matches_pyro(self) -> bool:
+        """Whether the batched log-density equals pyro's potential at a few points near the initial one."""
+        g = torch.Generator(device="cpu").manual_seed(0)
+        noise = torch.randn(3, self.dim, generator=g, dtype=torch.float64).to(self.native_dtype)
+        pts = self.initial_point.detach()[None, :] + 0.5 * noise.to(self.native_device)
+        try:
+            with torch.no_grad():
+                batched = self._batched_log_prob(pts)
+                looped = self._looped_log_prob(pts)
+        except Exception:  # noqa: BLE001 (any failure of the batched trace means: loop instead)
+            return False
+        if batched.shape != looped.shape:
+            return False
+        tol = 1e3 * torch.finfo(self.native_dtype).eps * (1.0 + looped.abs())
+        return bool(((batched - looped).abs() <= tol).all() | (batched == looped).all())
+
+
+def _max_batch_dims(trace: Any) -> int:
+    """The largest number of batch dimensions of a sample site (plates and the distributions' own)."""
+    dims = [len(site["fn"].batch_shape) for site in trace.nodes.values()
+            if site["type"] == "sample" and hasattr(site["fn"], "batch_shape")]
+    frames = [-f.dim for site in trace.nodes.values() if site["type"] == "sample"
+              for f in site["cond_indep_stack"] if f.dim is not None]
+    return max(dims + frames + [0])
+
+
+def _has_only_continuous_latents(trace: Any) -> bool:
+    return not any(site["type"] == "sample" and not site["is_observed"] and site["fn"].has_enumerate_support
+                   for site in trace.nodes.values())
+
+
+def _per_point(log_prob: Tensor, n: int, plate_dim: int) -> Tensor:
+    """Sum a site's log-density over every dimension but the points' plate: ``-> (n,)``."""
+    if log_prob.ndim < -plate_dim:
+        return log_prob.sum().expand(n)
+    lp = log_prob.movedim(plate_dim, 0)
+    return lp.reshape(lp.shape[0], -1).sum(1).expand(n)
 
 
 def from_pyro_model(model: Any, *model_args: Any, **model_kwargs: Any) -> PyroModelTarget:
