@@ -78,9 +78,13 @@ class Posterior:
         MODELS[self.name](self.data)
 
     def target(self):  # noqa: ANN201 (PyroModelTarget; imported lazily)
-        from sciml.targets import from_pyro_model
+        """The posterior on the unconstrained space; its ``initial_point`` is the image of 0 (pyro's
+        ``init_to_feasible``: deterministic, and a random start can make the Lotka-Volterra ODE overflow)."""
+        from pyro.infer.autoguide.initialization import init_to_feasible
 
-        return from_pyro_model(MODELS[self.name], self.data)
+        from sciml.targets import PyroModelTarget
+
+        return PyroModelTarget(MODELS[self.name], (self.data,), init_strategy=init_to_feasible)
 
     def parameters(self, target, x: Tensor) -> Tensor:  # noqa: ANN001
         """Unconstrained points ``x`` (n, dim) of ``target`` -> the reference's parameters (n, p)."""
