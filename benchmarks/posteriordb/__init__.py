@@ -93,10 +93,7 @@ class Posterior:
             values = {**values, **TRANSFORMED[self.name](values, self.data)}
         n = x.shape[0]
         flat = {k: v.reshape(n, -1) for k, v in values.items()}
-        cols = []
-        for col in self.reference.names:
-            site, _, index = col.partition("[")
-            cols.append(flat[site][:, int(index.rstrip("]")) - 1 if index else 0])
+        cols = [flat[site][:, 0 if i is None else i - 1] for site, i in map(_split_name, self.reference.names)]
         return torch.stack(cols, dim=-1)
 
 
@@ -105,18 +102,23 @@ class Posterior:
         n = params.shape[0]
         values: dict[str, Tensor] = {}  # scalars (n,), vectors (n, k)
         vectors: dict[str, list[tuple[int, Tensor]]] = {}
-        for j, col in enumerate(self.reference.names):
-            site, _, index = col.partition("[")
-            if index:
-                vectors.setdefault(site, []).append((int(index.rstrip("]")), params[:, j]))
-            else:
+        for j, (site, i) in enumerate(map(_split_name, self.reference.names)):
+            if i is None:
                 values[site] = params[:, j]
+            else:
+                vectors.setdefault(site, []).append((i, params[:, j]))
         values.update({k: torch.stack([v for _, v in sorted(c, key=lambda t: t[0])], dim=-1) for k, c in vectors.items()})
         if self.name in SITES_FROM_PARAMETERS:
             values.update(SITES_FROM_PARAMETERS[self.name](values, self.data))
         parts = [target.transforms[k](values[k].reshape(n, *target.constrained_shapes[k])).reshape(n, -1)
                  for k in target.site_names]
         return torch.cat(parts, dim=-1)
+
+
+def _split_name(col: str) -> tuple[str, int | None]:
+    """posteriordb's ``"theta[3]"`` -> ``("theta", 3)`` (1-based), ``"tau"`` -> ``("tau", None)``."""
+    site, _, index = col.partition("[")
+    return site, int(index.rstrip("]")) if index else None
 
 
 def stein_check(posterior: Posterior, target=None) -> tuple[Tensor, Tensor]:  # noqa: ANN001
