@@ -28,21 +28,29 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def list_modules(package: str) -> dict[str, str]:
     """Map each runnable module of ``package`` to the first line of its docstring.
 
-    Reads the sources with :mod:`ast`, so nothing is imported.
+    Modules, and sub-packages whose ``__init__`` defines ``main`` (the docstring is the ``main``
+    function's then). Reads the sources with :mod:`ast`, so nothing is imported.
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return {}
     found: dict[str, str] = {}
     for mod in pkgutil.iter_modules(spec.submodule_search_locations):
-        if mod.name.startswith("_") or mod.ispkg:
+        if mod.name.startswith("_"):
             continue
-        path = f"{mod.module_finder.path}/{mod.name}.py"  # type: ignore[union-attr]
+        base = f"{mod.module_finder.path}/{mod.name}"  # type: ignore[union-attr]
         try:
-            with open(path, encoding="utf-8") as fh:
-                doc = ast.get_docstring(ast.parse(fh.read())) or ""
+            with open(f"{base}/__init__.py" if mod.ispkg else f"{base}.py", encoding="utf-8") as fh:
+                tree = ast.parse(fh.read())
         except OSError:
-            doc = ""
+            tree = None
+        doc = ast.get_docstring(tree) or "" if tree is not None else ""
+        if mod.ispkg:
+            mains = [f for f in (tree.body if tree is not None else [])
+                     if isinstance(f, ast.FunctionDef) and f.name == "main"]
+            if not mains:
+                continue
+            doc = ast.get_docstring(mains[0]) or ""
         found[mod.name] = doc.strip().splitlines()[0] if doc.strip() else ""
     return dict(sorted(found.items()))
 

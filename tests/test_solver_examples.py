@@ -9,13 +9,14 @@ from sciml import cli
 SMALL_ARGS = {
     "vmf_highdim": ["--dim", "512", "--num-samples", "50", "--kappas", "100,1000"],
     "multimodal_sampling": ["--num-samples", "64", "--steps", "20"],
+    "eight_schools": ["--num-samples", "64", "--steps", "30", "--nuts-draws", "30"],
     "poisson_highfreq": ["--max-evals", "3"],
 }
 
 
 def test_every_example_is_listed_with_a_description():
     examples = cli.list_modules("sciml_solvers")
-    assert {"vmf_highdim", "multimodal_sampling", "swiss_roll_bridge", "poisson_highfreq"} <= set(examples)
+    assert {"vmf_highdim", "multimodal_sampling", "eight_schools", "swiss_roll_bridge", "poisson_highfreq"} <= set(examples)
     assert all(examples.values()), "each example needs a one-line docstring"
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .models import MODELS, SITES_FROM_PARAMETERS, TRANSFORMED
 
-__all__ = ["NAMES", "Posterior", "Reference", "load", "load_data", "stein_check"]
+__all__ = ["NAMES", "Posterior", "Reference", "load", "load_data", "main", "stein_check"]
 
 DATA = Path(__file__).with_name("data")
 #: the posteriordb names, in the order of the benchmark table
@@ -144,3 +144,10 @@ def stein_check(posterior: Posterior, target=None) -> tuple[Tensor, Tensor]:  # 
 def load(name: str) -> Posterior:
     """The posterior called ``name`` (a posteriordb name, see :data:`NAMES`)."""
     return Posterior(_checked(name))
+
+
+def main(argv=None) -> int:  # noqa: ANN001
+    """Samplers on fourteen posteriordb posteriors against their reference draws, beside pyro NUTS."""
+    from .bench import main as bench_main
+
+    return bench_main(argv)

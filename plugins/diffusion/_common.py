@@ -16,10 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml.diagnostics import draw_diagnostics
 from sciml.interfaces import Sampler, Samples
 from sciml.progress import check_progress, progress_bar
 from sciml.targets import Target, TargetError, as_target
+from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit
 from sciml.validation import (
+    check_choice,
     check_generator,
     check_positive,
     check_positive_int,
@@ -247,18 +250,19 @@ class RunMonitor:
     """
 
     def __init__(self, target: CountedTarget, num_chains: int, total: int, bound: float, bar: Any,
-                 check_every: int = 16) -> None:
+                 check_every: int = 16, max_evals: int | None = None) -> None:
         self.target, self.total, self.bound, self.bar = target, total, bound, bar
-        self.check_every = check_every
+        self.check_every, self.max_evals = check_every, max_evals
         self.steps = 0
         self.diverged = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
         self.n_flagged = 0
         self.stopped_at: int | None = None
+        self.budget_spent_at: int | None = None
 
     @property
     def stopped(self) -> bool:
-        """Whether every chain has diverged (the sampler's loop breaks)."""
-        return self.stopped_at is not None
+        """Whether every chain has diverged or the evaluation budget is spent (the sampler's loop breaks)."""
+        return self.stopped_at is not None or self.budget_spent_at is not None
 
     def end_step(self, *states: Tensor) -> Any:
         """Close a step: advance the bar, flag diverged chains in ``states`` ``(n, d)`` and return the
@@ -268,6 +272,8 @@ class RunMonitor:
         self.bar.update(1)
         if self.target.saw_nonfinite or self.steps % self.check_every == 0 or self.steps >= self.total:
             states = self.flag(*states)
+        if self.max_evals is not None and self.target.n_evals >= self.max_evals and self.steps < self.total:
+            self.budget_spent_at = self.steps
         return states[0] if len(states) == 1 else states
 
     def flag(self, *states: Tensor) -> tuple[Tensor, ...]:
@@ -311,6 +317,11 @@ class RunMonitor:
         if self.stopped_at is not None:
             parts.append(f"the run stopped after {self.stopped_at} of {self.total} steps because every chain "
                          "had diverged (step_size too large, or a broken target)")
+        if self.budget_spent_at is not None:
+            parts.append(f"the run stopped after {self.budget_spent_at} of {self.total} steps because the "
+                         f"evaluation budget max_evals={self.max_evals} was spent: the draws are those of an "
+                         "unfinished run (for an annealing sampler, of an intermediate distribution, not the "
+                         "target; its log-weights and log Z are dropped)")
         tgt = self.target
         if tgt.n_bad_points and (self.n_flagged or tgt.n_bad_pool or tgt.attribute):
             parts.append(f"the target returned non-finite values (NaN or +inf log-density, or a non-finite "
@@ -347,8 +358,11 @@ class DiffusionSamplerBase(Sampler):
     #: the end of its step); AIS / SMC check every temperature (weights, resampling)
     _check_every = 16
 
-    def __init__(self, *, init_std: float = 1.0, progress: bool | None = None) -> None:
+    def __init__(self, *, init_std: float = 1.0, precondition: str = "auto", max_evals: int | None = None,
+                 progress: bool | None = None) -> None:
         self.init_std = check_positive("init_std", init_std)
+        self.precondition = check_choice("precondition", precondition, ("auto", "laplace", "none"))
+        self.max_evals = None if max_evals is None else check_positive_int("max_evals", max_evals)
         self.progress = check_progress(progress)
 
     # subclasses -----------------------------------------------------------------------------
@@ -379,7 +393,10 @@ class DiffusionSamplerBase(Sampler):
             its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask (diverged
             chains are NaN rows); ``diagnostics`` holds ``n_diverged``, ``stopped_at_step`` (``None``
             unless every chain diverged and the run stopped early), ``divergence_bound``,
-            ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected).
+            ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected),
+            ``preconditioner`` (``"laplace"`` / ``"none"``), ``budget_spent_at_step`` (``None`` unless
+            ``max_evals`` stopped the run) and, for unweighted draws, ArviZ's ``r_hat``, ``ess_bulk``,
+            ``ess_tail`` ``(dim,)`` (:func:`sciml.diagnostics.draw_diagnostics`).
 
         Warns:
             RuntimeWarning: when chains diverged or the target returned NaN / ``+inf`` values.
@@ -395,20 +412,27 @@ class DiffusionSamplerBase(Sampler):
         num_samples = check_positive_int("num_samples", num_samples)
         check_generator("generator", generator)
         tgt = as_target(target)
+        if init is not None:
+            check_tensor("init", init, shape=(num_samples, tgt.dim), floating=False)
+            init = init.to(dtype=tgt.dtype, device=tgt.device)
+            check_tensor("init", init)  # finite in the target's dtype too
+            self._check_start(tgt, init)
+        start = time.perf_counter()
+        fit_counts = CountedTarget(tgt, self.name, 0, 0, attribute=False)
+        pre = self._preconditioner(tgt, fit_counts, init)
+        run_target = tgt if pre is None else pre
         if init is None:
             x0 = self.init_std * torch.randn(num_samples, tgt.dim, dtype=tgt.dtype, device=tgt.device,
                                              generator=generator)
+            self._check_start(run_target, x0)
         else:
-            check_tensor("init", init, shape=(num_samples, tgt.dim), floating=False)
-            x0 = init.to(dtype=tgt.dtype, device=tgt.device)
-            check_tensor("init", x0)  # finite in the target's dtype too
-        self._check_start(tgt, x0)
-        start = time.perf_counter()
+            x0 = init if pre is None else pre.to_z(init)
         total = self._num_iterations()
-        counted = CountedTarget(tgt, self.name, num_samples, total, self._attribute_failures)
-        bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(tgt))
+        counted = CountedTarget(run_target, self.name, num_samples, total, self._attribute_failures)
+        counted.n_evals, counted.n_grad_evals = fit_counts.n_evals, fit_counts.n_grad_evals
+        bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(run_target))
         with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
-            monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every)
+            monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every, self.max_evals)
             x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         diverged = ~torch.isfinite(x).all(dim=-1)
@@ -416,6 +440,20 @@ class DiffusionSamplerBase(Sampler):
         if message is not None:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         diagnostics = dict(extras.pop("diagnostics", {}))
+        if monitor.budget_spent_at is not None:
+            extras.pop("log_weights", None)
+            extras.pop("log_z", None)
+        if pre is not None:
+            x = pre.to_x(x)
+            if extras.get("log_weights") is not None:  # p_z = pi(mean + scale z): Z_z = Z / |det scale|
+                extras["log_weights"] = extras["log_weights"] + pre.log_det
+            if extras.get("log_z") is not None:
+                extras["log_z"] = extras["log_z"] + pre.log_det
+        if extras.get("log_weights") is None:  # weighted draws: their ESS is the weights' (diagnostics["ess"])
+            diagnostics.update(draw_diagnostics(x, diverged))
+        diagnostics["preconditioner"] = "none" if pre is None else "laplace"
+        diagnostics["preconditioner_evals"] = fit_counts.n_evals
+        diagnostics["budget_spent_at_step"] = monitor.budget_spent_at
         diagnostics["wall_time_s"] = time.perf_counter() - start
         diagnostics["n_diverged"] = int(diverged.sum())
         diagnostics["stopped_at_step"] = monitor.stopped_at
@@ -426,6 +464,26 @@ class DiffusionSamplerBase(Sampler):
         diagnostics["grad_evals_per_chain"] = counted.n_grad_evals / num_samples
         return Samples(x=x.detach(), n_evals=int(counted.n_evals), n_grad_evals=int(counted.n_grad_evals),
                        diverged=diverged, diagnostics=diagnostics, **extras)
+
+    def _preconditioner(self, tgt: Target, counted: CountedTarget, init: Tensor | None) -> StandardisedTarget | None:
+        """The Laplace-standardised target (``precondition="laplace"``, or ``"auto"`` for targets that set
+        ``laplace_preconditioning``), fitted from the target's ``initial_point`` (else the mean of ``init``,
+        else 0); ``None`` without preconditioning. ``"auto"`` warns and runs unpreconditioned when the fit fails."""
+        if self.precondition == "none" or (self.precondition == "auto"
+                                           and not getattr(tgt, "laplace_preconditioning", False)):
+            return None
+        start = getattr(tgt, "initial_point", None)
+        if start is None:
+            start = init.mean(0) if init is not None else torch.zeros(tgt.dim, dtype=tgt.dtype, device=tgt.device)
+        try:
+            fit = laplace_fit(counted.log_prob_and_grad, start.to(dtype=tgt.dtype, device=tgt.device))
+        except (LaplaceError, torch.linalg.LinAlgError) as exc:
+            if self.precondition == "laplace":
+                raise ValueError(f"{self.name}: precondition='laplace' failed: {exc}") from exc
+            warnings.warn(f"{self.name}: the Laplace preconditioner failed ({exc}); sampling without it",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return StandardisedTarget(tgt, fit.mean, fit.scale)
 
     @staticmethod
     def _check_start(tgt: Target, x0: Tensor) -> None:

@@ -105,8 +105,10 @@ class AIS(DiffusionSamplerBase):
 
     def __init__(self, num_steps: int = 200, step_size: float = 0.05, mcmc_steps: int = 1, *,
                  schedule: str | Callable[[Tensor], Tensor] = "geometric", adapt_step: bool = True,
-                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool | None = None) -> None:
-        super().__init__(init_std=init_std, progress=progress)
+                 target_accept: float = 0.6, init_std: float = 1.0,
+                 precondition: str = "auto", max_evals: int | None = None, progress: bool | None = None) -> None:
+        super().__init__(init_std=init_std,
+                         precondition=precondition, max_evals=max_evals, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
         self.mcmc_steps = check_positive_int("mcmc_steps", mcmc_steps)

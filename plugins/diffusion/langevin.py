@@ -39,8 +39,10 @@ class ULA(DiffusionSamplerBase):
     name = "ula"
 
     def __init__(self, num_steps: int = 1000, step_size: float = 0.01, *, init_std: float = 1.0,
+                 precondition: str = "auto", max_evals: int | None = None,
                  progress: bool | None = None) -> None:
-        super().__init__(init_std=init_std, progress=progress)
+        super().__init__(init_std=init_std, precondition=precondition, max_evals=max_evals,
+                         progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
 
@@ -74,8 +76,10 @@ class ULMC(DiffusionSamplerBase):
     name = "ulmc"
 
     def __init__(self, num_steps: int = 1000, step_size: float = 0.05, friction: float = 1.0, *,
-                 init_std: float = 1.0, progress: bool | None = None) -> None:
-        super().__init__(init_std=init_std, progress=progress)
+                 init_std: float = 1.0, precondition: str = "auto", max_evals: int | None = None,
+                 progress: bool | None = None) -> None:
+        super().__init__(init_std=init_std, precondition=precondition, max_evals=max_evals,
+                         progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
         self.friction = check_positive("friction", friction)

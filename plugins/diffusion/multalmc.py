@@ -130,8 +130,10 @@ class MultALMC(DiffusionSamplerBase):
                  final_fraction: float = 0.05, integrator: str = "srock", stages: int | None = None,
                  max_stages: int = 40, max_substeps: int = 64,
                  reference: str = "gaussian", df: float = 3.0, fast_init_scale: float = 5.0,
-                 fast_init_candidates: int = 256, init_std: float = 1.0, progress: bool | None = None) -> None:
-        super().__init__(init_std=init_std, progress=progress)
+                 fast_init_candidates: int = 256, init_std: float = 1.0,
+                 precondition: str = "auto", max_evals: int | None = None, progress: bool | None = None) -> None:
+        super().__init__(init_std=init_std,
+                         precondition=precondition, max_evals=max_evals, progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.step_size = check_positive("step_size", step_size)
         self.eps = check_positive("eps", eps)

@@ -126,8 +126,10 @@ class MultCDiff(DiffusionSamplerBase):
                  integrator: str = "srock", stages: int | None = None, max_stages: int = 40,
                  max_substeps: int = 64, fast_init_scale: float = 5.0, fast_init_candidates: int = 256, final_steps: int = 0,
                  final_step_size: float = 0.01, return_state: str = "fast", init_std: float = 1.0,
+                 precondition: str = "auto", max_evals: int | None = None,
                  progress: bool | None = None) -> None:
-        super().__init__(init_std=init_std, progress=progress)
+        super().__init__(init_std=init_std, precondition=precondition, max_evals=max_evals,
+                         progress=progress)
         self.num_steps = check_positive_int("num_steps", num_steps)
         self.horizon = check_positive("horizon", horizon)
         self.s_min = check_positive("s_min", s_min)

@@ -43,9 +43,11 @@ class SMC(AIS):
 
     def __init__(self, num_steps: int = 200, step_size: float = 0.05, mcmc_steps: int = 2, *,
                  ess_threshold: float = 0.5, schedule: Any = "geometric", adapt_step: bool = True,
-                 target_accept: float = 0.6, init_std: float = 1.0, progress: bool | None = None) -> None:
+                 target_accept: float = 0.6, init_std: float = 1.0,
+                 precondition: str = "auto", max_evals: int | None = None, progress: bool | None = None) -> None:
         super().__init__(num_steps, step_size, mcmc_steps, schedule=schedule, adapt_step=adapt_step,
-                         target_accept=target_accept, init_std=init_std, progress=progress)
+                         target_accept=target_accept, init_std=init_std,
+                         precondition=precondition, max_evals=max_evals, progress=progress)
         self.ess_threshold = check_probability("ess_threshold", ess_threshold, open_high=False)
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -39,7 +40,11 @@ class PyroModelTarget(Target):
         transforms: pyro's constrained -> unconstrained transform per site.
         initial_point: ``(dim,)`` pyro's initial unconstrained point (``init_to_uniform``).
         vectorized: whether a batch of points is evaluated in one batched trace.
+        laplace_preconditioning: ``True``: a posterior's scales come from its data, so samplers with
+            ``precondition="auto"`` standardise it by a Laplace fit at the mode first.
     """
+
+    laplace_preconditioning = True
 
     def __init__(self, model: Any, model_args: tuple = (), model_kwargs: dict | None = None,
                  **initialize_kwargs: Any) -> None:
@@ -79,6 +84,31 @@ class PyroModelTarget(Target):
         """Map flat unconstrained points ``(..., dim)`` to ``{site: constrained value (..., *shape)}``."""
         xn = x.to(dtype=self.native_dtype, device=self.native_device)
         return {k: self.transforms[k].inv(u) for k, u in self.unflatten(xn).items()}
+
+    def to_inference_data(self, draws: Any) -> Any:
+        """The draws as an ArviZ ``InferenceData`` whose posterior group holds every site's constrained values.
+
+        ``draws``: :class:`~sciml.Samples` or a tensor ``(n, dim)`` (one draw per chain, as the diffusion
+        samplers return them: ``n`` chains of one draw) or ``(chains, draws, dim)`` (MCMC traces), on the
+        unconstrained space. Rows with NaN (diverged chains) are dropped; weighted samples are refused
+        (resample them first, ArviZ has no weights).
+        """
+        from sciml.diagnostics import _arviz
+
+        x = getattr(draws, "x", draws)
+        if getattr(draws, "log_weights", None) is not None:
+            raise ValueError("weighted samples (AIS / SMC): resample them by their log_weights first")
+        if not isinstance(x, Tensor) or x.ndim not in (2, 3) or x.shape[-1] != self.dim:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"draws must be Samples or a tensor (n, {self.dim}) or (chains, draws, {self.dim}), got {got}")
+        if x.ndim == 2:
+            x = x[torch.isfinite(x).all(-1)].unsqueeze(1)
+        elif not bool(torch.isfinite(x).all()):
+            raise ValueError("the (chains, draws, dim) draws contain NaN / inf")
+        values = self.to_constrained(x.detach())
+        with warnings.catch_warnings():  # "more chains than draws": one draw per chain is what it is
+            warnings.simplefilter("ignore", UserWarning)
+            return _arviz().from_dict(posterior={k: v.detach().cpu().numpy() for k, v in values.items()})
 
     def log_prob(self, x: Tensor) -> Tensor:
         self._check_x(x)

@@ -1,0 +1,72 @@
+"""Convergence diagnostics of draws: ESS and R-hat per parameter, computed by ArviZ.
+
+ArviZ implements the rank-normalised split R-hat and the bulk / tail effective sample sizes of
+Vehtari et al. (2021) as Stan reports them; this module only arranges sciml's draws for it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["chain_diagnostics", "draw_diagnostics"]
+
+
+def chain_diagnostics(draws: Tensor) -> dict[str, Tensor]:
+    """``{"ess_bulk", "ess_tail", "r_hat"}``, each ``(dim,)`` float64, of MCMC draws ``(chains, draws, dim)``.
+
+    Non-finite draws (diverged chains) must be removed first: ``ValueError`` otherwise.
+    """
+    if not isinstance(draws, Tensor) or draws.ndim != 3:
+        raise ValueError(f"draws must be a tensor of shape (chains, draws, dim), got "
+                         f"{tuple(draws.shape) if isinstance(draws, Tensor) else type(draws).__name__}")
+    if draws.shape[1] < 4:
+        raise ValueError(f"R-hat and ESS need at least 4 draws per chain, got {draws.shape[1]}")
+    if not bool(torch.isfinite(draws).all()):
+        raise ValueError("draws contain NaN / inf (diverged chains): drop them before computing diagnostics")
+    az = _arviz()
+    arr = draws.detach().to("cpu", torch.float64).numpy()
+    out: dict[str, Tensor] = {}
+    with warnings.catch_warnings():  # arviz warns about short chains; the figures say it
+        warnings.simplefilter("ignore")
+        for key, kwargs in (("ess_bulk", {"method": "bulk"}), ("ess_tail", {"method": "tail"})):
+            out[key] = _per_parameter(az.ess, arr, kwargs)
+        out["r_hat"] = _per_parameter(az.rhat, arr, {})
+    return out
+
+
+def draw_diagnostics(x: Tensor, diverged: Tensor | None = None, groups: int = 4) -> dict[str, Any]:
+    """Diagnostics of one draw per independent chain (the diffusion samplers' output) ``(n, dim)``.
+
+    The finite draws, in chain order, are split into ``groups`` contiguous blocks treated as chains:
+    ``r_hat`` compares the blocks (near 1 unless chains were started or resampled unevenly), and the
+    ESS in chain order drops below ``n`` when neighbouring chains are copies of one another (the
+    duplicates resampling leaves next to each other). Neither can see a bias shared by every chain:
+    compare against reference draws for that. Empty dict when fewer than ``4 groups`` draws are finite.
+    """
+    keep = torch.isfinite(x).all(-1) if diverged is None else ~diverged & torch.isfinite(x).all(-1)
+    finite = x[keep]
+    per = finite.shape[0] // groups
+    if per < 4:
+        return {}
+    return chain_diagnostics(finite[: per * groups].reshape(groups, per, x.shape[-1]))
+
+
+def _arviz() -> Any:
+    """ArviZ, imported on first use (its import announces a refactor with a FutureWarning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def _per_parameter(fn: Any, arr: np.ndarray, kwargs: dict[str, Any]) -> Tensor:
+    data = _arviz().convert_to_dataset({"x": arr})
+    values = np.asarray(fn(data, **kwargs)["x"].values, dtype=np.float64).reshape(-1)
+    return torch.tensor([v if math.isfinite(v) else math.nan for v in values], dtype=torch.float64)

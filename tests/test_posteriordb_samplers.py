@@ -1,0 +1,149 @@
+"""Samplers on posteriordb ports: the Laplace preconditioner, the evaluation budget, ArviZ diagnostics,
+and three ports sampled with MultALMC's defaults (fewer steps and chains) against their reference draws."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import sciml
+from sciml.diagnostics import chain_diagnostics, draw_diagnostics
+from sciml.targets import as_target
+from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit
+from sciml_benchmarks.posteriordb import load
+
+
+def _gaussian(dim: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    cov = a @ a.T + 0.1 * torch.eye(dim, dtype=torch.float64)
+    mean = 10.0 * torch.randn(dim, generator=g, dtype=torch.float64)
+    return mean, cov, as_target(torch.distributions.MultivariateNormal(mean, cov))
+
+
+def test_laplace_fit_of_a_gaussian_is_its_mean_and_covariance():
+    mean, cov, target = _gaussian()
+    fit = laplace_fit(target.log_prob_and_grad, torch.zeros(4, dtype=torch.float64))
+    cond = float(torch.linalg.cond(cov))
+    # L-BFGS stops at a gradient of ~1e-9; the Hessian of a quadratic by central differences is exact
+    # up to round-off of the gradient differences: relative ~ cond * 1e-10
+    assert torch.allclose(fit.mean, mean, rtol=0, atol=1e-6 * cond)
+    assert torch.allclose(fit.scale @ fit.scale.T, cov, rtol=1e-6 * cond, atol=1e-8)
+    assert fit.log_det == pytest.approx(0.5 * float(torch.logdet(cov)), abs=1e-6)
+
+
+def test_laplace_fit_refuses_a_non_finite_start():
+    target = as_target(lambda x: torch.where(x[..., 0] > 0, -x.square().sum(-1), torch.full_like(x[..., 0], -math.inf)),
+                       dim=2)
+    with pytest.raises(LaplaceError, match="start point"):
+        laplace_fit(target.log_prob_and_grad, -torch.ones(2, dtype=torch.float64))
+
+
+def test_standardised_target_maps_points_and_gradients():
+    mean, cov, target = _gaussian(3, seed=1)
+    scale = torch.linalg.cholesky(cov)
+    std = StandardisedTarget(target, mean, scale)
+    z = torch.randn(5, 3, dtype=torch.float64)
+    assert torch.allclose(std.to_z(std.to_x(z)), z, atol=1e-10)
+    lp, g = std.log_prob_and_grad(z)
+    # in z the Gaussian is N(0, I) up to the constant log|det scale|
+    assert torch.allclose(g, -z, atol=1e-9)
+    assert torch.allclose(lp + std.log_det, torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1), atol=1e-9)
+
+
+def test_ais_with_the_laplace_preconditioner_gets_log_z_of_a_gaussian_exactly():
+    # the Laplace fit of a Gaussian is the Gaussian: AIS's p0 is then the target in z, every weight equals
+    # the normaliser, and log Z must come back in x units (the log|det scale| shift): 0 for a normalised density
+    _, _, target = _gaussian()
+    res = sciml.load("sampler", "ais")(num_steps=5, precondition="laplace", progress=False).sample(
+        target, 64, generator=torch.Generator().manual_seed(0))
+    assert res.diagnostics["preconditioner"] == "laplace"
+    assert res.log_z == pytest.approx(0.0, abs=1e-5)
+    assert res.n_evals > 64 * 5  # the fit's evaluations are counted
+
+
+def test_auto_preconditioning_applies_to_pyro_models_only():
+    _, _, gauss = _gaussian()
+    ula = sciml.load("sampler", "ula")(num_steps=5, progress=False)
+    assert ula.sample(gauss, 8).diagnostics["preconditioner"] == "none"
+    post = load("sblrc-blr")
+    assert ula.sample(post.target(), 8).diagnostics["preconditioner"] == "laplace"
+
+
+def test_bad_precondition_and_budget_arguments_are_refused():
+    cls = sciml.load("sampler", "mult-almc")
+    with pytest.raises(ValueError, match="precondition"):
+        cls(precondition="diag")
+    with pytest.raises(ValueError, match="max_evals"):
+        cls(max_evals=0)
+
+
+def test_the_evaluation_budget_stops_the_run_with_a_warning():
+    _, _, target = _gaussian()
+    with pytest.warns(RuntimeWarning, match="max_evals=2000 was spent"):
+        res = sciml.load("sampler", "ais")(num_steps=100, max_evals=2000, progress=False).sample(target, 64)
+    assert res.diagnostics["budget_spent_at_step"] is not None and res.diagnostics["budget_spent_at_step"] < 100
+    assert res.log_z is None and res.log_weights is None  # an unfinished annealing: weights dropped
+    assert res.n_evals < 2000 + 64 * 4  # stops within the step that crossed the budget
+
+
+def test_chain_diagnostics_flag_chains_that_disagree():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 500, 2, generator=g, dtype=torch.float64)
+    ok = chain_diagnostics(x)
+    assert float(ok["r_hat"].max()) < 1.02  # 4 x 500 independent draws: R-hat - 1 ~ 1/sqrt(2000)
+    assert (ok["ess_bulk"] > 1000).all()
+    x[0] += 1.0  # one chain one sd away
+    assert float(chain_diagnostics(x)["r_hat"].min()) > 1.05
+    with pytest.raises(ValueError, match="NaN"):
+        chain_diagnostics(torch.full((2, 10, 1), math.nan))
+
+
+def test_draw_diagnostics_see_copied_neighbours():
+    g = torch.Generator().manual_seed(1)
+    fresh = torch.randn(1000, 2, generator=g, dtype=torch.float64)
+    copies = fresh[:100].repeat_interleave(10, dim=0)  # resampling duplicates sit next to each other
+    assert float(draw_diagnostics(fresh)["ess_bulk"].min()) > 600
+    assert float(draw_diagnostics(copies)["ess_bulk"].max()) < 300
+    assert draw_diagnostics(fresh[:10]) == {}
+
+
+def test_samples_carry_ess_and_rhat_and_convert_to_inference_data():
+    post = load("eight_schools-eight_schools_noncentered")
+    target = post.target()
+    res = sciml.load("sampler", "ula")(num_steps=20, progress=False).sample(target, 64)
+    assert res.diagnostics["ess_bulk"].shape == (target.dim,)
+    assert res.diagnostics["r_hat"].shape == (target.dim,)
+    idata = target.to_inference_data(res)
+    assert set(idata.posterior.data_vars) == {"mu", "tau", "theta_trans"}
+    assert idata.posterior["theta_trans"].shape == (64, 1, 8)
+    assert bool((idata.posterior["tau"] > 0).all())
+    trace = idata.posterior["mu"].values
+    assert trace.shape == (64, 1)
+    with pytest.raises(ValueError, match="chains, draws"):
+        target.to_inference_data(torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("name", ["kidiq-kidscore_momiq", "sblrc-blr", "eight_schools-eight_schools_noncentered"])
+def test_mult_almc_defaults_match_the_reference_draws(name):
+    # eight schools is the hierarchical model that used to stall (0 of 1000 steps in 90 s without the
+    # preconditioner); 200 steps instead of 1000 and 256 chains keep it CI-sized. The tolerances are
+    # Monte Carlo errors: with n independent draws the mean is off by ~ sd / sqrt(n) and the sd ratio
+    # by ~ 1 / sqrt(2 n); 4.5 standard errors over <= 10 parameters (the reference's own error,
+    # 1 / sqrt(10 000), is far below)
+    post, n = load(name), 256
+    target = post.target()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no divergences, no non-finite values
+        res = sciml.load("sampler", "mult-almc")(num_steps=200, progress=False).sample(
+            target, n, generator=torch.Generator().manual_seed(1))
+    assert res.diagnostics["preconditioner"] == "laplace"
+    theta = post.parameters(target, res.x)
+    ref = post.reference
+    z_mean = (theta.mean(0) - ref.mean) / ref.sd * math.sqrt(n)
+    z_sd = (theta.std(0) / ref.sd - 1.0) * math.sqrt(2 * n)
+    assert float(z_mean.abs().max()) < 4.5, z_mean
+    assert float(z_sd.abs().max()) < 4.5, z_sd
