@@ -67,11 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.num_samples < 16 or ns.steps < 10 or ns.nuts_draws < 10:
         parser.error("--num-samples must be >= 16, --steps and --nuts-draws >= 10")
 
+    from sciml_benchmarks.posteriordb import load
+    from sciml_solvers._figures import pyplot, save_figure
+
     import sciml
     from sciml.diagnostics import chain_diagnostics
     from sciml.targets import from_pyro_model
-    from sciml_benchmarks.posteriordb import load
-    from sciml_solvers._figures import pyplot, save_figure
 
     plt = pyplot()
     y, sigma = torch.tensor(Y, dtype=torch.float64), torch.tensor(SIGMA, dtype=torch.float64)

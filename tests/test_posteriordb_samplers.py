@@ -8,12 +8,12 @@ import warnings
 
 import pytest
 import torch
+from sciml_benchmarks.posteriordb import load
 
 import sciml
 from sciml.diagnostics import chain_diagnostics, draw_diagnostics
 from sciml.targets import as_target
 from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit
-from sciml_benchmarks.posteriordb import load
 
 
 def _gaussian(dim: int = 4, seed: int = 0):
