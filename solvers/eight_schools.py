@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ref_tau, ref_theta1 = ref.draws[:, col["tau"]], ref.draws[:, col["theta[1]"]]
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4.2))
-    bins = torch.linspace(-4.0, 4.0, 41)
+    bins = torch.linspace(-6.0, 4.5, 43)
     ax0.hist(ref_tau.log().numpy(), bins=bins.numpy(), density=True, histtype="stepfilled", alpha=0.3,
              color="k", label="reference")
     for name, v in runs.items():
