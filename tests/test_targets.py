@@ -355,6 +355,10 @@ def test_pyro_model_adapter_batches_a_broadcasting_model():
     lp, g = t.log_prob_and_grad(u)
     # pyro's own potential, one trace per point, is the reference; the same operations summed in another
     # order over a handful of terms of size ~10: round-off ~1e-14 relative
+    t.chunk_size = 4  # two batched traces (4 + 2 points) give the same values and gradients
+    lp_chunked, g_chunked = t.log_prob_and_grad(u)
+    assert torch.allclose(lp, lp_chunked, rtol=1e-12, atol=1e-12) and torch.allclose(g, g_chunked, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(t.log_prob(u.reshape(2, 3, -1)).reshape(-1), lp, rtol=1e-12, atol=1e-12)
     t.vectorized = False
     lp_loop, g_loop = t.log_prob_and_grad(u)
     assert torch.allclose(lp, lp_loop, rtol=1e-12, atol=1e-12)

@@ -171,10 +171,12 @@ def hmm_drive_0(d: Data) -> None:
     prior = (dist.Normal(_t(0.0), 1.0).log_prob(phi[..., 0]) + dist.Normal(_t(3.0), 1.0).log_prob(phi[..., 1])
              + dist.Normal(_t(0.0), 1.0).log_prob(lam[..., 0]) + dist.Normal(_t(3.0), 1.0).log_prob(lam[..., 1]))
     pyro.factor("phi_lambda_prior", prior)
-    log_em = (dist.Exponential(phi[..., None, :]).log_prob(u[:, None])
-              + dist.Exponential(lam[..., None, :]).log_prob(v[:, None]))
+    # exponential log-densities written out: a rate that under- or overflows (0, inf) is rejected below
+    log_em = (torch.log(phi[..., None, :]) - phi[..., None, :] * u[:, None]
+              + torch.log(lam[..., None, :]) - lam[..., None, :] * v[:, None])
     log_trans = torch.log(torch.stack([theta1, theta2], dim=-2))
-    pyro.factor("hmm", _hmm_log_likelihood(log_em, log_trans))
+    # an overflowing rate gives inf - inf: reject the point (-inf), as Stan rejects a NaN log density
+    pyro.factor("hmm", torch.nan_to_num(_hmm_log_likelihood(log_em, log_trans), nan=-math.inf))
 
 
 # ---------------------------------------------------------------------------------------- other
@@ -183,19 +185,26 @@ def gp_pois_regr(d: Data) -> None:
     rho = pyro.sample("rho", dist.Gamma(_t(25.0), _t(4.0)))
     alpha = pyro.sample("alpha", dist.HalfNormal(_t(2.0)))
     f_tilde = pyro.sample("f_tilde", dist.Normal(_t(0.0), 1.0).expand([x.shape[-1]]).to_event(1))
-    f = _gp_f(x, rho, alpha, f_tilde)
+    chol, failed = _gp_cholesky(x, rho, alpha)
+    # Stan rejects a point whose cholesky_decompose throws: log density -inf there
+    pyro.factor("cholesky_failed", torch.where(failed, -math.inf, 0.0).to(x.dtype))
+    f = (chol @ f_tilde[..., None])[..., 0]
     pyro.sample("k", dist.Poisson(torch.exp(f)).to_event(1), obs=k)
 
 
-def _gp_cholesky(x: Tensor, rho: Tensor, alpha: Tensor) -> Tensor:
-    """Cholesky factor of ``alpha^2 exp(-(x_i - x_j)^2 / (2 rho^2)) + 1e-10 I`` (Stan's ``gp_exp_quad_cov``)."""
+def _gp_cholesky(x: Tensor, rho: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    """Cholesky factor of ``alpha^2 exp(-(x_i - x_j)^2 / (2 rho^2)) + 1e-10 I`` (Stan's ``gp_exp_quad_cov``)
+    and a mask of the points where it failed (their factor is the identity, their density rejected)."""
     sq = (x[:, None] - x[None, :]) ** 2
     cov = alpha[..., None, None] ** 2 * torch.exp(-sq / (2 * rho[..., None, None] ** 2))
-    return torch.linalg.cholesky(cov + 1e-10 * torch.eye(x.shape[-1], dtype=x.dtype))
+    eye = torch.eye(x.shape[-1], dtype=x.dtype)
+    chol, info = torch.linalg.cholesky_ex(cov + 1e-10 * eye)
+    failed = info != 0
+    return torch.where(failed[..., None, None], eye, chol), failed
 
 
 def _gp_f(x: Tensor, rho: Tensor, alpha: Tensor, f_tilde: Tensor) -> Tensor:
-    return (_gp_cholesky(x, rho, alpha) @ f_tilde[..., None])[..., 0]
+    return (_gp_cholesky(x, rho, alpha)[0] @ f_tilde[..., None])[..., 0]
 
 
 def _gp_f_quantity(v: dict[str, Tensor], d: Data) -> dict[str, Tensor]:
@@ -288,4 +297,4 @@ SITES_FROM_PARAMETERS: dict[str, Callable[[dict[str, Tensor], Data], dict[str, T
 
 
 def _gp_f_tilde(x: Tensor, rho: Tensor, alpha: Tensor, f: Tensor) -> Tensor:
-    return torch.linalg.solve_triangular(_gp_cholesky(x, rho, alpha), f[..., None], upper=False)[..., 0]
+    return torch.linalg.solve_triangular(_gp_cholesky(x, rho, alpha)[0], f[..., None], upper=False)[..., 0]

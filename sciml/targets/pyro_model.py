@@ -73,6 +73,10 @@ class PyroModelTarget(Target):
         self.event_ranks = {k: len(trace.nodes[k]["fn"].event_shape) for k in self.site_names}
         self._plate_dim = -1 - _max_batch_dims(trace)
         self.vectorized = _has_only_continuous_latents(trace) and self._batched_matches_pyro()
+        per_point = sum(site["value"].numel() for site in trace.nodes.values()
+                        if site["type"] == "sample" and isinstance(site.get("value"), Tensor))
+        #: Points per batched trace: bounds the memory of data-heavy models (about 2^22 values at once).
+        self.chunk_size = max(16, 2**22 // max(1, per_point))
 
     def unflatten(self, x: Tensor) -> dict[str, Tensor]:
         """Split ``(..., dim)`` into ``{site: (..., *unconstrained_shape)}``."""
@@ -114,8 +118,19 @@ class PyroModelTarget(Target):
         self._check_x(x)
         flat = x.reshape(-1, self.dim).to(dtype=self.native_dtype, device=self.native_device)
         if self.vectorized and flat.shape[0] > 0:
-            return self._batched_log_prob(flat).reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+            lp = torch.cat([self._batched_log_prob(c) for c in flat.split(self.chunk_size)])
+            return lp.reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
         return self._looped_log_prob(flat).reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+
+    def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """As :meth:`Target.log_prob_and_grad`, in chunks of :attr:`chunk_size` points (bounded memory)."""
+        self._check_x(x)
+        flat = x.reshape(-1, self.dim)
+        if flat.shape[0] <= self.chunk_size:
+            return super().log_prob_and_grad(x)
+        parts = [super(PyroModelTarget, self).log_prob_and_grad(c) for c in flat.split(self.chunk_size)]
+        lp, g = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return lp.reshape(x.shape[:-1]), g.reshape(x.shape)
 
     def _looped_log_prob(self, flat: Tensor) -> Tensor:
         """``(n, dim) -> (n,)``: pyro's potential, one trace per point."""
