@@ -71,7 +71,8 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY_SUBMODULES = {"kernels", "distributions", "targets", "metrics", "testing", "cli", "io", "progress", "validation"}
+_LAZY_SUBMODULES = {"kernels", "distributions", "targets", "metrics", "testing", "cli", "io", "progress", "validation",
+                    "diagnostics", "datasets", "training"}
 
 
 def __getattr__(name: str) -> Any:

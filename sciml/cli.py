@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="plugin kind, when the name exists under several kinds")
     p.set_defaults(func=_cmd_info)
 
+    # listed for --help; main() hands everything after "train" to sciml.training.command
+    sub.add_parser("train", help="train an operator on a generated data set (also under torchrun)")
+
     for cmd, package, what in (("run", "sciml_solvers", "example"), ("bench", "sciml_benchmarks", "benchmark")):
         p = sub.add_parser(cmd, help=f"run a {what} (--list to list them); further arguments go to it")
         p.add_argument("--list", action="store_true", help=f"list the {what}s")
@@ -190,9 +193,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sciml`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["train"]:
+        from .training.command import main as train_main
+
+        return train_main(args[1:])
     parser = _parser()
     try:
-        ns = parser.parse_args(argv)
+        ns = parser.parse_args(args)
     except _UsageError as exc:  # unknown command or flag, missing argument: one line, exit 2
         print(exc, file=sys.stderr)
         return EXIT_USAGE

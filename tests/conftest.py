@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
+
+# Generated data sets (sciml.datasets) are cached in a fresh folder, never in the user's cache.
+os.environ["SCIML_DATA_DIR"] = tempfile.mkdtemp(prefix="sciml-test-data-")
 
 # Two xdist workers share CI's two cores: one intra-op thread each avoids oversubscription.
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -1,0 +1,28 @@
+"""The one trainer for operators (and the surrogates built like them).
+
+``fit(model, train, test, epochs=...)`` -> :class:`TrainResult` whose ``.model`` maps raw inputs to
+raw outputs at any resolution; ``relative_l2`` / ``relative_h1`` errors; checkpoints with bit-for-bit
+resume; the same code under ``torchrun`` (DistributedDataParallel, gloo on CPU, nccl on CUDA).
+"""
+
+from .distributed import world
+from .fit import DEFAULTS, TrainResult, count_parameters, evaluate, fit, load_checkpoint_model
+from .losses import LOSSES, relative_h1, relative_l2
+from .normalise import ChannelNormaliser, NormalisedOperator
+from .schedules import SCHEDULES
+
+__all__ = [
+    "fit",
+    "evaluate",
+    "TrainResult",
+    "DEFAULTS",
+    "count_parameters",
+    "load_checkpoint_model",
+    "relative_l2",
+    "relative_h1",
+    "LOSSES",
+    "SCHEDULES",
+    "ChannelNormaliser",
+    "NormalisedOperator",
+    "world",
+]
