@@ -11,12 +11,15 @@ SMALL_ARGS = {
     "multimodal_sampling": ["--num-samples", "64", "--steps", "20"],
     "eight_schools": ["--num-samples", "64", "--steps", "30", "--nuts-draws", "30"],
     "poisson_highfreq": ["--max-evals", "3"],
+    "darcy_operator": ["--n-train", "16", "--n-test", "4", "--resolution", "11", "--solve-resolution", "41",
+                       "--epochs", "2", "--width", "8", "--modes", "4"],
 }
 
 
 def test_every_example_is_listed_with_a_description():
     examples = cli.list_modules("sciml_solvers")
-    assert {"vmf_highdim", "multimodal_sampling", "eight_schools", "swiss_roll_bridge", "poisson_highfreq"} <= set(examples)
+    assert {"vmf_highdim", "multimodal_sampling", "eight_schools", "swiss_roll_bridge", "poisson_highfreq",
+            "darcy_operator"} <= set(examples)
     assert all(examples.values()), "each example needs a one-line docstring"
 
 
