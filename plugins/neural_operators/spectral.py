@@ -17,9 +17,8 @@ class Pointwise(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(x.shape[0], x.shape[1], -1)
-        y = torch.bmm(self.weight.expand(x.shape[0], -1, -1), flat)
-        if self.bias is not None:
-            y = y + self.bias[:, None]
+        weight = self.weight.expand(x.shape[0], -1, -1)
+        y = torch.bmm(weight, flat) if self.bias is None else torch.baddbmm(self.bias[:, None], weight, flat)
         return y.reshape(x.shape[0], self.out_features, *x.shape[2:])
 
 
