@@ -43,7 +43,7 @@ class TrainResult:
     Attributes:
         model: the trained model with its normalisers folded in (raw inputs -> raw outputs), eval mode.
         history: per epoch: ``epoch``, ``train_loss``, ``test_error`` (nan without test data), ``lr``,
-            ``epoch_time_s``.
+            ``epoch_time_s`` (the training pass, without the test evaluation).
         test_error: relative L2 error on ``test`` after the last epoch (``None`` without test data).
         diagnostics: ``wall_time_s``, ``num_steps``, ``parameters``, ``world_size``, ``device``,
             ``resumed_from_epoch``.
@@ -309,11 +309,12 @@ def _fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Ten
             total += _step(run, ddp, a, u, idx, world, amp, f"epoch {epoch}, batch {i}")
         n_used = sum(b.numel() for b in batches)
         train_loss = float(distributed.all_reduce_sum(total.to(device))) / n_used
+        epoch_time = time.perf_counter() - t0
         test_error = math.nan if test is None else evaluate(net, test, batch_size=max(settings.batch_size, 1))
         net.train()
         run.epoch = epoch + 1
         for key, value in (("epoch", run.epoch), ("train_loss", train_loss), ("test_error", test_error),
-                           ("lr", run.opt.param_groups[0]["lr"]), ("epoch_time_s", time.perf_counter() - t0)):
+                           ("lr", run.opt.param_groups[0]["lr"]), ("epoch_time_s", epoch_time)):
             run.history[key].append(float(value))
         bar.set_postfix(loss=f"{train_loss:.4g}", test=f"{test_error:.4g}")
         if checkpoint is not None and world[0] == 0:
