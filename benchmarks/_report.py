@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["save_table"]
+__all__ = ["save_table", "finish"]
 
 
 def save_table(text: str, output: str | None) -> None:
@@ -10,3 +10,11 @@ def save_table(text: str, output: str | None) -> None:
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text.rstrip("\n") + "\n")
+
+
+def finish(table: str, output: str | None) -> int:
+    """Print the full markdown ``table`` after the per-row lines, write it to ``output``; exit code 0."""
+    print()
+    print(table)
+    save_table(table, output)
+    return 0

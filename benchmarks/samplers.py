@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sciml_benchmarks._report import save_table
+from sciml_benchmarks._report import finish
 from torch import Tensor
 
 __all__ = ["main", "run", "Row", "PUBLISHED", "DEFAULT_TARGETS", "SAMPLERS", "floors", "steps_from_pilots"]
@@ -419,11 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"budget {budget}/chain, torch threads {torch.get_num_threads()}", flush=True)
     rows = run(targets, samplers, num_samples, budget, nuts_max, seed=ns.seed,
                nuts_budget_chains=ns.nuts_budget_chains)
-    table = to_markdown(rows, num_samples, budget)
-    print()
-    print(table)
-    save_table(table, ns.output)
-    return 0
+    return finish(to_markdown(rows, num_samples, budget), ns.output)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from sciml_benchmarks._report import save_table
+from sciml_benchmarks._report import finish
 from torch import Tensor
 
 from . import NAMES, Posterior, load
@@ -166,11 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    else run_plugin(s, posterior, ns.num_samples, ns.seed))
             rows.append(row)
             print(to_markdown([row]).splitlines()[-1], flush=True)
-    table = to_markdown(rows)
-    print()
-    print(table)
-    save_table(table, ns.output)
-    return 0
+    return finish(to_markdown(rows), ns.output)
 
 
 if __name__ == "__main__":
