@@ -49,6 +49,7 @@ from typing import Any
 
 import torch
 from sciml_benchmarks._report import finish
+from sciml_benchmarks.nuts import counted_nuts
 from torch import Tensor
 
 __all__ = ["main", "run", "Row", "PUBLISHED", "DEFAULT_TARGETS", "SAMPLERS", "floors", "steps_from_pilots"]
@@ -228,32 +229,16 @@ def steps_from_pilots(cost20: float, cost60: float, budget: int) -> int:
 
 
 def _nuts(target: Any, num_samples: int, max_evals: int, seed: int) -> tuple[Tensor, int, float, str, Tensor]:
-    from pyro.infer import MCMC, NUTS
-
-    count = [0]
-
-    def potential(params: dict[str, Tensor]) -> Tensor:
-        count[0] += 1
-        return -target.log_prob(params["x"])
-
-    torch.manual_seed(seed)
     x0 = torch.randn(target.dim, dtype=target.dtype, generator=torch.Generator().manual_seed(seed))
-    # pilot: evaluations per draw after adaptation
-    kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=8)
     warmup = 200
-    mc = MCMC(kernel, num_samples=100, warmup_steps=warmup, initial_params={"x": x0}, disable_progbar=True)
-    mc.run()
-    per_draw = max(count[0] / (warmup + 100), 1.0)
+    # pilot: evaluations per draw after adaptation
+    pilot = counted_nuts(target, x0, warmup=warmup, draws=100, seed=seed, max_tree_depth=8)
+    per_draw = max(pilot.n_grad_evals / (warmup + 100), 1.0)
     total_draws = max(int(max_evals / per_draw) - warmup, num_samples)
-    count[0] = 0
-    t0 = time.perf_counter()
-    kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=8)
-    mc = MCMC(kernel, num_samples=total_draws, warmup_steps=warmup, initial_params={"x": x0}, disable_progbar=True)
-    mc.run()
-    seconds = time.perf_counter() - t0
-    draws = mc.get_samples()["x"].reshape(-1, target.dim)
-    idx = torch.linspace(0, draws.shape[0] - 1, num_samples).round().long()
-    return draws[idx], count[0], seconds, f"1 chain, {total_draws} draws thinned to {num_samples}", draws
+    run = counted_nuts(target, x0, warmup=warmup, draws=total_draws, seed=None, max_tree_depth=8)
+    idx = torch.linspace(0, run.draws.shape[0] - 1, num_samples).round().long()
+    return (run.draws[idx], run.n_grad_evals, run.seconds, f"1 chain, {total_draws} draws thinned to {num_samples}",
+            run.draws)
 
 
 def _run_sampler(name: str, tname: str, target: Any, num_samples: int, budget: int, seed: int,

@@ -38,23 +38,6 @@ def model(y: torch.Tensor, sigma: torch.Tensor) -> None:
     pyro.sample("y", dist.Normal(theta, sigma).to_event(1), obs=y)
 
 
-def _nuts(target, draws: int, seed: int) -> tuple[torch.Tensor, int, float]:  # noqa: ANN001
-    from pyro.infer import MCMC, NUTS
-
-    count = [0]
-
-    def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        count[0] += 1
-        return -target.log_prob(params["x"].unsqueeze(0))[0]
-
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    mc = MCMC(NUTS(potential_fn=potential), num_samples=draws, warmup_steps=draws,
-              initial_params={"x": target.initial_point.clone()}, disable_progbar=True)
-    mc.run()
-    return mc.get_samples()["x"].reshape(draws, target.dim), count[0], time.perf_counter() - t0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns 0 on success."""
     parser = argparse.ArgumentParser(prog="sciml run eight_schools", description=__doc__.splitlines()[0])
@@ -67,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.num_samples < 16 or ns.steps < 10 or ns.nuts_draws < 10:
         parser.error("--num-samples must be >= 16, --steps and --nuts-draws >= 10")
 
+    from sciml_benchmarks.nuts import counted_nuts
     from sciml_benchmarks.posteriordb import load
     from sciml_solvers._figures import pyplot, save_figure
 
@@ -81,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = sciml.load("sampler", "mult-almc")(num_steps=ns.steps).sample(
         target, ns.num_samples, generator=torch.Generator().manual_seed(ns.seed))
     almc_s = time.perf_counter() - t0
-    nuts_x, nuts_grads, nuts_s = _nuts(target, ns.nuts_draws, ns.seed)
+    nuts = counted_nuts(target, target.initial_point.clone(), warmup=ns.nuts_draws, draws=ns.nuts_draws, seed=ns.seed)
+    nuts_x, nuts_grads, nuts_s = nuts.draws, nuts.n_grad_evals, nuts.seconds
     ref = load("eight_schools-eight_schools_noncentered").reference
     col = {name: i for i, name in enumerate(ref.names)}
 

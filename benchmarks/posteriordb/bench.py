@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 from sciml_benchmarks._report import finish
+from sciml_benchmarks.nuts import counted_nuts
 from torch import Tensor
 
 from . import NAMES, Posterior, load
@@ -95,32 +96,21 @@ def run_plugin(name: str, posterior: Posterior, num_samples: int, seed: int) -> 
 
 def run_nuts(posterior: Posterior, chains: int, warmup: int, draws: int, seed: int) -> Row:
     """pyro NUTS on the port (``chains`` chains run one after the other), gradient evaluations counted."""
-    from pyro.infer import MCMC, NUTS
-
     from sciml.diagnostics import chain_diagnostics
 
     target = posterior.target()
-    count = [0]
-
-    def potential(params: dict[str, Tensor]) -> Tensor:
-        count[0] += 1
-        return -target.log_prob(params["x"].unsqueeze(0))[0]
-
-    traces, t0 = [], time.perf_counter()
+    runs = []
     for c in range(chains):
         torch.manual_seed(seed + c)
         x0 = target.initial_point + 0.1 * torch.randn(target.dim, dtype=target.dtype)
-        kernel = NUTS(potential_fn=potential, adapt_step_size=True, adapt_mass_matrix=True, max_tree_depth=10)
-        mc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"x": x0}, disable_progbar=True)
-        mc.run()
-        traces.append(mc.get_samples()["x"].reshape(draws, target.dim))
-    seconds = time.perf_counter() - t0
+        runs.append(counted_nuts(target, x0, warmup=warmup, draws=draws, seed=None))
+    traces, seconds, evals = [r.draws for r in runs], sum(r.seconds for r in runs), sum(r.n_grad_evals for r in runs)
     trace = torch.stack(traces)
     x = trace.reshape(-1, target.dim)
     err, lo, hi, w2 = score(posterior, target, x)
     ess = float(chain_diagnostics(posterior.parameters(target, x).reshape(chains, draws, -1))["ess_bulk"].min())
     rhat = float(chain_diagnostics(trace)["r_hat"].max())
-    return Row(posterior.name, "nuts", err, lo, hi, w2, count[0], ess, seconds,
+    return Row(posterior.name, "nuts", err, lo, hi, w2, evals, ess, seconds,
                f"{chains} x ({warmup} + {draws}), max R-hat {rhat:.3f}")
 
 
