@@ -71,7 +71,8 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _train_one(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads: int, queue: Any) -> None:
+def _train_one(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads: int, seed: int,
+               queue: Any) -> None:
     from sciml.training import count_parameters, evaluate, fit
 
     torch.set_num_threads(threads)
@@ -79,21 +80,21 @@ def _train_one(problem: str, name: str, n_train: int, n_test: int, epochs: int, 
     train = _data(problem, n_train, 0, cfg["resolution"])
     test = _data(problem, n_test, 1, cfg["resolution"])
     fine = _data(problem, n_test, 1, cfg["fine"])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = _model(problem, name)
     before = _peak_mb()
     result = fit(model, train, test, epochs=epochs, batch_size=20, lr=1e-3, weight_decay=1e-4, schedule="step",
-                 loss="l2", optimizer="adam", generator=torch.Generator().manual_seed(0), progress=False)
+                 loss="l2", optimizer="adam", generator=torch.Generator().manual_seed(seed), progress=False)
     queue.put(Row(problem, name, float(result.test_error), evaluate(result.model, fine, batch_size=20),
                   count_parameters(model), statistics.median(result.history["epoch_time_s"]),
                   _peak_mb() - before, epochs))
 
 
-def run(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads: int) -> Row:
-    """Train one model on one problem in a fresh process; its figures."""
+def run(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads: int, seed: int = 0) -> Row:
+    """Train one model on one problem in a fresh process (``seed``: initialisation and shuffles); its figures."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_train_one, args=(problem, name, n_train, n_test, epochs, threads, queue))
+    proc = ctx.Process(target=_train_one, args=(problem, name, n_train, n_test, epochs, threads, seed, queue))
     proc.start()
     row = queue.get()
     proc.join()
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=1000)
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0, help="model initialisation and shuffles (the data are fixed)")
     parser.add_argument("--output", default=None, help="also write the markdown table to this file")
     ns = parser.parse_args(argv)
     budget = {"darcy": 6, "burgers": 30}
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     (ns.n_test, 1, cfg["fine"])):
             _data(problem, n, seed, resolution)
         for name in [m.strip() for m in ns.models.split(",") if m.strip()]:
-            row = run(problem, name, ns.n_train, ns.n_test, ns.epochs or budget[problem], ns.threads)
+            row = run(problem, name, ns.n_train, ns.n_test, ns.epochs or budget[problem], ns.threads, ns.seed)
             rows.append(row)
             print(to_markdown([row]).splitlines()[-1], flush=True)
     return finish(to_markdown(rows), ns.output)
