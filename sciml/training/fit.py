@@ -20,7 +20,14 @@ from torch import Tensor, nn
 
 from ..io import load_state, reading, save_state
 from ..progress import check_progress, progress_bar
-from ..validation import check_bool, check_choice, check_generator, check_positive, check_positive_int
+from ..validation import (
+    check_bool,
+    check_choice,
+    check_generator,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 from . import distributed
 from .losses import LOSSES
 from .normalise import ChannelNormaliser, NormalisedOperator
@@ -121,12 +128,10 @@ def _settings(model: nn.Module, epochs: object, batch_size: object, given: dict[
         factor = SCHEDULES[schedule_name]
     settings = _Settings(
         epochs=check_positive_int("epochs", epochs), batch_size=check_positive_int("batch_size", batch_size),
-        lr=check_positive("lr", chosen["lr"]), weight_decay=float(chosen["weight_decay"]),
+        lr=check_positive("lr", chosen["lr"]), weight_decay=check_nonnegative("weight_decay", chosen["weight_decay"]),
         loss=check_choice("loss", chosen["loss"], tuple(LOSSES)),
         optimizer=check_choice("optimizer", chosen["optimizer"], ("adam", "adamw")), schedule=schedule_name,
         normalise=check_bool("normalise", normalise))
-    if not math.isfinite(settings.weight_decay) or settings.weight_decay < 0:
-        raise ValueError(f"weight_decay must be finite and >= 0, got {settings.weight_decay}")
     return settings, factor
 
 
