@@ -1,10 +1,12 @@
 """Neural operators (``Operator`` plugins): learned maps between fields on grids.
 
-``FNO`` (``sciml.load("operator", "fno")``): the Fourier neural operator. Train any of them with
+``FNO`` (``sciml.load("operator", "fno")``): the Fourier neural operator; ``MgNO`` (``"mgno"``): the
+multigrid neural operator. Train any of them with
 ``sciml.training.fit`` on ``sciml.datasets`` data.
 """
 
 from .fno import FNO
+from .mgno import MgNO, VCycle
 from .spectral import Pointwise, SpectralConv, fast_fft_size
 
-__all__ = ["FNO", "SpectralConv", "Pointwise", "fast_fft_size"]
+__all__ = ["FNO", "MgNO", "VCycle", "SpectralConv", "Pointwise", "fast_fft_size"]
