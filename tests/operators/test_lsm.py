@@ -1,0 +1,69 @@
+"""The LSM plugin: patches, any grid, the conformance kit, training, save / load, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from operator_problems import helmholtz_1d
+from sciml_plugins.neural_operators import LSM, LatentSpectralBlock
+
+import sciml
+from sciml import SaveFileError
+from sciml.testing import check_operator
+from sciml.training import fit
+
+
+@pytest.mark.parametrize("n_dims,grid", [(1, (12,)), (2, (6, 9))])
+def test_patches_round_trip_and_stay_local(n_dims, grid):
+    block = LatentSpectralBlock(8, n_dims, patch=3, heads=2, basis=4).double().eval()
+    x = torch.randn(2, 8, *grid, dtype=torch.float64)
+    assert torch.equal(block._unpatch(block._patches(x), x.shape), x)
+    # each patch is solved on its own: changing one patch leaves the others' outputs unchanged
+    y = x.clone()
+    y[(slice(None), slice(None), *[slice(0, 3)] * n_dims)] += 1.0
+    with torch.no_grad():
+        out_x, out_y = block(x), block(y)
+    rest = (slice(None), slice(None), slice(3, None))
+    assert torch.allclose(out_x[rest], out_y[rest], atol=1e-12) and not torch.allclose(out_x, out_y)
+
+
+@pytest.mark.parametrize("n_dims,shape", [(1, (2, 2, 37)), (2, (2, 2, 13, 18))])
+def test_conformance_kit_on_odd_grids(n_dims, shape):
+    model = LSM(2, 3, n_dims, width=8, patch=2, heads=4, basis=4, projection=16)
+    assert check_operator(model, shape)
+
+
+def test_default_builds_on_the_paper_darcy_grid():
+    model = sciml.load("operator", "lsm")(in_channels=1, out_channels=1, n_dims=2)
+    assert model.multiple == 96  # 85 is padded to 96: five scales of 6-point patches
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 1, 85, 85)).shape == (1, 1, 85, 85)
+
+
+def test_a_short_training_lowers_the_loss():
+    a, u = helmholtz_1d(64, 32)
+    torch.manual_seed(0)
+    model = LSM(1, 1, 1, width=8, patch=2, heads=4, basis=4, projection=16)
+    result = fit(model, (a, u), epochs=20, batch_size=8, lr=3e-3, generator=torch.Generator().manual_seed(0),
+                 progress=False)
+    assert result.history["train_loss"][-1] < 0.5 * result.history["train_loss"][0]
+
+
+def test_save_load_and_errors(tmp_path):
+    model = LSM(1, 1, 1, width=8, patch=2, heads=4, basis=4, projection=16).eval()
+    model.save(tmp_path / "lsm.pt")
+    back = LSM.load(tmp_path / "lsm.pt").eval()
+    a = torch.randn(2, 1, 20)
+    with torch.no_grad():
+        assert torch.equal(model(a), back(a))
+    torch.save({"x": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(SaveFileError, match="other.pt"):
+        LSM.load(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="divisible by heads"):
+        LSM(width=10, heads=4)
+    with pytest.raises(ValueError, match="n_dims must be 1 or 2"):
+        LSM(1, 1, 3)
+    with pytest.raises(ValueError, match=r"\(batch, 1, \*grid\)"):
+        model(torch.randn(1, 2, 20))
+    with pytest.raises(TypeError, match="floating"):
+        model(torch.ones(1, 1, 20, dtype=torch.long))
