@@ -258,6 +258,10 @@ def lotka_volterra(d: Data) -> None:
     z_init = pyro.sample("z_init", dist.LogNormal(_t(math.log(10.0)), 1.0).expand([2]).to_event(1))
     sigma = pyro.sample("sigma", dist.LogNormal(_t(-1.0), 1.0).expand([2]).to_event(1))
     z = rk4_lotka_volterra(z_init, theta, d["ts"])  # (..., N, 2)
+    # a trajectory that blows up or dies out (extreme theta) is rejected, as Stan rejects a failed solve
+    ok = (torch.isfinite(z) & (z > 0)).flatten(-2).all(-1)
+    pyro.factor("ode_failed", torch.where(ok, 0.0, -math.inf).to(F64))
+    z = torch.where(ok[..., None, None], z, torch.ones_like(z))
     pyro.sample("y_init", dist.LogNormal(torch.log(z_init), sigma).to_event(1), obs=d["y_init"])
     pyro.sample("y", dist.LogNormal(torch.log(z), sigma[..., None, :]).to_event(2), obs=d["y"])
 
