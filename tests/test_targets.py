@@ -365,6 +365,22 @@ def test_pyro_model_adapter_batches_a_broadcasting_model():
     assert torch.allclose(g, g_loop, rtol=1e-10, atol=1e-12)
 
 
+def test_pyro_model_adapter_gives_minus_inf_where_a_transform_underflows():
+    import pyro
+    import pyro.distributions as pdist
+
+    def model():
+        z = pyro.sample("z", pdist.LogNormal(torch.tensor(0.0, dtype=torch.float64), 1.0))
+        pyro.sample("obs", pdist.Normal(z, 1.0), obs=torch.tensor(1.0, dtype=torch.float64))
+
+    t = from_pyro_model(model)
+    x = torch.tensor([[0.0], [-800.0]], dtype=torch.float64)  # exp(-800) = 0: the edge of the support
+    lp, g = t.log_prob_and_grad(x)
+    assert torch.isfinite(lp[0]) and lp[1] == -math.inf  # no validation error from pyro
+    with pytest.raises(ValueError):  # the model itself is still validated when the target is built
+        from_pyro_model(lambda: pyro.sample("s", pdist.Normal(torch.tensor(0.0), -1.0)))
+
+
 def test_subclass_with_wrong_output_shape_is_reported():
     class Bad(Target):
         def log_prob(self, x):

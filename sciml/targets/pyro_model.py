@@ -115,12 +115,21 @@ class PyroModelTarget(Target):
             return _arviz().from_dict(posterior={k: v.detach().cpu().numpy() for k, v in values.items()})
 
     def log_prob(self, x: Tensor) -> Tensor:
+        """``(..., dim) -> (...)``. A point the model cannot evaluate is rejected, as Stan rejects it:
+        evaluation runs with pyro's argument validation off (the model was validated when the target
+        was built), so a constrained value that under- or overflows onto the edge of its support
+        (``exp(-800) = 0``) raises no error, and a NaN log-density there becomes ``-inf``."""
+        import pyro
+
         self._check_x(x)
         flat = x.reshape(-1, self.dim).to(dtype=self.native_dtype, device=self.native_device)
-        if self.vectorized and flat.shape[0] > 0:
-            lp = torch.cat([self._batched_log_prob(c) for c in flat.split(self.chunk_size)])
-            return lp.reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
-        return self._looped_log_prob(flat).reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
+        with pyro.validation_enabled(False):
+            if self.vectorized and flat.shape[0] > 0:
+                lp = torch.cat([self._batched_log_prob(c) for c in flat.split(self.chunk_size)])
+            else:
+                lp = self._looped_log_prob(flat)
+        lp = torch.where(torch.isnan(lp), -math.inf, lp)
+        return lp.reshape(x.shape[:-1]).to(dtype=x.dtype, device=x.device)
 
     def log_prob_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """As :meth:`Target.log_prob_and_grad`, in chunks of :attr:`chunk_size` points (bounded memory)."""
