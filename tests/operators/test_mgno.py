@@ -27,7 +27,7 @@ def test_default_is_the_papers_rough_darcy_model():
     # runs), 1x1 projection without bias: the 572,661 parameters MgNO reports
     model = sciml.load("operator", "mgno")(in_channels=1, out_channels=1, n_dims=2)
     assert count_parameters(model) == 572_661
-    assert model.training_defaults["schedule"] == "onecycle" and model.training_defaults["loss"] == "h1"
+    assert model.training_defaults["schedule"] == "onecycle" and model.training_defaults["loss"] == "l2"
 
 
 @pytest.mark.parametrize("n_dims,shape", [(1, (2, 2, 37)), (2, (2, 2, 29, 30)), (2, (1, 2, 16, 16))])
@@ -72,7 +72,7 @@ def test_a_short_training_lowers_the_loss():
     result = fit(model, (a, u), helmholtz_1d(32, 64, seed=1), epochs=15, batch_size=8, lr=3e-3,
                  generator=torch.Generator().manual_seed(0), progress=False)
     h = result.history
-    assert result.diagnostics["settings"]["loss"] == "h1" and result.diagnostics["settings"]["schedule"] == "onecycle"
+    assert result.diagnostics["settings"]["loss"] == "l2" and result.diagnostics["settings"]["schedule"] == "onecycle"
     # far below the untrained model's error (~1) and the mean predictor's
     assert h["train_loss"][-1] < 0.3 * h["train_loss"][0] and result.test_error < 0.2
     assert result.test_error == pytest.approx(evaluate(result.model, helmholtz_1d(32, 64, seed=1)), rel=1e-5)
