@@ -1,7 +1,7 @@
 """Learn the Darcy flow solution operator with a neural operator, then evaluate it at twice the resolution.
 
-Generates a small Darcy set (``sciml.datasets.darcy``: piecewise-constant permeability 12 / 3, solved at
-421^2), trains the chosen operator plugin with ``sciml.training.fit`` at a coarse grid (43^2 by
+``--model fno | mgno | lsm``. Generates a small Darcy set (``sciml.datasets.darcy``: piecewise-constant
+permeability 12 / 3, solved at 421^2), trains the chosen operator plugin with ``sciml.training.fit`` at a coarse grid (43^2 by
 default), reports the test relative L2 error there and on the same test fields sampled at twice the
 resolution (85^2), and plots input / truth / prediction / error at the fine grid.
 """
@@ -19,14 +19,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; returns 0 on success."""
     parser = argparse.ArgumentParser(prog="sciml run darcy_operator", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs", help="folder for the figure (default outputs/)")
-    parser.add_argument("--model", default="fno", help="operator plugin (default fno)")
+    parser.add_argument("--model", default="fno", choices=("fno", "mgno", "lsm"), help="operator plugin (default fno)")
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--resolution", type=int, default=43, help="training grid (default 43)")
     parser.add_argument("--solve-resolution", type=int, default=421)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--modes", type=int, default=12)
+    parser.add_argument("--width", type=int, default=None, help="hidden channels (default: the model's own)")
+    parser.add_argument("--modes", type=int, default=12, help="Fourier modes (fno only)")
     parser.add_argument("--seed", type=int, default=0)
     ns = parser.parse_args(argv)
     fine = 2 * (ns.resolution - 1) + 1
@@ -47,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     test, test_fine = (darcy(ns.n_test, r, seed=ns.seed + 1, **kw) for r in (ns.resolution, fine))
     data_s = time.perf_counter() - t0
     torch.manual_seed(ns.seed)
-    model = sciml.load("operator", ns.model)(in_channels=1, out_channels=1, n_dims=2, width=ns.width,
-                                             modes=ns.modes)
+    kwargs = {} if ns.width is None else {"width": ns.width}
+    if ns.model == "fno":
+        kwargs["modes"] = ns.modes
+    model = sciml.load("operator", ns.model)(in_channels=1, out_channels=1, n_dims=2, **kwargs)
     result = fit(model, train, test, epochs=ns.epochs, generator=torch.Generator().manual_seed(ns.seed))
     coarse, fine_err = result.test_error, evaluate(result.model, test_fine)
     print(f"darcy_operator: {ns.model}, {ns.n_train} train / {ns.n_test} test fields (solved at "
