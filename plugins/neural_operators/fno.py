@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml import Operator
-from sciml.io import load_state, reading, save_state
 from sciml.validation import check_choice, check_int, check_nonnegative, check_positive_int
 
+from ._base import GridOperator
 from .spectral import Pointwise, SpectralConv, fast_fft_size
 
 __all__ = ["FNO"]
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh}
-_FORMAT = ("neural_operators.FNO", 1)
 
 
-class FNO(Operator):
+class FNO(GridOperator):
     """Fourier neural operator: lift ``(a, x)`` to ``width`` channels, ``n_layers`` Fourier layers, project.
 
     Each layer is ``act(SpectralConv(v) + W v)`` (no activation after the last), as in the paper's
@@ -44,6 +41,7 @@ class FNO(Operator):
     """
 
     name: ClassVar[str] = "fno"
+    save_kind: ClassVar[str] = "neural_operators.FNO"
     #: The paper's optimiser: Adam, lr 1e-3, weight decay 1e-4, x0.5 five times over the run.
     training_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4,
                                                    "schedule": "step", "loss": "l2"}
@@ -73,11 +71,7 @@ class FNO(Operator):
         self.project = nn.Sequential(Pointwise(width, projection), nn.GELU(), Pointwise(projection, self.out_channels))
 
     def _check_input(self, a: Tensor) -> None:
-        if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"a must be a floating tensor, got {type(a).__name__}")
-        if a.ndim != self.n_dims + 2 or a.shape[1] != self.in_channels:
-            raise ValueError(f"a must be (batch, {self.in_channels}, *grid) with {self.n_dims} grid dimension(s), "
-                             f"got shape {tuple(a.shape)}")
+        self.check_input(a)
         grid = tuple(n + self._pad(n) for n in a.shape[2:])
         self.spectral[0].check_grid(grid)
 
@@ -87,18 +81,11 @@ class FNO(Operator):
             return 0
         return fast_fft_size(n + math.ceil(self.padding * n)) - n
 
-    def _with_coordinates(self, a: Tensor) -> Tensor:
-        if not self.coordinates:
-            return a
-        axes = [torch.linspace(0, 1, n, dtype=a.dtype, device=a.device) for n in a.shape[2:]]
-        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))
-        return torch.cat([a, coords.expand(a.shape[0], *coords.shape)], dim=1)
-
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
         self._check_input(a)
         grid = a.shape[2:]
-        v = self.lift(self._with_coordinates(a))
+        v = self.lift(self.with_coordinates(a) if self.coordinates else a)
         v = F.pad(v, [p for n in reversed(grid) for p in (0, self._pad(n))])
         for i, (spectral, skip) in enumerate(zip(self.spectral, self.skip)):
             v = spectral(v) + skip(v)
@@ -106,16 +93,3 @@ class FNO(Operator):
                 v = self._act(v)
         v = v[(slice(None), slice(None), *(slice(0, n) for n in grid))]
         return self.project(v)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the hyper-parameters and weights (``FNO.load`` reads them back)."""
-        save_state(path, *_FORMAT, {"config": self.config, "state": self.state_dict()})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> FNO:
-        """Rebuild an FNO written by :meth:`save`."""
-        _, payload = load_state(path, _FORMAT[0], (_FORMAT[1],), map_location=map_location)
-        with reading(path):
-            model = cls(**payload["config"])
-            model.load_state_dict(payload["state"])
-        return model

@@ -4,22 +4,19 @@ latent space of a few tokens with learned sine / cosine basis operators. 1-D and
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml import Operator
-from sciml.io import load_state, reading, save_state
 from sciml.validation import check_int, check_positive_int
 
+from ._base import GridOperator
 from .spectral import Pointwise
 
 __all__ = ["LSM", "LatentSpectralBlock"]
 
-_FORMAT = ("neural_operators.LSM", 1)
 
 
 def _layers(n_dims: int) -> tuple[type, type, type]:
@@ -113,7 +110,7 @@ class LatentSpectralBlock(nn.Module):
         return self._unpatch(out, x.shape)
 
 
-class LSM(Operator):
+class LSM(GridOperator):
     """Latent spectral model: lift ``(a, x)`` to ``width``, a 5-scale U-Net whose skips pass through
     :class:`LatentSpectralBlock` s, then a two-layer projection.
 
@@ -130,6 +127,7 @@ class LSM(Operator):
     """
 
     name: ClassVar[str] = "lsm"
+    save_kind: ClassVar[str] = "neural_operators.LSM"
     #: The paper's training: Adam, lr 5e-4, weight decay 1e-4, step decay, relative L2 loss.
     training_defaults: ClassVar[dict[str, Any]] = {"optimizer": "adam", "lr": 5e-4, "weight_decay": 1e-4,
                                                    "schedule": "step", "loss": "l2"}
@@ -168,13 +166,9 @@ class LSM(Operator):
 
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
-        if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"a must be a floating tensor, got {type(a).__name__}")
-        if a.ndim != self.n_dims + 2 or a.shape[1] != self.in_channels:
-            raise ValueError(f"a must be (batch, {self.in_channels}, *grid) with {self.n_dims} grid dimension(s), "
-                             f"got shape {tuple(a.shape)}")
+        self.check_input(a)
         grid = a.shape[2:]
-        v = self.lift(self._with_coordinates(a))
+        v = self.lift(self.with_coordinates(a))
         v = F.pad(v, [p for n in reversed(grid) for p in (0, (-n) % self.multiple)])
         scales = [self.inc(v)]
         for down in self.down:
@@ -185,16 +179,3 @@ class LSM(Operator):
             v = up(v, skip)
         v = self.out(v)[(slice(None), slice(None), *(slice(0, n) for n in grid))]
         return self.project(v)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the hyper-parameters and weights (``LSM.load`` reads them back)."""
-        save_state(path, *_FORMAT, {"config": self.config, "state": self.state_dict()})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> LSM:
-        """Rebuild an LSM written by :meth:`save`."""
-        _, payload = load_state(path, _FORMAT[0], (_FORMAT[1],), map_location=map_location)
-        with reading(path):
-            model = cls(**payload["config"])
-            model.load_state_dict(payload["state"])
-        return model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -10,15 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml import Operator
-from sciml.io import load_state, reading, save_state
 from sciml.validation import check_choice, check_int, check_positive_int
+
+from ._base import GridOperator
 
 __all__ = ["MgNO", "VCycle"]
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
 _PADDING_MODES = ("zeros", "circular", "reflect")
-_FORMAT = ("neural_operators.MgNO", 1)
 
 
 def _conv(n_dims: int, cin: int, cout: int, *, stride: int = 1, padding_mode: str = "zeros") -> nn.Module:
@@ -89,7 +87,7 @@ class VCycle(nn.Module):
         return levels[0]
 
 
-class MgNO(Operator):
+class MgNO(GridOperator):
     """Multigrid neural operator: ``n_layers`` of ``act(VCycle(u) + W u + b)``, then a 1x1 projection.
 
     Inputs ``(B, in_channels, *grid)`` of any size: padded at the end of every dimension to a multiple of
@@ -108,6 +106,7 @@ class MgNO(Operator):
     """
 
     name: ClassVar[str] = "mgno"
+    save_kind: ClassVar[str] = "neural_operators.MgNO"
     #: The paper's optimiser (Adam, weight decay 1e-4, one-cycle schedule peaking at 5e-4) with the relative
     #: L2 loss: the paper's H1 loss goes with per-point normalisers; with the trainer's per-channel ones
     #: the output normaliser adds a constant field that H1 barely sees (measured on Darcy: test L2 error
@@ -152,11 +151,7 @@ class MgNO(Operator):
 
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
-        if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"a must be a floating tensor, got {type(a).__name__}")
-        if a.ndim != self.n_dims + 2 or a.shape[1] != self.in_channels:
-            raise ValueError(f"a must be (batch, {self.in_channels}, *grid) with {self.n_dims} grid dimension(s), "
-                             f"got shape {tuple(a.shape)}")
+        self.check_input(a)
         grid = tuple(a.shape[2:])
         pads = self._padding(grid)
         spec = [p for pad in reversed(pads) for p in (0, pad)]
@@ -165,16 +160,3 @@ class MgNO(Operator):
             u = self._act(cycle(u) + linear(u))
         u = u[(slice(None), slice(None), *(slice(0, n) for n in grid))]
         return self.project(u)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the hyper-parameters and weights (``MgNO.load`` reads them back)."""
-        save_state(path, *_FORMAT, {"config": self.config, "state": self.state_dict()})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> MgNO:
-        """Rebuild an MgNO written by :meth:`save`."""
-        _, payload = load_state(path, _FORMAT[0], (_FORMAT[1],), map_location=map_location)
-        with reading(path):
-            model = cls(**payload["config"])
-            model.load_state_dict(payload["state"])
-        return model

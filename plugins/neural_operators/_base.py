@@ -1,0 +1,53 @@
+"""What every operator of this package shares: the input check, grid coordinates, save / load."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from sciml import Operator
+from sciml.io import load_state, reading, save_state
+
+__all__ = ["GridOperator"]
+
+
+class GridOperator(Operator):
+    """An :class:`~sciml.Operator` on uniform grids of the unit cube, rebuilt from ``self.config``.
+
+    Subclasses set ``save_kind`` (the save-file kind) and ``config`` (their constructor arguments).
+    """
+
+    save_kind: ClassVar[str] = ""
+    config: dict[str, Any]
+
+    def check_input(self, a: object) -> Tensor:
+        """``a`` as a ``(batch, in_channels, *grid)`` floating tensor, else ``TypeError`` / ``ValueError``."""
+        if not isinstance(a, Tensor) or not a.is_floating_point():
+            raise TypeError(f"a must be a floating tensor, got {type(a).__name__}")
+        if a.ndim != self.n_dims + 2 or a.shape[1] != self.in_channels:
+            raise ValueError(f"a must be (batch, {self.in_channels}, *grid) with {self.n_dims} grid dimension(s), "
+                             f"got shape {tuple(a.shape)}")
+        return a
+
+    @staticmethod
+    def with_coordinates(a: Tensor) -> Tensor:
+        """``(B, C, *grid)`` -> ``(B, C + n_dims, *grid)``: the node coordinates in [0, 1] appended."""
+        axes = [torch.linspace(0, 1, n, dtype=a.dtype, device=a.device) for n in a.shape[2:]]
+        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))
+        return torch.cat([a, coords.expand(a.shape[0], *coords.shape)], dim=1)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the hyper-parameters and weights (``load`` reads them back)."""
+        save_state(path, self.save_kind, 1, {"config": self.config, "state": self.state_dict()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None) -> GridOperator:
+        """Rebuild a model written by :meth:`save`."""
+        _, payload = load_state(path, cls.save_kind, (1,), map_location=map_location)
+        with reading(path):
+            model = cls(**payload["config"])
+            model.load_state_dict(payload["state"])
+        return model
