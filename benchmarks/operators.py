@@ -1,4 +1,4 @@
-"""Neural operators side by side on generated Darcy and Burgers data: our FNO and MgNO against neuraloperator's FNO.
+"""Neural operators side by side on generated Darcy and Burgers data: our FNO, MgNO and LSM against neuraloperator's FNO.
 
 Run as ``sciml bench operators [--problems darcy,burgers] [--epochs N] [--output FILE.md]``. Both
 models are trained by ``sciml.training.fit`` on the same data (``sciml.datasets``: train seed 0,
@@ -9,9 +9,10 @@ constructor and fed tensors, never its downloaders; its configuration is the pap
 32 / 64, n_modes counting both signs: 24 = the paper's 12). Columns: test relative L2 at the training
 resolution and at about twice it (Darcy 211 from the same 421 solves, Burgers 2048 from the same 8192
 ones), real parameters (complex weights count twice), median seconds per epoch, peak memory.
-MgNO (``sciml-mgno``) gets the same data, epochs and batch, and the optimiser settings it declares
-(``training_defaults``: Adam, one-cycle to 5e-4, weight decay 1e-4, relative L2); circular padding on
-the periodic Burgers data.
+MgNO (``sciml-mgno``) and LSM (``sciml-lsm``) get the same data, epochs and batch, and the optimiser
+settings each declares (``training_defaults``; MgNO: Adam, one-cycle to 5e-4, weight decay 1e-4,
+relative L2; LSM: Adam 5e-4, weight decay 1e-4, step decay, relative L2); MgNO pads circularly on the
+periodic Burgers data.
 """
 
 from __future__ import annotations
@@ -34,15 +35,17 @@ __all__ = ["main", "PROBLEMS", "MODELS", "Row"]
 PROBLEMS: dict[str, dict[str, Any]] = {
     "darcy": {"generator": "darcy", "resolution": 85, "fine": 211, "n_dims": 2,
               "ours": {"width": 32, "modes": 12}, "theirs": {"n_modes": (24, 24), "hidden_channels": 32},
-              "mgno": {}},
+              "mgno": {}, "lsm": {}},
     "burgers": {"generator": "burgers", "resolution": 1024, "fine": 2048, "n_dims": 1,
                 "ours": {"width": 64, "modes": 16, "padding": 0.0},  # periodic data: no padding
                 "theirs": {"n_modes": (32,), "hidden_channels": 64},
-                "mgno": {"padding_mode": "circular"}},
+                "mgno": {"padding_mode": "circular"}, "lsm": {}},
 }
-MODELS = ("sciml-fno", "neuralop-fno", "sciml-mgno")
-#: The FNO paper's optimiser for both FNOs; MgNO trains with its own declared defaults (one-cycle
-#: schedule peaking at 5e-4, H1 loss), as a user who gives none gets them.
+MODELS = ("sciml-fno", "neuralop-fno", "sciml-mgno", "sciml-lsm")
+#: Our operators other than the FNO, each trained with the settings it declares.
+OWN_SETTINGS = {"sciml-mgno": "mgno", "sciml-lsm": "lsm"}
+#: The FNO paper's optimiser for both FNOs; MgNO and LSM train with their own declared defaults, as a
+#: user who gives none gets them.
 FNO_SETTINGS = {"lr": 1e-3, "weight_decay": 1e-4, "schedule": "step", "loss": "l2", "optimizer": "adam"}
 
 
@@ -66,10 +69,11 @@ def _data(problem: str, n: int, seed: int, resolution: int) -> Any:
 
 def _model(problem: str, name: str) -> torch.nn.Module:
     cfg = PROBLEMS[problem]
-    if name in ("sciml-fno", "sciml-mgno"):
+    if name == "sciml-fno" or name in OWN_SETTINGS:
         import sciml
 
-        plugin, kwargs = ("fno", cfg["ours"]) if name == "sciml-fno" else ("mgno", cfg["mgno"])
+        plugin = OWN_SETTINGS.get(name, "fno")
+        kwargs = cfg["ours"] if plugin == "fno" else cfg[plugin]
         return sciml.load("operator", plugin)(in_channels=1, out_channels=1, n_dims=cfg["n_dims"], **kwargs)
     from neuralop.models import FNO as NeuralopFNO
 
@@ -92,7 +96,7 @@ def _train_one(problem: str, name: str, n_train: int, n_test: int, epochs: int, 
     torch.manual_seed(seed)
     model = _model(problem, name)
     before = _peak_mb()
-    settings = {} if name == "sciml-mgno" else FNO_SETTINGS
+    settings = {} if name in OWN_SETTINGS else FNO_SETTINGS
     result = fit(model, train, test, epochs=epochs, batch_size=20, generator=torch.Generator().manual_seed(seed),
                  progress=False, **settings)
     queue.put(Row(problem, name, float(result.test_error), evaluate(result.model, fine, batch_size=20),
