@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["world", "process_group", "local_device", "all_reduce_sum", "barrier"]
+__all__ = ["world", "process_group", "local_device", "all_reduce_sum", "barrier", "broadcast_module",
+           "average_gradients"]
 
 
 def world() -> tuple[int, int]:
@@ -70,3 +71,26 @@ def barrier() -> None:
     """Wait for every process (nothing with one process)."""
     if world()[1] > 1:
         dist.barrier()
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Give every process rank 0's parameters and buffers (nothing with one process)."""
+    if world()[1] > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def average_gradients(module: nn.Module) -> None:
+    """Replace every parameter's gradient by its mean over the processes, in one all-reduce (a missing
+    gradient counts as zero); nothing with one process."""
+    size = world()[1]
+    if size == 1:
+        return
+    params = [p for p in module.parameters() if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for p in params:
+        p.grad = flat[offset: offset + p.numel()].view_as(p).clone()
+        offset += p.numel()

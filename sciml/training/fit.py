@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..io import load_state, reading, save_state
+from ..io import load_state, reading
 from ..progress import check_progress, progress_bar
 from ..validation import (
     check_bool,
@@ -32,12 +32,10 @@ from . import distributed
 from .losses import LOSSES
 from .normalise import ChannelNormaliser, NormalisedOperator
 from .schedules import SCHEDULES
+from .state import CHECKPOINT_KIND, CHECKPOINT_VERSION, TrainingState, fingerprint
 
 __all__ = ["fit", "evaluate", "TrainResult", "count_parameters", "load_checkpoint_model", "DEFAULTS",
            "CHECKPOINT_KIND"]
-
-CHECKPOINT_KIND = "training.Checkpoint"
-_CHECKPOINT_VERSION = 1
 
 #: What ``fit`` uses when neither the caller nor the model's ``training_defaults`` say otherwise.
 DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "step", "loss": "l2"}
@@ -116,6 +114,9 @@ class _Settings:
         return dict(self.__dict__)
 
 
+_HISTORY = ("epoch", "train_loss", "test_error", "lr", "epoch_time_s")
+
+
 def _settings(model: nn.Module, epochs: object, batch_size: object, given: dict[str, Any], normalise: object
               ) -> tuple[_Settings, Callable[[float], float]]:
     defaults = {**DEFAULTS, **getattr(model, "training_defaults", {})}
@@ -135,15 +136,8 @@ def _settings(model: nn.Module, epochs: object, batch_size: object, given: dict[
     return settings, factor
 
 
-def _optimiser(params: Any, s: _Settings) -> torch.optim.Optimizer:
-    cls = torch.optim.Adam if s.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=s.lr, weight_decay=s.weight_decay)
-
-
 def _fingerprint(net: nn.Module) -> dict[str, Any]:
-    op = net.operator if isinstance(net, NormalisedOperator) else net
-    return {"model": f"{type(op).__module__}.{type(op).__qualname__}",
-            "parameters": {k: list(v.shape) for k, v in net.state_dict().items()}}
+    return fingerprint(net.operator if isinstance(net, NormalisedOperator) else net, net)
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int, world_size: int) -> list[Tensor]:
@@ -169,56 +163,17 @@ def evaluate(model: nn.Module, data: object, *, batch_size: int = 100, loss: str
     return total / a.shape[0]
 
 
-class _Run:
-    """The per-call state of :func:`fit` (model, optimiser, schedule, history)."""
-
-    def __init__(self, net: nn.Module, settings: _Settings, factor: Callable[[float], float], total_steps: int,
-                 seed: int) -> None:
-        self.net, self.settings, self.seed = net, settings, seed
-        self.opt = _optimiser(net.parameters(), settings)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: factor(step / total_steps))
-        self.history: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "test_error", "lr",
-                                                                "epoch_time_s")}
-        self.epoch = 0
-
-    def state(self) -> dict[str, Any]:
-        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "epoch": self.epoch, "seed": self.seed,
-                "history": self.history, "settings": self.settings.describe(), "fingerprint": _fingerprint(self.net)}
-
-    def save(self, path: str) -> None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        save_state(tmp, CHECKPOINT_KIND, _CHECKPOINT_VERSION, self.state())
-        os.replace(tmp, path)
-
-    def restore(self, path: str, device: torch.device) -> None:
-        _, payload = load_state(path, CHECKPOINT_KIND, (_CHECKPOINT_VERSION,), map_location=device)
-        with reading(path):
-            if payload["fingerprint"] != _fingerprint(self.net):
-                raise ValueError(f"it was written for another model ({payload['fingerprint']['model']}, or other "
-                                 "parameter shapes) than the one given")
-            diff = {k: (v, payload["settings"].get(k)) for k, v in self.settings.describe().items()
-                    if payload["settings"].get(k) != v}
-            if diff:
-                raise ValueError("it was written with other settings (given, saved): "
-                                 + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items()))
-            self.net.load_state_dict(payload["model"])
-            self.opt.load_state_dict(payload["optimizer"])
-            self.sched.load_state_dict(payload["scheduler"])
-            self.epoch, self.seed, self.history = int(payload["epoch"]), int(payload["seed"]), payload["history"]
-
-
-def _step(run: _Run, ddp: nn.Module, a: Tensor, u: Tensor, idx: Tensor, world: tuple[int, int], amp: bool,
+def _step(run: TrainingState, ddp: nn.Module, a: Tensor, u: Tensor, idx: Tensor, world: tuple[int, int], amp: bool,
           where: str) -> float:
     rank, size = world
     mine = idx[rank::size]
-    loss_fn = LOSSES[run.settings.loss]
+    loss_fn = LOSSES[run.settings["loss"]]
     with torch.autocast(device_type=a.device.type, dtype=torch.bfloat16, enabled=amp):
         pred = ddp(a[mine])
     per_sample = loss_fn(pred.float(), u[mine].float(), reduce=False)
     total = per_sample.sum()
     if not torch.isfinite(total):
-        raise FloatingPointError(f"the training loss is not finite at {where} (lr {run.opt.param_groups[0]['lr']:.3g})"
+        raise FloatingPointError(f"the training loss is not finite at {where} (lr {run.lr:.3g})"
                                  "; lower lr, or check the data and the model")
     run.opt.zero_grad(set_to_none=True)
     (total * size / idx.numel()).backward()
@@ -294,17 +249,18 @@ def _fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Ten
     if batches_per_epoch == 0:
         raise ValueError(f"batch_size={settings.batch_size} with {world[1]} processes leaves no batch")
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    run = _Run(net, settings, factor, settings.epochs * batches_per_epoch, seed)
+    run = TrainingState(net, "fit", settings.describe(), _fingerprint(net), factor,
+                        settings.epochs * batches_per_epoch, seed, _HISTORY)
     resumed_from = 0
     if resume and checkpoint is not None and os.path.exists(checkpoint):
         run.restore(checkpoint, device)
-        resumed_from = run.epoch
+        resumed_from = run.done
     ddp = net
     if world[1] > 1:
         ids = [device.index] if device.type == "cuda" else None
         ddp = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     net.train()
-    bar = progress_bar(range(run.epoch, settings.epochs), total=settings.epochs, initial=run.epoch,
+    bar = progress_bar(range(run.done, settings.epochs), total=settings.epochs, initial=run.done,
                        desc="fit", progress=progress)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -317,10 +273,8 @@ def _fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Ten
         epoch_time = time.perf_counter() - t0
         test_error = math.nan if test is None else evaluate(net, test, batch_size=max(settings.batch_size, 1))
         net.train()
-        run.epoch = epoch + 1
-        for key, value in (("epoch", run.epoch), ("train_loss", train_loss), ("test_error", test_error),
-                           ("lr", run.opt.param_groups[0]["lr"]), ("epoch_time_s", epoch_time)):
-            run.history[key].append(float(value))
+        run.done = epoch + 1
+        run.record(epoch=run.done, train_loss=train_loss, test_error=test_error, lr=run.lr, epoch_time_s=epoch_time)
         bar.set_postfix(loss=f"{train_loss:.4g}", test=f"{test_error:.4g}")
         if checkpoint is not None and world[0] == 0:
             run.save(checkpoint)
@@ -337,7 +291,7 @@ def _fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Ten
 def load_checkpoint_model(path: str | os.PathLike[str], model: nn.Module,
                           map_location: torch.device | str | None = None) -> NormalisedOperator:
     """The trained model of a :func:`fit` checkpoint, rebuilt around ``model`` (same class and shapes)."""
-    _, payload = load_state(path, CHECKPOINT_KIND, (_CHECKPOINT_VERSION,), map_location=map_location)
+    _, payload = load_state(path, CHECKPOINT_KIND, (CHECKPOINT_VERSION,), map_location=map_location)
     with reading(path):
         state = payload["model"]
         norms = [ChannelNormaliser(state[f"{k}.mean"].numel()) if f"{k}.mean" in state else None

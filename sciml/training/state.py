@@ -1,0 +1,82 @@
+"""The state both trainers checkpoint: model, optimiser, learning-rate schedule, progress and history.
+
+A checkpoint is written atomically and read back only for the same model (class and parameter
+shapes) and the same settings, so a resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..io import load_state, reading, save_state
+
+__all__ = ["TrainingState", "optimiser", "fingerprint", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
+
+CHECKPOINT_KIND = "training.Checkpoint"
+CHECKPOINT_VERSION = 2  # 2: progress counted as "done" (epochs or steps), the trainer named
+
+
+def optimiser(params: Any, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam or AdamW (``name`` "adam" | "adamw")."""
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def fingerprint(model: nn.Module, state_of: nn.Module | None = None) -> dict[str, Any]:
+    """Class of ``model`` and parameter shapes of ``state_of`` (default ``model``): what a checkpoint must match."""
+    held = model if state_of is None else state_of
+    return {"model": f"{type(model).__module__}.{type(model).__qualname__}",
+            "parameters": {k: list(v.shape) for k, v in held.state_dict().items()}}
+
+
+class TrainingState:
+    """Optimiser, ``LambdaLR`` schedule (stepped per optimiser step over ``total_steps``), ``done``
+    (epochs or steps finished), ``seed`` and ``history`` of one training run of ``net``."""
+
+    def __init__(self, net: nn.Module, trainer: str, settings: dict[str, Any], fingerprint: dict[str, Any],
+                 factor: Callable[[float], float], total_steps: int, seed: int, history_keys: Sequence[str]) -> None:
+        self.net, self.trainer, self.settings, self.fingerprint, self.seed = net, trainer, settings, fingerprint, seed
+        self.opt = optimiser(net.parameters(), settings["optimizer"], settings["lr"], settings["weight_decay"])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: factor(step / total_steps))
+        self.history: dict[str, list[float]] = {k: [] for k in history_keys}
+        self.done = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def record(self, **values: float) -> None:
+        for key, value in values.items():
+            self.history[key].append(float(value))
+
+    def save(self, path: str) -> None:
+        payload = {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                   "scheduler": self.sched.state_dict(), "done": self.done, "seed": self.seed,
+                   "history": self.history, "trainer": self.trainer, "settings": self.settings,
+                   "fingerprint": self.fingerprint}
+        tmp = f"{path}.tmp{os.getpid()}"
+        save_state(tmp, CHECKPOINT_KIND, CHECKPOINT_VERSION, payload)
+        os.replace(tmp, path)
+
+    def restore(self, path: str, device: torch.device) -> None:
+        _, payload = load_state(path, CHECKPOINT_KIND, (CHECKPOINT_VERSION,), map_location=device)
+        with reading(path):
+            if payload["trainer"] != self.trainer:
+                raise ValueError(f"it was written by {payload['trainer']}, not {self.trainer}")
+            if payload["fingerprint"] != self.fingerprint:
+                raise ValueError(f"it was written for another model ({payload['fingerprint']['model']}, or other "
+                                 "parameter shapes) than the one given")
+            diff = {k: (v, payload["settings"].get(k)) for k, v in self.settings.items()
+                    if payload["settings"].get(k) != v}
+            if diff:
+                raise ValueError("it was written with other settings (given, saved): "
+                                 + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items()))
+            self.net.load_state_dict(payload["model"])
+            self.opt.load_state_dict(payload["optimizer"])
+            self.sched.load_state_dict(payload["scheduler"])
+            self.done, self.seed, self.history = int(payload["done"]), int(payload["seed"]), payload["history"]
