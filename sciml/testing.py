@@ -501,7 +501,8 @@ def check_solver(solver: Any, problem: Sequence[Any], points: Tensor,
 
 
 def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict_args: Sequence[Any],
-                    fit_kwargs: dict[str, Any] | None = None) -> list[str]:
+                    fit_kwargs: dict[str, Any] | None = None,
+                    predict_kwargs: dict[str, Any] | None = None) -> list[str]:
     """Check a :class:`~sciml.Surrogate`.
 
     Args:
@@ -509,8 +510,10 @@ def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict
         fit_args: positional arguments of ``fit``.
         predict_args: positional arguments of ``predict``.
         fit_kwargs: further keyword arguments of ``fit``.
+        predict_kwargs: keyword arguments of ``predict``.
     """
     first = factory()
+    predict_kwargs = predict_kwargs or {}
     checks = _Checks(_subject(first))
     checks.run("class contract", lambda: check_plugin_class(type(first)))
     out: dict[str, Any] = {}
@@ -526,7 +529,7 @@ def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict
 
     def deterministic_predict() -> None:
         _expect(out.get("fitted", False), "fit failed")
-        a, b = first.predict(*predict_args), first.predict(*predict_args)
+        a, b = first.predict(*predict_args, **predict_kwargs), first.predict(*predict_args, **predict_kwargs)
         _expect(_tree_equal(a, b), "predict() is not deterministic")
 
     def round_trip() -> None:
@@ -535,7 +538,8 @@ def check_surrogate(factory: Callable[[], Any], fit_args: Sequence[Any], predict
                 "surrogate has no state_dict / load_state_dict")
         clone = factory()
         clone.load_state_dict(first.state_dict())
-        _expect(_tree_equal(first.predict(*predict_args), clone.predict(*predict_args)),
+        _expect(_tree_equal(first.predict(*predict_args, **predict_kwargs),
+                            clone.predict(*predict_args, **predict_kwargs)),
                 "state_dict round trip changed the predictions")
 
     for name, fn in [("fit returns self", fit_returns_self), ("deterministic predict", deterministic_predict),

@@ -1,0 +1,356 @@
+"""Tasks: what a distribution transformer is trained on, and the exact posteriors that check it.
+
+A :class:`Task` is a meta-prior over priors, a likelihood simulator and a range of data-set sizes. It
+also declares how a (prior, data) pair becomes network inputs (:meth:`Task.encode`), which is where a
+task states the symmetries of its model: both tasks here are location / scale families, so their
+inputs are standardised exactly (the posterior of standardised inputs, mapped back, is the posterior),
+and the network only learns what the symmetry leaves. Copy one to define your own.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from sciml.validation import check_tensor
+
+from .mixtures import Mixture, from_distribution
+
+__all__ = ["Task", "Problem", "Encoded", "GMMGaussian", "NormalVariance", "TASKS", "gmm_gaussian_posterior",
+           "random_walk_prediction", "inverse_gamma_log_variance_log_prob", "normal_variance_kl", "standard_gamma"]
+
+
+@dataclass
+class Problem:
+    """A simulated batch: ``prior`` (a :class:`Mixture`, or ``(B, P)`` parameters of a parametric prior),
+    data ``z`` ``(B, n, obs_dim)``, ``extras`` (per-problem inputs such as the noise scale), ``theta``
+    ``(B, M, dim)``: ``M`` draws of the parameter (in inference space) from its posterior, and
+    ``prior_theta`` ``(B, M, dim)``: ``M`` draws from the prior (for the prior-consistency term)."""
+
+    prior: Any
+    z: Tensor
+    extras: dict[str, Tensor]
+    theta: Tensor
+    prior_theta: Tensor
+
+
+@dataclass
+class Encoded:
+    """Network inputs: ``prior`` features ``(B, K, F)`` or parameters ``(B, P)``; ``obs`` ``(B, n, F_obs)``;
+    ``context`` ``(B, F_ctx)``; ``undo`` maps the decoded (standardised) mixture back to inference space."""
+
+    prior: Tensor
+    obs: Tensor
+    context: Tensor
+    undo: Callable[[Mixture], Mixture] = field(repr=False)
+
+
+class Task(abc.ABC):
+    """A family of inference problems. Class attributes: ``name``; ``dim`` (parameter dimension in
+    inference space); ``obs_dim``, ``obs_features``, ``context_features`` (network input sizes);
+    ``prior_params`` (0: Gaussian-mixture priors of ``components`` = (min, max) components; > 0: a
+    parametric prior with that many parameters, decoded to ``components[1]`` components);
+    ``n_range`` (data-set sizes of the posterior term, inclusive; size 0 is the prior-consistency
+    term, trained every step); ``bijection`` (inference space -> parameter space)."""
+
+    name: ClassVar[str]
+    dim: ClassVar[int]
+    obs_dim: ClassVar[int]
+    obs_features: ClassVar[int]
+    context_features: ClassVar[int]
+    prior_params: ClassVar[int] = 0
+    components: ClassVar[tuple[int, int]]
+    n_range: ClassVar[tuple[int, int]] = (1, 16)
+    bijection: ClassVar[torch.distributions.Transform | None] = None
+
+    def __init__(self, posterior_draws: int = 8) -> None:
+        self.posterior_draws = posterior_draws
+
+    @abc.abstractmethod
+    def simulate(self, batch: int, generator: torch.Generator, *, n: int | None = None,
+                 components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
+        """``batch`` problems from the meta-prior (one data-set size ``n`` and one component count per
+        batch, drawn from their ranges unless given)."""
+
+    @abc.abstractmethod
+    def encode(self, prior: Any, z: Tensor, extras: dict[str, Tensor]) -> Encoded:
+        """Network inputs for a batch of (prior, data) pairs."""
+
+    @abc.abstractmethod
+    def inputs(self, prior: Any, z: object, **extras: object) -> tuple[Any, Tensor, dict[str, Tensor]]:
+        """Check a user's query (clear errors; a warning outside the trained ranges) and convert it to
+        the internal ``(prior, z (B, n, obs_dim), extras)`` in float64."""
+
+    def output(self, mix: Mixture) -> torch.distributions.Distribution:
+        """The posterior handed to the user: the mixture, pushed through ``bijection`` if there is one."""
+        dist = mix.distribution()
+        if self.bijection is None:
+            return dist
+        return torch.distributions.TransformedDistribution(dist, [self.bijection], validate_args=False)
+
+    def _data(self, z: object, batch: int) -> Tensor:
+        z = check_tensor("z", z, floating=True, finite=True)
+        if self.obs_dim == 1 and z.ndim == 2:
+            z = z[..., None]
+        if z.ndim != 3 or z.shape[0] != batch or z.shape[2] != self.obs_dim:
+            raise ValueError(f"z must have shape (B={batch}, n, {self.obs_dim}) for the {self.name} task, got "
+                             f"{tuple(z.shape)}")
+        hi = self.n_range[1]
+        if z.shape[1] > hi:
+            warnings.warn(f"{z.shape[1]} observations per data set lies outside the trained range 0 - {hi}; "
+                          "the posterior may be inaccurate", stacklevel=4)
+        return z.to(torch.float64)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "posterior_draws": self.posterior_draws}
+
+
+def _randint(low: int, high: int, generator: torch.Generator) -> int:
+    return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+def standard_gamma(shape: Tensor, generator: torch.Generator) -> Tensor:
+    """Gamma(shape, 1) draws seeded by ``generator`` (torch's gamma sampler takes no generator: it runs
+    on a forked global generator seeded from ``generator``, leaving the global state as it was)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch._standard_gamma(shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# (a) Gaussian-mixture prior, Gaussian observations
+# ------------------------------------------------------------------------------------------------
+
+
+def gmm_gaussian_posterior(prior: Mixture, z: Tensor, noise_scale: Tensor) -> Mixture:
+    """Exact posterior of ``x`` for the prior mixture and ``z_i ~ N(x, sigma^2 I)``, ``z`` ``(B, n, d)``,
+    ``noise_scale`` ``(B,)``: each component takes a Kalman step, its weight times its evidence."""
+    n = z.shape[1]
+    if n == 0:
+        return prior
+    d = prior.dim
+    r = (noise_scale**2 / n)[:, None, None, None] * torch.eye(d, dtype=z.dtype, device=z.device)  # (B, 1, d, d)
+    cov = prior.scale_tril @ prior.scale_tril.transpose(-1, -2)  # (B, K, d, d)
+    chol = torch.linalg.cholesky(cov + r)
+    resid = z.mean(1)[:, None, :] - prior.means  # (B, K, d)
+    white = torch.linalg.solve_triangular(chol, resid[..., None], upper=False)  # L^-1 (zbar - m)
+    means = prior.means + (cov @ torch.cholesky_solve(resid[..., None], chol))[..., 0]
+    post_cov = cov @ torch.cholesky_solve(r.expand_as(cov), chol)  # S (S + R)^-1 R: no cancellation
+    post_cov = 0.5 * (post_cov + post_cov.transpose(-1, -2))
+    log_ev = (-0.5 * (white[..., 0] ** 2).sum(-1) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+              - 0.5 * d * math.log(2 * math.pi))
+    return Mixture(torch.log_softmax(prior.log_weights + log_ev, -1), means, torch.linalg.cholesky(post_cov))
+
+
+def random_walk_prediction(mix: Mixture, step_scale: float | Tensor) -> Mixture:
+    """The prediction step of ``x_t = x_{t-1} + w``, ``w ~ N(0, q^2 I)``: every covariance gains ``q^2 I``."""
+    q2 = torch.as_tensor(step_scale, dtype=mix.means.dtype, device=mix.means.device) ** 2
+    eye = torch.eye(mix.dim, dtype=mix.means.dtype, device=mix.means.device)
+    cov = mix.scale_tril @ mix.scale_tril.transpose(-1, -2) + q2.reshape(-1, 1, 1, 1) * eye
+    return Mixture(mix.log_weights, mix.means, torch.linalg.cholesky(cov))
+
+
+def inverse_wishart_tril(shape: tuple[int, ...], d: int, df: int, scale: float, generator: torch.Generator,
+                         dtype: torch.dtype) -> Tensor:
+    """Cholesky factors of ``S ~ InverseWishart(df, scale I_d)``, i.e. ``S^-1 ~ Wishart(df, I_d / scale)``
+    (Bartlett decomposition; integer ``df`` >= d); the mean is ``scale I / (df - d - 1)``."""
+    a = torch.randn(*shape, d, d, generator=generator, dtype=dtype).tril(-1)
+    chi2 = torch.stack([torch.randn(*shape, df - i, generator=generator, dtype=dtype).square().sum(-1)
+                        for i in range(d)], -1)
+    a = a + torch.diag_embed(chi2.sqrt())
+    return torch.linalg.cholesky(scale * torch.cholesky_inverse(a))
+
+
+class GMMGaussian(Task):
+    """``x`` in R^2 with a Gaussian-mixture prior of 1 - 4 components, ``n`` = 0 - 16 observations
+    ``z_i ~ N(x, sigma^2 I)``, ``sigma`` in [0.25, 2] given with the data.
+
+    Meta-prior: K uniform on {1..4}, weights ~ Dirichlet(1), means ~ N(0, 2^2 I), covariances ~
+    InverseWishart(5, 2 I) (mean I: component sds of about 0.4 - 2.5, correlations of either sign),
+    sigma log-uniform, n uniform. Inputs are standardised exactly (the model is equivariant under
+    shifts and scalings of x): centred at the data mean (the prior mean when n = 0) and scaled by the
+    data mean's sd ``sigma / sqrt(n)`` (``sigma`` when n = 0), so the network sees the prior in units
+    of the likelihood and the data's residuals.
+    """
+
+    name = "gmm-gaussian"
+    dim = 2
+    obs_dim = 2
+    obs_features = 2
+    context_features = 1
+    components = (1, 4)
+    sigma_range = (0.25, 2.0)
+    mean_scale = 2.0
+
+    def sample_prior(self, batch: int, k: int, generator: torch.Generator, dtype: torch.dtype) -> Mixture:
+        e = -torch.rand(batch, k, generator=generator, dtype=dtype).clamp_min(1e-30).log()  # Dirichlet(1)
+        log_w = torch.log(e / e.sum(-1, keepdim=True))
+        means = self.mean_scale * torch.randn(batch, k, self.dim, generator=generator, dtype=dtype)
+        tril = inverse_wishart_tril((batch, k), self.dim, self.dim + 3, 2.0, generator, dtype)
+        return Mixture(log_w, means, tril)
+
+    def simulate(self, batch: int, generator: torch.Generator, *, n: int | None = None,
+                 components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
+        n = _randint(*self.n_range, generator) if n is None else n
+        k = _randint(*self.components, generator) if components is None else components
+        # simulate in float64: the exact posterior of a far-off component loses digits in float32
+        prior = self.sample_prior(batch, k, generator, torch.float64)
+        x = prior.sample(1, generator)[0]
+        lo, hi = (math.log(s) for s in self.sigma_range)
+        sigma = torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64))
+        z = x[:, None, :] + sigma[:, None, None] * torch.randn(batch, n, self.dim, generator=generator,
+                                                                dtype=torch.float64)
+        post = gmm_gaussian_posterior(prior, z, sigma)
+        theta = post.sample(self.posterior_draws, generator).transpose(0, 1)
+        prior_theta = prior.sample(self.posterior_draws, generator).transpose(0, 1)
+        return Problem(prior.to(dtype), z.to(dtype), {"noise_scale": sigma.to(dtype)}, theta.to(dtype),
+                       prior_theta.to(dtype))
+
+    def encode(self, prior: Mixture, z: Tensor, extras: dict[str, Tensor]) -> Encoded:
+        sigma = extras["noise_scale"]
+        n = z.shape[1]
+        if n > 0:
+            centre = z.mean(1)
+        else:
+            centre = (prior.log_weights.exp()[..., None] * prior.means).sum(1)
+        s = sigma[:, None, None] / math.sqrt(max(n, 1))
+        std = Mixture(prior.log_weights, (prior.means - centre[:, None]) / s, prior.scale_tril / s[..., None])
+        context = torch.full((z.shape[0], 1), math.log1p(n), dtype=z.dtype, device=z.device)
+
+        def undo(mix: Mixture) -> Mixture:
+            return Mixture(mix.log_weights, centre[:, None] + s * mix.means, s[..., None] * mix.scale_tril)
+
+        return Encoded(std.features(), (z - centre[:, None]) / s, context, undo)
+
+    def inputs(self, prior: Any, z: object, *, noise_scale: object = None) -> tuple[Mixture, Tensor, dict[str, Tensor]]:
+        mix = from_distribution("prior", prior).to(torch.float64)
+        b, k, d = mix.means.shape
+        if d != self.dim:
+            raise ValueError(f"prior must be over R^{self.dim} for the {self.name} task, got R^{d}")
+        if k > self.components[1]:
+            raise ValueError(f"prior has {k} components; the model was trained on {self.components[0]} - "
+                             f"{self.components[1]}")
+        z = self._data(z, b)
+        if noise_scale is None:
+            raise TypeError("the gmm-gaussian task needs noise_scale= (the observation noise sd, a float or (B,))")
+        sigma = check_tensor("noise_scale", torch.as_tensor(noise_scale, dtype=torch.float64), finite=True)
+        if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] != b):
+            raise ValueError(f"noise_scale must be a float or of shape (B={b},), got {tuple(sigma.shape)}")
+        if (sigma <= 0).any():
+            raise ValueError("noise_scale must be positive")
+        lo, hi = self.sigma_range
+        if ((sigma < lo) | (sigma > hi)).any():
+            warnings.warn(f"noise_scale outside the trained range [{lo}, {hi}]; the posterior may be inaccurate",
+                          stacklevel=3)
+        return mix, z, {"noise_scale": sigma.expand(b).to(z.device).clone()}
+
+
+# ------------------------------------------------------------------------------------------------
+# (b) Gaussian data of known mean, unknown variance, inverse-gamma prior; inference on log variance
+# ------------------------------------------------------------------------------------------------
+
+
+def inverse_gamma_log_variance_log_prob(theta: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
+    """Log-density of ``theta = log v`` for ``v ~ InverseGamma(alpha, beta)`` (broadcasting)."""
+    return alpha * torch.log(beta) - torch.lgamma(alpha) - alpha * theta - beta * torch.exp(-theta)
+
+
+def normal_variance_kl(q: Mixture, alpha: Tensor, beta: Tensor, points: int = 8001) -> Tensor:
+    """``KL(p_b || q_b)`` for the exact log-variance posteriors ``InverseGamma(alpha, beta)`` (``(B,)``) and
+    1-D mixtures ``q`` over log variance, by the trapezoidal rule from 14 sd below the posterior mean
+    (the left tail decays like ``exp(-beta e^-theta)``) to 14 sd + 40 / alpha above it (the right tail
+    decays like ``exp(-alpha theta)``): what is cut off is below 1e-15 for mixtures with sd < 1e3."""
+    alpha, beta = alpha.to(torch.float64), beta.to(torch.float64)
+    centre = torch.log(beta) - torch.special.digamma(alpha)  # E[log v]
+    sd = torch.special.polygamma(1, alpha).sqrt()
+    t = torch.linspace(0.0, 1.0, points, dtype=torch.float64)[:, None]
+    lo, hi = centre - 14 * sd, centre + 14 * sd + 40 / alpha
+    theta = lo + (hi - lo) * t  # (points, B)
+    log_p = inverse_gamma_log_variance_log_prob(theta, alpha, beta)
+    log_q = q.to(torch.float64).log_prob(theta[..., None])
+    return torch.trapezoid(torch.exp(log_p) * (log_p - log_q), theta, dim=0)
+
+
+class NormalVariance(Task):
+    """``z_i ~ N(0, v)``, ``n`` = 0 - 16, prior ``v ~ InverseGamma(alpha, beta)``; the posterior of
+    ``log v`` as a 5-component mixture (``bijection``: exp, back to ``v``).
+
+    Meta-prior: alpha log-uniform on [1, 20], beta log-uniform on [0.1, 10]. Inputs are standardised
+    exactly (the model is equivariant under ``z -> z / s``, ``v -> v / s^2``) with ``s^2 = beta / alpha``,
+    so the network's prior input is ``log alpha`` alone (a learned mixture fit of that prior).
+    Exact posterior: ``InverseGamma(alpha + n / 2, beta + sum z_i^2 / 2)``.
+    """
+
+    name = "normal-variance"
+    dim = 1
+    obs_dim = 1
+    obs_features = 1
+    context_features = 1
+    prior_params = 1
+    components = (5, 5)
+    bijection = torch.distributions.ExpTransform()
+    alpha_range = (1.0, 20.0)
+    beta_range = (0.1, 10.0)
+
+    def simulate(self, batch: int, generator: torch.Generator, *, n: int | None = None,
+                 components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
+        n = _randint(*self.n_range, generator) if n is None else n
+        f64 = torch.float64
+
+        def log_uniform(bounds: tuple[float, float]) -> Tensor:
+            lo, hi = (math.log(b) for b in bounds)
+            return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=f64))
+
+        alpha, beta = log_uniform(self.alpha_range), log_uniform(self.beta_range)
+        v = beta / standard_gamma(alpha, generator)
+        z = v.sqrt()[:, None, None] * torch.randn(batch, n, 1, generator=generator, dtype=f64)
+        a_post = alpha + n / 2
+        b_post = beta + 0.5 * z.square().sum((1, 2))
+        g = standard_gamma(a_post[:, None].expand(batch, self.posterior_draws).contiguous(), generator)
+        theta = (b_post[:, None].log() - g.log())[..., None]  # log of InverseGamma draws
+        prior_g = standard_gamma(alpha[:, None].expand(batch, self.posterior_draws).contiguous(), generator)
+        prior_theta = (beta[:, None].log() - prior_g.log())[..., None]
+        params = torch.stack([alpha, beta], -1)
+        return Problem(params.to(dtype), z.to(dtype), {}, theta.to(dtype), prior_theta.to(dtype))
+
+    def encode(self, prior: Tensor, z: Tensor, extras: dict[str, Tensor]) -> Encoded:
+        alpha, beta = prior[:, 0], prior[:, 1]
+        log_s2 = torch.log(beta / alpha)
+        n = z.shape[1]
+        context = torch.full((z.shape[0], 1), math.log1p(n), dtype=z.dtype, device=z.device)
+
+        def undo(mix: Mixture) -> Mixture:
+            return Mixture(mix.log_weights, mix.means + log_s2[:, None, None], mix.scale_tril)
+
+        return Encoded(alpha.log()[:, None], z * torch.exp(-0.5 * log_s2)[:, None, None], context, undo)
+
+    def inputs(self, prior: Any, z: object) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        if isinstance(prior, torch.distributions.InverseGamma):
+            params = torch.stack([prior.concentration, prior.rate], -1)
+        elif isinstance(prior, Tensor):
+            params = prior
+        else:
+            raise TypeError("prior must be a torch InverseGamma over the variance (batch (B,)) or a (B, 2) tensor "
+                            f"of (alpha, beta), got {type(prior).__name__}")
+        params = check_tensor("prior", params.to(torch.float64), finite=True)
+        if params.ndim != 2 or params.shape[1] != 2:
+            raise ValueError(f"prior must have batch shape (B,) (parameters (B, 2)), got {tuple(params.shape)}")
+        if (params <= 0).any():
+            raise ValueError("prior parameters alpha and beta must be positive")
+        a_lo, a_hi = self.alpha_range
+        if ((params[:, 0] < a_lo) | (params[:, 0] > a_hi)).any():
+            warnings.warn(f"prior alpha outside the trained range [{a_lo}, {a_hi}]; the posterior may be inaccurate",
+                          stacklevel=3)
+        return params, self._data(z, params.shape[0]), {}
+
+
+#: The ready-made tasks by name.
+TASKS: dict[str, type[Task]] = {"gmm-gaussian": GMMGaussian, "normal-variance": NormalVariance}

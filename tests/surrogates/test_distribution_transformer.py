@@ -1,0 +1,243 @@
+"""distribution-transformer: exact posteriors against brute force, the network's invariances and
+validity, training, save / load, errors, and the shipped models against exact posteriors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sciml_plugins.distribution_transformer import DTNetwork, GMMGaussian, Mixture, NormalVariance
+from sciml_plugins.distribution_transformer.mixtures import mixture_kl
+from sciml_plugins.distribution_transformer.tasks import (
+    gmm_gaussian_posterior,
+    inverse_gamma_log_variance_log_prob,
+    normal_variance_kl,
+    random_walk_prediction,
+)
+
+import sciml
+from sciml.io import SaveFileError
+
+DT = sciml.load("surrogate", "distribution-transformer")
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# -- exact answers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 3, 12])
+def test_gmm_gaussian_posterior_matches_the_normalised_grid_density(n):
+    p = GMMGaussian().simulate(3, _gen(n), n=n, components=3, dtype=torch.float64)
+    post = gmm_gaussian_posterior(p.prior, p.z, p.extras["noise_scale"])
+    for b in range(3):
+        sigma, centre = float(p.extras["noise_scale"][b]), p.z[b].mean(0)
+        axis = torch.linspace(-8 * sigma, 8 * sigma, 641, dtype=torch.float64)
+        h = float(axis[1] - axis[0])
+        x = torch.stack(torch.meshgrid(axis + centre[0], axis + centre[1], indexing="ij"), -1).reshape(-1, 1, 2)
+        one = Mixture(p.prior.log_weights[b:b + 1], p.prior.means[b:b + 1], p.prior.scale_tril[b:b + 1])
+        log_joint = one.log_prob(x)[:, 0] - 0.5 * ((x - p.z[b]) ** 2).sum((-1, -2)) / sigma**2
+        grid = torch.exp(log_joint - torch.logsumexp(log_joint, 0)) / h**2
+        exact = Mixture(post.log_weights[b:b + 1], post.means[b:b + 1], post.scale_tril[b:b + 1])
+        dens = exact.log_prob(x)[:, 0].exp()
+        # the grid covers +-8 sigma around the data mean: the posterior (sd <= sigma / sqrt(n)) has no mass
+        # beyond it, and the midpoint sum of this smooth density is exact to round-off
+        assert torch.allclose(dens, grid, rtol=0, atol=1e-9 * float(dens.max()))
+
+
+def test_a_zero_size_data_set_leaves_the_prior():
+    p = GMMGaussian().simulate(4, _gen(), n=0, dtype=torch.float64)
+    post = gmm_gaussian_posterior(p.prior, p.z, p.extras["noise_scale"])
+    assert torch.equal(post.means, p.prior.means) and torch.equal(post.scale_tril, p.prior.scale_tril)
+
+
+def test_normal_variance_posterior_draws_follow_the_conjugate_posterior():
+    task = NormalVariance(posterior_draws=20000)
+    p = task.simulate(3, _gen(), n=5, dtype=torch.float64)
+    a = p.prior[:, 0] + 2.5
+    b = p.prior[:, 1] + 0.5 * p.z.square().sum((1, 2))
+    mean = torch.log(b) - torch.special.digamma(a)  # E[log v], v ~ InverseGamma(a, b)
+    sd = torch.special.polygamma(1, a).sqrt()
+    assert torch.allclose(p.theta[..., 0].mean(1), mean, atol=5 * float(sd.max()) / math.sqrt(20000))
+
+
+def test_the_log_variance_density_and_the_quadrature_kl():
+    alpha, beta = torch.tensor([2.0, 7.5], dtype=torch.float64), torch.tensor([0.3, 4.0], dtype=torch.float64)
+    theta = torch.linspace(-30, 60, 400001, dtype=torch.float64)[:, None]
+    dens = inverse_gamma_log_variance_log_prob(theta, alpha, beta).exp()
+    assert torch.allclose(torch.trapezoid(dens, theta, dim=0), torch.ones(2, dtype=torch.float64), atol=1e-10)
+    # a one-component q equal to the Laplace approximation: KL against brute-force quadrature
+    mode = torch.log(beta / alpha)
+    q = Mixture(torch.zeros(2, 1, dtype=torch.float64), mode[:, None, None], alpha.rsqrt()[:, None, None, None])
+    kl = normal_variance_kl(q, alpha, beta)
+    log_p = inverse_gamma_log_variance_log_prob(theta, alpha, beta)
+    brute = torch.trapezoid(log_p.exp() * (log_p - q.log_prob(theta[..., None])), theta, dim=0)
+    assert torch.allclose(kl, brute, rtol=1e-8, atol=0) and (kl > 0).all()
+
+
+def test_mixture_features_round_trip_and_mc_kl_of_equal_mixtures_is_zero():
+    prior = GMMGaussian().simulate(5, _gen(), n=0, components=4, dtype=torch.float64).prior
+    back = Mixture.from_features(prior.features(), 2)
+    for part in ("log_weights", "means", "scale_tril"):
+        assert torch.allclose(getattr(back, part), getattr(prior, part), atol=1e-12)
+    kl, se = mixture_kl(prior, back, 100, _gen())
+    assert kl.abs().max() < 1e-10 and (se < 1e-10).all()
+
+
+def test_random_walk_prediction_adds_the_step_covariance():
+    prior = GMMGaussian().simulate(2, _gen(), n=0, components=2, dtype=torch.float64).prior
+    pred = random_walk_prediction(prior, 0.5)
+    cov = lambda m: m.scale_tril @ m.scale_tril.transpose(-1, -2)  # noqa: E731
+    assert torch.allclose(cov(pred) - cov(prior), 0.25 * torch.eye(2, dtype=torch.float64).expand(2, 2, 2, 2))
+
+
+# -- the network -----------------------------------------------------------------------------------
+
+
+def _random_network(task, seed=0):
+    torch.manual_seed(seed)
+    net = DTNetwork(task.dim, task.obs_features, task.context_features, prior_params=task.prior_params,
+                    components=task.components[1] if task.prior_params else 0, d_model=16, heads=2, layers=2, ffn=32)
+    for p in net.parameters():  # leave the zero initialisation: every path contributes
+        torch.nn.init.normal_(p, std=0.3)
+    return net.double()
+
+
+def test_an_untrained_model_returns_its_prior():
+    task = GMMGaussian()
+    torch.manual_seed(0)
+    net = DTNetwork(2, 2, 1, d_model=16, heads=2, layers=2, ffn=32).double()
+    p = task.simulate(6, _gen(), n=7, components=3, dtype=torch.float64)
+    enc = task.encode(p.prior, p.z, p.extras)
+    out = enc.undo(net(enc.prior, enc.obs, enc.context))
+    for part in ("log_weights", "means", "scale_tril"):
+        assert torch.allclose(getattr(out, part), getattr(p.prior, part), atol=1e-12)
+
+
+@pytest.mark.parametrize("task", [GMMGaussian(), NormalVariance()], ids=lambda t: t.name)
+def test_outputs_are_valid_mixtures_even_for_extreme_inputs(task):
+    net = _random_network(task)
+    p = task.simulate(8, _gen(), n=16, dtype=torch.float64)
+    enc = task.encode(p.prior, p.z * 1e3, p.extras)  # far outside the trained range
+    mix = enc.undo(net(enc.prior, enc.obs, enc.context))
+    assert torch.allclose(mix.log_weights.exp().sum(-1), torch.ones(8, dtype=torch.float64))
+    assert torch.isfinite(mix.means).all() and (torch.diagonal(mix.scale_tril, dim1=-2, dim2=-1) > 0).all()
+    assert torch.isfinite(mix.log_prob(mix.sample(3, _gen()))).all()
+
+
+def test_permutation_invariance_in_observations_and_components():
+    task = GMMGaussian()
+    net = _random_network(task)
+    p = task.simulate(5, _gen(), n=9, components=4, dtype=torch.float64)
+
+    def posterior(prior, z):
+        enc = task.encode(prior, z, p.extras)
+        return enc.undo(net(enc.prior, enc.obs, enc.context))
+
+    base = posterior(p.prior, p.z)
+    z_perm = p.z[:, torch.randperm(9, generator=_gen(1))]
+    k = torch.randperm(4, generator=_gen(2))
+    prior_perm = Mixture(p.prior.log_weights[:, k], p.prior.means[:, k], p.prior.scale_tril[:, k])
+    same = posterior(p.prior, z_perm)
+    perm = posterior(prior_perm, p.z)
+    for part in ("log_weights", "means", "scale_tril"):
+        assert torch.allclose(getattr(same, part), getattr(base, part), atol=1e-10)
+        assert torch.allclose(getattr(perm, part), getattr(base, part)[:, k], atol=1e-10)
+
+
+# -- the plugin: training, queries, errors, save / load -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny model after a few steps (its answers are not accurate; the API and the checks are tested)."""
+    return DT(d_model=16, heads=2, layers=1, ffn=16).fit(num_steps=3, batch_size=8, generator=_gen(), progress=False)
+
+
+def _query(b=3, n=5, k=2, seed=0):
+    p = GMMGaussian().simulate(b, _gen(seed), n=n, components=k, dtype=torch.float64)
+    return p.prior.distribution(), p.z, p.extras["noise_scale"]
+
+
+def test_predict_returns_a_batch_of_mixtures_and_training_lowers_the_loss(tiny):
+    prior, z, sigma = _query()
+    q = tiny.predict(prior, z, noise_scale=sigma)
+    assert isinstance(q, torch.distributions.MixtureSameFamily)
+    assert isinstance(q.component_distribution, torch.distributions.MultivariateNormal)
+    assert q.batch_shape == (3,) and q.event_shape == (2,) and q.mixture_distribution.logits.dtype == torch.float64
+    assert torch.isfinite(q.log_prob(torch.zeros(3, 2, dtype=torch.float64))).all()
+    assert tiny.predict(prior, z, noise_scale=0.5).batch_shape == (3,)  # a float noise scale
+    longer = DT(d_model=16, heads=2, layers=1, ffn=16).fit(num_steps=60, batch_size=64, lr=3e-3, generator=_gen(),
+                                                           progress=False)
+    losses = longer.diagnostics["loss_history"]
+    assert sum(losses[-10:]) < sum(losses[:10])
+
+
+def test_bad_queries_get_clear_errors_and_out_of_range_ones_a_warning(tiny):
+    prior, z, sigma = _query()
+    with pytest.raises(TypeError, match="noise_scale="):
+        tiny.predict(prior, z)
+    with pytest.raises(ValueError, match="noise_scale must be positive"):
+        tiny.predict(prior, z, noise_scale=-1.0)
+    with pytest.raises(ValueError, match=r"z must have shape \(B=3, n, 2\)"):
+        tiny.predict(prior, z[..., :1], noise_scale=sigma)
+    with pytest.raises(ValueError, match="non-finite"):
+        tiny.predict(prior, z.clone().fill_(float("nan")), noise_scale=sigma)
+    with pytest.raises(TypeError, match="MixtureSameFamily"):
+        tiny.predict(torch.distributions.Normal(0.0, 1.0), z, noise_scale=sigma)
+    five = Mixture(torch.full((3, 5), -math.log(5), dtype=torch.float64), torch.zeros(3, 5, 2, dtype=torch.float64),
+                   torch.eye(2, dtype=torch.float64).expand(3, 5, 2, 2))
+    with pytest.raises(ValueError, match="5 components; the model was trained on 1 - 4"):
+        tiny.predict(five.distribution(), z, noise_scale=sigma)
+    three_d = torch.distributions.MultivariateNormal(torch.zeros(3, 3), torch.eye(3))
+    with pytest.raises(ValueError, match="R\\^2"):
+        tiny.predict(three_d, z, noise_scale=sigma)
+    with pytest.warns(UserWarning, match="outside the trained range"):
+        tiny.predict(prior, z, noise_scale=5.0)
+    with pytest.warns(UserWarning, match="40 observations"):
+        tiny.predict(prior, torch.zeros(3, 40, 2, dtype=torch.float64), noise_scale=sigma)
+    with pytest.raises(RuntimeError, match="not trained"):
+        DT().predict(prior, z, noise_scale=sigma)
+    with pytest.raises(ValueError, match="task"):
+        DT("no-such-task")
+
+
+def test_save_load_round_trip_and_foreign_files(tiny, tmp_path):
+    prior, z, sigma = _query()
+    path = tmp_path / "dt.pt"
+    tiny.save(path)
+    back = DT.load(path)
+    a, b = tiny.predict(prior, z, noise_scale=sigma), back.predict(prior, z, noise_scale=sigma)
+    assert torch.equal(a.component_distribution.loc, b.component_distribution.loc)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(SaveFileError):
+        DT.load(tmp_path / "foreign.pt")
+    with pytest.raises(SaveFileError, match="trained on the task 'gmm-gaussian'"):
+        DT.load(path, task=NormalVariance())
+
+
+def test_normal_variance_queries_return_a_distribution_over_the_variance():
+    model = DT("normal-variance", d_model=16, heads=2, layers=1, ffn=16).fit(num_steps=2, batch_size=8,
+                                                                             generator=_gen(), progress=False)
+    prior = torch.distributions.InverseGamma(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.5]))
+    q = model.predict(prior, torch.randn(2, 6, dtype=torch.float64))
+    assert isinstance(q, torch.distributions.TransformedDistribution) and q.batch_shape == (2,)
+    v = q.sample((50,))
+    assert (v > 0).all() and torch.isfinite(q.log_prob(v)).all()
+    with pytest.raises(ValueError, match="must be positive"):
+        model.predict(torch.tensor([[2.0, -1.0]]), torch.randn(1, 3))
+    with pytest.raises(TypeError, match="InverseGamma"):
+        model.predict(torch.distributions.Gamma(2.0, 1.0), torch.randn(1, 3))
+
+
+def test_conformance_kit():
+    from sciml.testing import check_surrogate
+
+    prior, z, sigma = _query()
+    factory = lambda: DT(d_model=16, heads=2, layers=1, ffn=16)  # noqa: E731
+    passed = check_surrogate(factory, (), (prior, z), {"num_steps": 2, "batch_size": 4, "progress": False},
+                             {"noise_scale": sigma})  # raises on any failure
+    assert "state_dict round trip" in passed and "deterministic predict" in passed
