@@ -23,8 +23,10 @@ from sciml.validation import check_tensor
 
 from .mixtures import Mixture, from_distribution
 
-__all__ = ["Task", "Problem", "Encoded", "GMMGaussian", "NormalVariance", "TASKS", "gmm_gaussian_posterior",
-           "random_walk_prediction", "inverse_gamma_log_variance_log_prob", "normal_variance_kl", "standard_gamma"]
+__all__ = ["Task", "Problem", "Encoded", "GMMGaussian", "NormalVariance", "GPLengthscale", "TASKS",
+           "gmm_gaussian_posterior", "random_walk_prediction", "inverse_gamma_log_variance_log_prob",
+           "normal_variance_kl", "gp_log_marginal_likelihood", "gp_lengthscale_grid_posterior", "grid_kl",
+           "standard_gamma"]
 
 
 @dataclass
@@ -352,5 +354,119 @@ class NormalVariance(Task):
         return params, self._data(z, params.shape[0]), {}
 
 
+# ------------------------------------------------------------------------------------------------
+# (d) the lengthscale of a Gaussian process; reference posterior by quadrature on a grid
+# ------------------------------------------------------------------------------------------------
+
+
+def gp_log_marginal_likelihood(x: Tensor, y: Tensor, lengthscale: Tensor, noise_var: float) -> Tensor:
+    """``log N(y | 0, K_l + noise_var I)`` with ``K_l(x, x') = exp(-(x - x')^2 / (2 l^2))``: inputs ``x``,
+    ``y`` ``(B, n)``, ``lengthscale`` ``(B, G)`` -> ``(B, G)``."""
+    n = x.shape[1]
+    d2 = (x[:, :, None] - x[:, None, :]).square()[:, None]  # (B, 1, n, n)
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    chol = torch.linalg.cholesky(torch.exp(-0.5 * d2 / lengthscale[..., None, None] ** 2) + noise_var * eye)
+    white = torch.linalg.solve_triangular(chol, y[:, None, :, None].expand(*chol.shape[:-1], 1), upper=False)
+    return (-0.5 * white.square().sum((-1, -2)) - torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+            - 0.5 * n * math.log(2 * math.pi))
+
+
+def gp_lengthscale_grid_posterior(prior: Tensor, x: Tensor, y: Tensor, grid: Tensor, noise_var: float) -> Tensor:
+    """Log-density of ``log l`` on ``grid`` ``(G,)`` for ``l ~ Gamma(a, b)`` (``prior`` ``(B, 2)`` shape and
+    rate) and the GP data, normalised by the trapezoidal rule: ``(B, G)``."""
+    a, b = prior[:, :1], prior[:, 1:]
+    t = grid[None].expand(prior.shape[0], -1)
+    log_prior = a * torch.log(b) - torch.lgamma(a) + a * t - b * torch.exp(t)  # Gamma density of e^t, times e^t
+    log_post = log_prior + (gp_log_marginal_likelihood(x, y, torch.exp(t), noise_var) if x.shape[1] else 0.0)
+    norm = torch.log(torch.trapezoid(torch.exp(log_post - log_post.amax(-1, keepdim=True)), grid, dim=-1))
+    return log_post - log_post.amax(-1, keepdim=True) - norm[:, None]
+
+
+def grid_kl(q: Mixture, grid: Tensor, log_p: Tensor) -> Tensor:
+    """``KL(p_b || q_b)`` for 1-D densities ``p`` given on ``grid`` (``log_p`` ``(B, G)``), trapezoidal rule."""
+    log_q = q.log_prob(grid[:, None, None].expand(-1, log_p.shape[0], 1))  # (G, B)
+    return torch.trapezoid(torch.exp(log_p) * (log_p - log_q.T), grid, dim=-1)
+
+
+def _sample_grid(log_p: Tensor, grid: Tensor, num: int, generator: torch.Generator) -> Tensor:
+    """``num`` draws per row from the piecewise-constant density of the grid cells: ``(B, num)``."""
+    cell = torch.exp(0.5 * (log_p[:, 1:] + log_p[:, :-1]))
+    idx = torch.multinomial(cell, num, replacement=True, generator=generator)
+    u = torch.rand(idx.shape, generator=generator, dtype=grid.dtype)
+    return grid[idx] + u * (grid[1] - grid[0])
+
+
+class GPLengthscale(Task):
+    """The lengthscale ``l`` of a GP (squared-exponential kernel, unit signal variance, noise sd 0.1)
+    from ``n`` = 1 - 16 points ``(x_i, y_i)``, ``x_i`` uniform on [0, 1]; prior ``l ~ Gamma(a, b)``
+    (shape, rate); the posterior of ``log l`` as an 8-component mixture (``bijection``: exp).
+
+    Meta-prior: ``a`` log-uniform on [2, 6], ``b`` on [2, 12] (prior means 0.17 - 3; the paper's
+    Gamma(3, 6) inside). Reference: the posterior of ``log l`` by quadrature on 256 points of
+    [-6, 3] (:func:`gp_lengthscale_grid_posterior`); the training draws come from that grid
+    density. No standardisation: inputs are taken on [0, 1] as they are.
+    """
+
+    name = "gp-lengthscale"
+    dim = 1
+    obs_dim = 2
+    obs_features = 2
+    context_features = 1
+    prior_params = 2
+    components = (8, 8)
+    bijection = torch.distributions.ExpTransform()
+    a_range = (2.0, 6.0)
+    b_range = (2.0, 12.0)
+    noise_var = 0.01
+
+    @staticmethod
+    def grid(dtype: torch.dtype = torch.float64) -> Tensor:
+        return torch.linspace(-6.0, 3.0, 256, dtype=dtype)
+
+    def simulate(self, batch: int, generator: torch.Generator, *, n: int | None = None,
+                 components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
+        n = _randint(*self.n_range, generator) if n is None else n
+        f64 = torch.float64
+
+        def log_uniform(bounds: tuple[float, float]) -> Tensor:
+            lo, hi = (math.log(v) for v in bounds)
+            return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=f64))
+
+        prior = torch.stack([log_uniform(self.a_range), log_uniform(self.b_range)], -1)
+        ell = standard_gamma(prior[:, 0], generator) / prior[:, 1]
+        x = torch.rand(batch, n, generator=generator, dtype=f64)
+        cov = torch.exp(-0.5 * (x[:, :, None] - x[:, None, :]).square() / ell[:, None, None] ** 2)
+        chol = torch.linalg.cholesky(cov + self.noise_var * torch.eye(n, dtype=f64))
+        y = (chol @ torch.randn(batch, n, 1, generator=generator, dtype=f64))[..., 0]
+        grid = self.grid()
+        theta = _sample_grid(gp_lengthscale_grid_posterior(prior, x, y, grid, self.noise_var), grid,
+                             self.posterior_draws, generator)[..., None]
+        prior_theta = (standard_gamma(prior[:, :1].expand(batch, self.posterior_draws).contiguous(), generator)
+                       / prior[:, 1:]).log()[..., None]
+        z = torch.stack([x, y], -1)
+        return Problem(prior.to(dtype), z.to(dtype), {}, theta.to(dtype), prior_theta.to(dtype))
+
+    def encode(self, prior: Tensor, z: Tensor, extras: dict[str, Tensor]) -> Encoded:
+        context = torch.full((z.shape[0], 1), math.log1p(z.shape[1]), dtype=z.dtype, device=z.device)
+        return Encoded(prior.log(), z, context, lambda mix: mix)
+
+    def inputs(self, prior: Any, z: object) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        if isinstance(prior, torch.distributions.Gamma):
+            params = torch.stack([prior.concentration, prior.rate], -1)
+        elif isinstance(prior, Tensor):
+            params = prior
+        else:
+            raise TypeError("prior must be a torch Gamma over the lengthscale (batch (B,)) or a (B, 2) tensor of "
+                            f"(shape, rate), got {type(prior).__name__}")
+        params = check_tensor("prior", params.to(torch.float64), finite=True)
+        if params.ndim != 2 or params.shape[1] != 2 or (params <= 0).any():
+            raise ValueError(f"prior must be (B, 2) positive (shape, rate), got shape {tuple(params.shape)}")
+        z = self._data(z, params.shape[0])
+        if ((z[..., 0] < 0) | (z[..., 0] > 1)).any():
+            warnings.warn("inputs x outside the trained domain [0, 1]; the posterior may be inaccurate", stacklevel=3)
+        return params, z, {}
+
+
 #: The ready-made tasks by name.
-TASKS: dict[str, type[Task]] = {"gmm-gaussian": GMMGaussian, "normal-variance": NormalVariance}
+TASKS: dict[str, type[Task]] = {"gmm-gaussian": GMMGaussian, "normal-variance": NormalVariance,
+                                "gp-lengthscale": GPLengthscale}

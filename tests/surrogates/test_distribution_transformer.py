@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 from sciml_plugins.distribution_transformer import DTNetwork, GMMGaussian, Mixture, NormalVariance
-from sciml_plugins.distribution_transformer.mixtures import mixture_kl
+from sciml_plugins.distribution_transformer.mixtures import from_distribution, mixture_kl
 from sciml_plugins.distribution_transformer.tasks import (
+    GPLengthscale,
     gmm_gaussian_posterior,
+    gp_lengthscale_grid_posterior,
+    grid_kl,
     inverse_gamma_log_variance_log_prob,
     normal_variance_kl,
     random_walk_prediction,
@@ -76,6 +79,29 @@ def test_the_log_variance_density_and_the_quadrature_kl():
     log_p = inverse_gamma_log_variance_log_prob(theta, alpha, beta)
     brute = torch.trapezoid(log_p.exp() * (log_p - q.log_prob(theta[..., None])), theta, dim=0)
     assert torch.allclose(kl, brute, rtol=1e-8, atol=0) and (kl > 0).all()
+
+
+def test_gp_lengthscale_grid_posterior_matches_importance_sampling_from_the_prior():
+    task = GPLengthscale()
+    p = task.simulate(2, _gen(4), n=8, dtype=torch.float64)
+    x, y = p.z[..., 0], p.z[..., 1]
+    grid = task.grid()
+    log_p = gp_lengthscale_grid_posterior(p.prior, x, y, grid, task.noise_var)
+    grid_mean = torch.trapezoid(torch.exp(log_p) * grid, grid, dim=-1)  # E[log l | data]
+    # self-normalised importance sampling with the prior as proposal: 20000 draws per problem
+    from sciml_plugins.distribution_transformer.tasks import gp_log_marginal_likelihood, standard_gamma
+
+    ell = standard_gamma(p.prior[:, :1].expand(2, 20000).contiguous(), _gen(5)) / p.prior[:, 1:]
+    log_w = gp_log_marginal_likelihood(x, y, ell, task.noise_var)
+    w = torch.softmax(log_w, -1)
+    is_mean = (w * ell.log()).sum(-1)
+    ess = 1 / w.square().sum(-1)
+    sd = ((w * (ell.log() - is_mean[:, None]).square()).sum(-1)).sqrt()
+    assert (ess > 500).all()
+    # the grid (spacing 0.035) is exact to ~1e-4 here; the estimator's sd is sd / sqrt(ess)
+    assert ((grid_mean - is_mean).abs() < 5 * sd / ess.sqrt() + 1e-3).all()
+    q = Mixture(torch.zeros(2, 1, dtype=torch.float64), grid_mean[:, None, None], sd[:, None, None, None])
+    assert (grid_kl(q, grid, log_p) >= 0).all()
 
 
 def test_mixture_features_round_trip_and_mc_kl_of_equal_mixtures_is_zero():
@@ -241,3 +267,37 @@ def test_conformance_kit():
     passed = check_surrogate(factory, (), (prior, z), {"num_steps": 2, "batch_size": 4, "progress": False},
                              {"noise_scale": sigma})  # raises on any failure
     assert "state_dict round trip" in passed and "deterministic predict" in passed
+
+
+# -- the shipped models against exact posteriors (fresh problems: seeds no training run used) -------
+
+
+def test_the_shipped_models_are_listed():
+    assert DT.pretrained() == ["gmm-gaussian", "normal-variance"]
+    with pytest.raises(ValueError, match="name"):
+        DT.pretrained("no-such-model")
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 16])
+def test_shipped_gmm_gaussian_kl_to_the_exact_posterior(n):
+    model = DT.pretrained("gmm-gaussian")
+    g = _gen(7_000 + n)
+    kls = []
+    for k in (1, 2, 3, 4):
+        p = GMMGaussian().simulate(50, g, n=n, components=k, dtype=torch.float64)
+        exact = gmm_gaussian_posterior(p.prior, p.z, p.extras["noise_scale"])
+        q = from_distribution("q", model.predict(p.prior.distribution(), p.z, noise_scale=p.extras["noise_scale"]))
+        kls.append(mixture_kl(exact, q, 2000, g)[0])
+    kl = torch.cat(kls)
+    se = float(kl.std()) / math.sqrt(kl.numel())
+    assert float(kl.mean()) + 2 * se < 1e-2, (float(kl.mean()), se)
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 16])
+def test_shipped_normal_variance_kl_to_the_exact_posterior(n):
+    model = DT.pretrained("normal-variance")
+    p = NormalVariance().simulate(200, _gen(8_000 + n), n=n, dtype=torch.float64)
+    q = from_distribution("q", model.predict(p.prior, p.z).base_dist)
+    kl = normal_variance_kl(q, p.prior[:, 0] + n / 2, p.prior[:, 1] + 0.5 * p.z.square().sum((1, 2)))
+    se = float(kl.std()) / math.sqrt(kl.numel())
+    assert float(kl.mean()) + 2 * se < 1e-2, (float(kl.mean()), se)
