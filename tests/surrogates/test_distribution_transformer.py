@@ -301,3 +301,14 @@ def test_shipped_normal_variance_kl_to_the_exact_posterior(n):
     kl = normal_variance_kl(q, p.prior[:, 0] + n / 2, p.prior[:, 1] + 0.5 * p.z.square().sum((1, 2)))
     se = float(kl.std()) / math.sqrt(kl.numel())
     assert float(kl.mean()) + 2 * se < 1e-2, (float(kl.mean()), se)
+
+
+def test_ten_chained_fusion_steps_stay_close_to_the_exact_filter():
+    from sciml_benchmarks.distribution_transformer import fusion_run
+
+    g = _gen(9_000)
+    run = fusion_run(DT.pretrained("gmm-gaussian"), 200, 10, g)
+    for step, (x, exact, learned) in enumerate(run):
+        kl, _ = mixture_kl(exact, learned, 2000, g)
+        gap = float((exact.log_prob(x) - learned.log_prob(x)).mean())  # NLL(model) - NLL(exact filter)
+        assert float(kl.mean()) < FUSION_KL and abs(gap) < FUSION_NLL, (step, float(kl.mean()), gap)

@@ -1,0 +1,371 @@
+"""Distribution transformer against exact posteriors and pyro SVI on 1000 fresh problems per task.
+
+Run as ``sciml bench distribution_transformer [--problems 1000] [--svi-steps 2000] [--output FILE.md]``.
+Problems are drawn from each task's meta-prior with a benchmark seed no training run uses, in
+groups of 50 (one data-set size and component count per group, as the task simulates them). KL to
+the exact posterior: ``gmm-gaussian`` by Monte Carlo from the exact posterior (10^4 draws per
+problem, the paper's protocol; the standard error is over problems, Monte Carlo noise included),
+``normal-variance`` by quadrature. ``wider``: gmm-gaussian priors from a wider meta-prior than
+trained on (means ~ N(0, 4^2 I), covariances ~ InverseWishart(3, I), the paper's example), to show
+how the model degrades. Time: every group of the 1000 problems, summed, and one batch of 1000
+problems at the largest size (16 observations, 4 components). pyro SVI: a guide of the model's
+form (a mixture of as many full-covariance / 1-D Gaussians), initialised at the prior (the learned
+prior fit for normal-variance: a 5-component fit to the prior), Adam lr 0.1 (the paper's SVI
+setting), ``TraceGraph_ELBO`` (the mixture guide is not reparameterisable), vectorised over the
+problems of a group. Sequential fusion (``fusion``): 200 tracks of a 2-D random walk (step sd
+0.5) from a 2-component prior, 4 observations of sd 1 per step, 10 steps, the model's posterior
+(after the exact prediction step) as the next prior, against the exact Gaussian-sum (Kalman) filter:
+expected NLL of the true state per step and the KL between the two filters. pyro NUTS (500 warm-up,
+1000 draws) on a subset: the first problem of each of the first 20 groups (``--nuts``); its draws have no
+density, so this subset is compared by the W2 distance of 1000 draws to 1000 exact draws, in units
+of the exact posterior's sd (column ``W2``, for every method on the same subset; ``exact`` is the
+W2 between two independent sets of exact draws: the noise floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from sciml_benchmarks._report import finish
+
+__all__ = ["main", "Row"]
+
+SEED = 2026_12_04  # benchmark problems; the shipped models were trained from seed 0
+GROUP = 50
+
+
+@dataclass
+class Row:
+    task: str
+    method: str
+    kl_mean: float
+    kl_se: float
+    kl_median: float
+    seconds: float  # for the problems of the row
+    problems: int
+    note: str = ""
+    w2: float = math.nan  # mean standardised W2 to exact draws on the NUTS subset
+
+
+def _groups(task, problems: int, generator: torch.Generator) -> list:
+    return [task.simulate(GROUP, generator, dtype=torch.float64) for _ in range(problems // GROUP)]
+
+
+def _summary(task: str, method: str, kl: torch.Tensor, seconds: float, note: str = "") -> Row:
+    kl = kl.double()
+    return Row(task, method, float(kl.mean()), float(kl.std() / math.sqrt(kl.numel())), float(kl.median()),
+               seconds, kl.numel(), note)
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+# -- gmm-gaussian ---------------------------------------------------------------------------------
+
+
+def _gmm_rows(model, problems: int, svi_steps: int, nuts: int, g: torch.Generator, wider: bool = False) -> list[Row]:
+    from sciml_plugins.distribution_transformer import GMMGaussian
+    from sciml_plugins.distribution_transformer.mixtures import from_distribution, mixture_kl
+    from sciml_plugins.distribution_transformer.tasks import gmm_gaussian_posterior, inverse_wishart_tril
+
+    task = GMMGaussian()
+    if wider:
+        task.mean_scale = 4.0
+        task.sample_prior = lambda b, k, gen, dtype: _wide_prior(b, k, gen, dtype, inverse_wishart_tril)  # noqa: E731
+    groups = _groups(task, problems, g)
+    exact = [gmm_gaussian_posterior(p.prior, p.z, p.extras["noise_scale"]) for p in groups]
+    name = "gmm-gaussian (wider)" if wider else "gmm-gaussian"
+    kls, seconds = [], 0.0
+    for p, e in zip(groups, exact):
+        q, s = _timed(lambda p=p: model.predict(p.prior.distribution(), p.z, noise_scale=p.extras["noise_scale"]))
+        seconds += s
+        kls.append(mixture_kl(e, from_distribution("q", q), 10_000, g)[0])
+    subset = [(Mixture_one(p.prior, 0), p.z[0], p.extras["noise_scale"][0], Mixture_one(e, 0))
+              for p, e in zip(groups[:nuts], exact[:nuts])]
+    rows = [_summary(name, "distribution transformer", torch.cat(kls), seconds)]
+    rows[0].w2 = math.nan if not subset else _subset_w2([(from_distribution("q", model.predict(pr.distribution(), z[None], noise_scale=s[None])), e)
+                             for pr, z, s, e in subset], g)
+    if wider:
+        return rows
+    big = task.simulate(problems, g, n=16, components=4, dtype=torch.float64)
+    model.predict(big.prior.distribution(), big.z, noise_scale=big.extras["noise_scale"])  # warm-up
+    times = [_timed(lambda: model.predict(big.prior.distribution(), big.z, noise_scale=big.extras["noise_scale"]))[1]
+             for _ in range(5)]
+    rows.append(Row(name, "distribution transformer, one batch (n 16, K 4)", math.nan, math.nan, math.nan,
+                    statistics.median(times), problems, "median of 5"))
+    if svi_steps:
+        kls, seconds, fitted = [], 0.0, []
+        for p, e in zip(groups, exact):
+            q, s = _timed(lambda p=p: _svi_gmm(p, svi_steps))
+            seconds += s
+            kls.append(mixture_kl(e, q, 10_000, g)[0])
+            fitted.append(q)
+        rows.append(_summary(name, f"pyro SVI ({svi_steps} steps)", torch.cat(kls), seconds))
+        if subset:
+            rows[-1].w2 = _subset_w2([(Mixture_one(q, 0), e) for q, (*_, e) in zip(fitted, subset)], g)
+    if subset:
+        rows.append(_nuts_row(name, subset, g))
+        floor = Row(name, "exact (two sets of exact draws)", math.nan, math.nan, math.nan, math.nan, len(subset))
+        floor.w2 = _subset_w2([(e, e) for *_, e in subset], g)
+        rows.append(floor)
+    return rows
+
+
+def Mixture_one(mix, b: int):  # noqa: N802 (a constructor-like helper)
+    """Problem ``b`` of a mixture batch as a batch of one."""
+    from sciml_plugins.distribution_transformer import Mixture
+
+    return Mixture(mix.log_weights[b:b + 1], mix.means[b:b + 1], mix.scale_tril[b:b + 1])
+
+
+def _standardised_w2(draws: torch.Tensor, exact: torch.Tensor) -> float:
+    from sciml.metrics import wasserstein2
+
+    scale = exact.std(0).mean()
+    return wasserstein2(draws / scale, exact / scale)
+
+
+def _subset_w2(pairs, g: torch.Generator) -> float:
+    """Mean standardised W2 between 1000 draws of each method's posterior and 1000 exact draws."""
+    return statistics.fmean(_standardised_w2(q.sample(1000, g)[:, 0], e.sample(1000, g)[:, 0]) for q, e in pairs)
+
+
+class _OnePosterior:
+    """Unnormalised log posterior of one gmm-gaussian problem, for NUTS."""
+
+    def __init__(self, prior, z: torch.Tensor, sigma: torch.Tensor) -> None:
+        self.prior, self.z, self.sigma = prior, z, sigma
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        lik = -0.5 * (x[:, None, :] - self.z).square().sum((-1, -2)) / self.sigma**2
+        return self.prior.log_prob(x[:, None, :])[:, 0] + lik
+
+
+def _nuts_row(name: str, subset, g: torch.Generator) -> Row:
+    from sciml_benchmarks.nuts import counted_nuts
+
+    w2, seconds = [], 0.0
+    for i, (prior, z, sigma, exact) in enumerate(subset):
+        x0 = z.mean(0) if z.shape[0] else (prior.log_weights.exp()[0, :, None] * prior.means[0]).sum(0)
+        run = counted_nuts(_OnePosterior(prior, z, sigma), x0, warmup=500, draws=1000, seed=i)
+        seconds += run.seconds
+        w2.append(_standardised_w2(run.draws, exact.sample(1000, g)[:, 0]))
+    row = Row(name, "pyro NUTS (500 + 1000)", math.nan, math.nan, math.nan, seconds, len(subset),
+              "time for the subset only")
+    row.w2 = statistics.fmean(w2)
+    return row
+
+
+def _wide_prior(batch, k, generator, dtype, inverse_wishart_tril):
+    from sciml_plugins.distribution_transformer import Mixture
+
+    e = -torch.rand(batch, k, generator=generator, dtype=dtype).clamp_min(1e-30).log()
+    means = 4.0 * torch.randn(batch, k, 2, generator=generator, dtype=dtype)
+    return Mixture(torch.log(e / e.sum(-1, keepdim=True)), means,
+                   inverse_wishart_tril((batch, k), 2, 3, 1.0, generator, dtype))
+
+
+def _svi_gmm(p, steps: int):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, TraceGraph_ELBO
+    from sciml_plugins.distribution_transformer import Mixture
+    from torch.distributions import constraints
+
+    prior = p.prior
+    b = prior.means.shape[0]
+    prior_dist, sigma = prior.distribution(), p.extras["noise_scale"]
+
+    def model():
+        with pyro.plate("problems", b):
+            x = pyro.sample("x", prior_dist)
+            pyro.sample("z", dist.Normal(x[:, None, :], sigma[:, None, None]).to_event(2), obs=p.z)
+
+    def guide():
+        logits = pyro.param("logits", prior.log_weights.clone())
+        loc = pyro.param("loc", prior.means.clone())
+        tril = pyro.param("tril", prior.scale_tril.clone(), constraint=constraints.lower_cholesky)
+        with pyro.plate("problems", b):
+            pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(logits=logits),
+                                                    dist.MultivariateNormal(loc, scale_tril=tril)))
+
+    pyro.clear_param_store()
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), TraceGraph_ELBO())
+    for _ in range(steps):
+        svi.step()
+    store = pyro.get_param_store()
+    with torch.no_grad():
+        return Mixture(torch.log_softmax(store["logits"], -1), store["loc"].clone(), store["tril"].clone())
+
+
+# -- normal-variance ------------------------------------------------------------------------------
+
+
+def _variance_rows(model, problems: int, svi_steps: int, g: torch.Generator) -> list[Row]:
+    from sciml_plugins.distribution_transformer import NormalVariance
+    from sciml_plugins.distribution_transformer.tasks import normal_variance_kl
+
+    task = NormalVariance()
+    groups = _groups(task, problems, g)
+    post = [(p.prior[:, 0] + p.z.shape[1] / 2, p.prior[:, 1] + 0.5 * p.z.square().sum((1, 2))) for p in groups]
+    kls, seconds, fits = [], 0.0, []
+    for p, (a, b) in zip(groups, post):
+        q, s = _timed(lambda p=p: model.predict(p.prior, p.z))
+        seconds += s
+        mix = _base_mixture(q)
+        kls.append(normal_variance_kl(mix, a, b))
+        fits.append(_prior_fit(model, p))
+    rows = [_summary("normal-variance", "distribution transformer", torch.cat(kls), seconds)]
+    if svi_steps:
+        kls, seconds = [], 0.0
+        for p, (a, b), init in zip(groups, post, fits):
+            q, s = _timed(lambda p=p, init=init: _svi_variance(p, init, svi_steps))
+            seconds += s
+            kls.append(normal_variance_kl(q, a, b))
+        rows.append(_summary("normal-variance", f"pyro SVI ({svi_steps} steps)", torch.cat(kls), seconds))
+    return rows
+
+
+def _base_mixture(q):
+    from sciml_plugins.distribution_transformer.mixtures import from_distribution
+
+    return from_distribution("q", q.base_dist)
+
+
+def _prior_fit(model, p):
+    return _base_mixture(model.predict(p.prior, p.z[:, :0]))
+
+
+def _svi_variance(p, init, steps: int):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, TraceGraph_ELBO
+    from sciml_plugins.distribution_transformer import Mixture
+    from torch.distributions import constraints
+
+    alpha, beta = p.prior[:, 0], p.prior[:, 1]
+    b = alpha.shape[0]
+    prior = dist.TransformedDistribution(dist.InverseGamma(alpha, beta), [dist.transforms.ExpTransform().inv])
+
+    def model():
+        with pyro.plate("problems", b):
+            theta = pyro.sample("theta", prior)
+            pyro.sample("z", dist.Normal(0.0, torch.exp(0.5 * theta)[:, None]).to_event(1), obs=p.z[..., 0])
+
+    def guide():
+        logits = pyro.param("logits", init.log_weights.clone())
+        loc = pyro.param("loc", init.means[..., 0].clone())
+        scale = pyro.param("scale", init.scale_tril[..., 0, 0].clone(), constraint=constraints.positive)
+        with pyro.plate("problems", b):
+            pyro.sample("theta", dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale)))
+
+    pyro.clear_param_store()
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.1}), TraceGraph_ELBO())
+    for _ in range(steps):
+        svi.step()
+    s = pyro.get_param_store()
+    with torch.no_grad():
+        return Mixture(torch.log_softmax(s["logits"], -1), s["loc"][..., None].clone(), s["scale"][..., None, None].clone())
+
+
+# -- sequential fusion ----------------------------------------------------------------------------
+
+
+def fusion_run(model, tracks: int, steps: int, g: torch.Generator, *, step_scale: float = 0.5, noise: float = 1.0,
+               per_step: int = 4):
+    """Filter ``tracks`` random walks with the model and exactly; per step: the true states, the two
+    filters' posteriors (:class:`Mixture` s)."""
+    from sciml_plugins.distribution_transformer import Mixture
+    from sciml_plugins.distribution_transformer.mixtures import from_distribution
+    from sciml_plugins.distribution_transformer.tasks import gmm_gaussian_posterior, random_walk_prediction
+
+    f64 = torch.float64
+    prior = Mixture(torch.log(torch.tensor([0.3, 0.7], dtype=f64)).expand(tracks, 2),
+                    torch.tensor([[-2.0, 0.0], [2.0, 1.0]], dtype=f64).expand(tracks, 2, 2),
+                    torch.linalg.cholesky(torch.tensor([[[1.0, 0.6], [0.6, 1.0]], [[1.5, -0.5], [-0.5, 0.8]]],
+                                                       dtype=f64)).expand(tracks, 2, 2, 2))
+    x = prior.sample(1, g)[0]
+    sigma = torch.full((tracks,), noise, dtype=f64)
+    exact, learned, out = prior, prior, []
+    for t in range(steps):
+        if t:
+            x = x + step_scale * torch.randn(x.shape, generator=g, dtype=f64)
+            exact, learned = random_walk_prediction(exact, step_scale), random_walk_prediction(learned, step_scale)
+        z = x[:, None] + noise * torch.randn(tracks, per_step, 2, generator=g, dtype=f64)
+        exact = gmm_gaussian_posterior(exact, z, sigma)
+        learned = from_distribution("q", model.predict(learned.distribution(), z, noise_scale=sigma))
+        out.append((x.clone(), exact, learned))
+    return out
+
+
+def _fusion_rows(model, g: torch.Generator) -> list[Row]:
+    from sciml_plugins.distribution_transformer.mixtures import mixture_kl
+
+    run, seconds = _timed(lambda: fusion_run(model, 200, 10, g))
+    nll_gap = torch.stack([(e.log_prob(x) - q.log_prob(x)) for x, e, q in run])  # (steps, tracks)
+    kl = torch.stack([mixture_kl(e, q, 10_000, g)[0] for _, e, q in run])
+    per_step = nll_gap.mean(1)
+    note = ("NLL(model) - NLL(exact) per step: " + " ".join(f"{v:+.3f}" for v in per_step.tolist())
+            + f"; worst step {float(per_step.abs().max()):.4f} nats")
+    return [_summary("fusion (10 steps)", "distribution transformer vs exact filter", kl.flatten(), seconds, note)]
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    lines = ["| task | method | mean KL (± se) | median KL | W2 (NUTS subset) | seconds | problems | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kl = "" if math.isnan(r.kl_mean) else f"{r.kl_mean:.2e} ± {r.kl_se:.1e}"
+        med = "" if math.isnan(r.kl_median) else f"{r.kl_median:.2e}"
+        w2 = "" if math.isnan(r.w2) else f"{r.w2:.3f}"
+        sec = "" if math.isnan(r.seconds) else f"{r.seconds:.4g}"
+        lines.append(f"| {r.task} | {r.method} | {kl} | {med} | {w2} | {sec} | {r.problems} | {r.note} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (``sciml bench distribution_transformer``); returns the exit code."""
+    parser = argparse.ArgumentParser(prog="sciml bench distribution_transformer", description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="gmm-gaussian,normal-variance,wider,fusion")
+    parser.add_argument("--problems", type=int, default=1000, help="problems per task (a multiple of 50)")
+    parser.add_argument("--svi-steps", type=int, default=2000, help="0 leaves SVI out")
+    parser.add_argument("--nuts", type=int, default=20, help="problems of the NUTS subset (0 leaves NUTS out)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--output", default=None, help="also write the markdown table to this file")
+    ns = parser.parse_args(argv)
+    if ns.problems < GROUP or ns.problems % GROUP:
+        parser.error(f"--problems must be a positive multiple of {GROUP}")
+    import sciml
+
+    torch.set_num_threads(ns.threads)
+    DT = sciml.load("surrogate", "distribution-transformer")
+    g = torch.Generator().manual_seed(SEED)
+    rows: list[Row] = []
+    for task in [t.strip() for t in ns.tasks.split(",") if t.strip()]:
+        if task in ("gmm-gaussian", "wider"):
+            new = _gmm_rows(DT.pretrained("gmm-gaussian"), ns.problems, ns.svi_steps, min(ns.nuts, ns.problems // GROUP),
+                            g, wider=task == "wider")
+        elif task == "normal-variance":
+            new = _variance_rows(DT.pretrained("normal-variance"), ns.problems, ns.svi_steps, g)
+        elif task == "fusion":
+            new = _fusion_rows(DT.pretrained("gmm-gaussian"), g)
+        else:
+            print(f"sciml bench distribution_transformer: unknown task {task!r}", file=sys.stderr)
+            return 2
+        for row in new:
+            print(to_markdown([row]).splitlines()[-1], flush=True)
+        rows += new
+    return finish(to_markdown(rows), ns.output)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
