@@ -110,7 +110,7 @@ class DistributionTransformer(Surrogate, nn.Module):
     @torch.no_grad()
     def predict(self, prior: Any, z: object, **extras: object) -> Distribution:
         """The approximate posteriors of a batch of ``B`` (prior, data set) pairs (task-specific
-        arguments: ``gmm-gaussian`` takes ``noise_scale=``); float64 on the inputs' device."""
+        arguments: ``gmm-gaussian`` takes ``noise_scale=``); float64, on the model's device."""
         if int(self.steps_trained) == 0:
             raise RuntimeError("this model is not trained: call fit() or load a pretrained one")
         prior, z, extras = self.task.inputs(prior, z, **extras)

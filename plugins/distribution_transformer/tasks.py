@@ -178,9 +178,11 @@ class GMMGaussian(Task):
     Meta-prior: K uniform on {1..4}, weights ~ Dirichlet(1), means ~ N(0, 2^2 I), covariances ~
     InverseWishart(5, 2 I) (mean I: component sds of about 0.4 - 2.5, correlations of either sign),
     sigma log-uniform, n uniform. Inputs are standardised exactly (the model is equivariant under
-    shifts and scalings of x): centred at the data mean (the prior mean when n = 0) and scaled by the
-    data mean's sd ``sigma / sqrt(n)`` (``sigma`` when n = 0), so the network sees the prior in units
-    of the likelihood and the data's residuals.
+    shifts and scalings of x): centred at the data mean (the prior mean when n = 0) and scaled by
+    ``sqrt(v + sigma^2 / max(n, 1))`` with ``v`` the prior's mean component variance per dimension,
+    so neither the prior's nor the likelihood's scale exceeds one unit and the larger is at least
+    ``1 / sqrt(2)`` (measured: scaling by the likelihood's sd alone left the largest errors where the
+    prior was many units wide).
     """
 
     name = "gmm-gaussian"
@@ -223,7 +225,8 @@ class GMMGaussian(Task):
             centre = z.mean(1)
         else:
             centre = (prior.log_weights.exp()[..., None] * prior.means).sum(1)
-        s = sigma[:, None, None] / math.sqrt(max(n, 1))
+        prior_var = (prior.log_weights.exp() * prior.scale_tril.square().sum((-1, -2))).sum(-1) / self.dim
+        s = torch.sqrt(prior_var + sigma**2 / max(n, 1))[:, None, None]
         std = Mixture(prior.log_weights, (prior.means - centre[:, None]) / s, prior.scale_tril / s[..., None])
         context = torch.full((z.shape[0], 1), math.log1p(n), dtype=z.dtype, device=z.device)
 
