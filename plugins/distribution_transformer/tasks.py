@@ -179,10 +179,10 @@ class GMMGaussian(Task):
     InverseWishart(5, 2 I) (mean I: component sds of about 0.4 - 2.5, correlations of either sign),
     sigma log-uniform, n uniform. Inputs are standardised exactly (the model is equivariant under
     shifts and scalings of x): centred at the data mean (the prior mean when n = 0) and scaled by
-    ``sqrt(v + sigma^2 / max(n, 1))`` with ``v`` the prior's mean component variance per dimension,
-    so neither the prior's nor the likelihood's scale exceeds one unit and the larger is at least
-    ``1 / sqrt(2)`` (measured: scaling by the likelihood's sd alone left the largest errors where the
-    prior was many units wide).
+    ``(1 / v + n / sigma^2)^(-1/2)``, ``v`` the prior's mean component variance per dimension: the
+    posterior's scale were the prior one Gaussian, so the answer is of order one unit whichever of
+    prior and data dominates (measured: scaling by the likelihood's sd alone, or by the larger of the
+    two scales, left the largest errors where the posterior was much narrower than a unit).
     """
 
     name = "gmm-gaussian"
@@ -226,7 +226,7 @@ class GMMGaussian(Task):
         else:
             centre = (prior.log_weights.exp()[..., None] * prior.means).sum(1)
         prior_var = (prior.log_weights.exp() * prior.scale_tril.square().sum((-1, -2))).sum(-1) / self.dim
-        s = torch.sqrt(prior_var + sigma**2 / max(n, 1))[:, None, None]
+        s = torch.rsqrt(1 / prior_var + n / sigma**2)[:, None, None]
         std = Mixture(prior.log_weights, (prior.means - centre[:, None]) / s, prior.scale_tril / s[..., None])
         context = torch.full((z.shape[0], 1), math.log1p(n), dtype=z.dtype, device=z.device)
 
