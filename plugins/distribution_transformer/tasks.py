@@ -192,13 +192,14 @@ class GMMGaussian(Task):
     context_features = 1
     components = (1, 4)
     sigma_range = (0.25, 2.0)
-    mean_scale = 2.0
+    mean_scale = 2.0  # means ~ N(0, mean_scale^2 I)
+    cov_df, cov_scale = 5, 2.0  # covariances ~ InverseWishart(cov_df, cov_scale I)
 
     def sample_prior(self, batch: int, k: int, generator: torch.Generator, dtype: torch.dtype) -> Mixture:
         e = -torch.rand(batch, k, generator=generator, dtype=dtype).clamp_min(1e-30).log()  # Dirichlet(1)
         log_w = torch.log(e / e.sum(-1, keepdim=True))
         means = self.mean_scale * torch.randn(batch, k, self.dim, generator=generator, dtype=dtype)
-        tril = inverse_wishart_tril((batch, k), self.dim, self.dim + 3, 2.0, generator, dtype)
+        tril = inverse_wishart_tril((batch, k), self.dim, self.cov_df, self.cov_scale, generator, dtype)
         return Mixture(log_w, means, tril)
 
     def simulate(self, batch: int, generator: torch.Generator, *, n: int | None = None,
