@@ -118,6 +118,29 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=generator))
 
 
+def _log_uniform(bounds: tuple[float, float], batch: int, generator: torch.Generator) -> Tensor:
+    lo, hi = (math.log(b) for b in bounds)
+    return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64))
+
+
+def _shape_rate(prior: Any, family: type, what: str) -> Tensor:
+    """``(B, 2)`` positive (concentration, rate) from a torch ``family`` distribution of batch ``(B,)`` or
+    a tensor, with clear errors (``what``: the parameter the prior is on)."""
+    if isinstance(prior, family):
+        params = torch.stack([prior.concentration, prior.rate], -1)
+    elif isinstance(prior, Tensor):
+        params = prior
+    else:
+        raise TypeError(f"prior must be a torch {family.__name__} over the {what} (batch (B,)) or a (B, 2) tensor of "
+                        f"(concentration, rate), got {type(prior).__name__}")
+    params = check_tensor("prior", params.to(torch.float64), finite=True)
+    if params.ndim != 2 or params.shape[1] != 2:
+        raise ValueError(f"prior must have batch shape (B,) (parameters (B, 2)), got {tuple(params.shape)}")
+    if (params <= 0).any():
+        raise ValueError("prior parameters (concentration, rate) must be positive")
+    return params
+
+
 def standard_gamma(shape: Tensor, generator: torch.Generator) -> Tensor:
     """Gamma(shape, 1) draws seeded by ``generator`` (torch's gamma sampler takes no generator: it runs
     on a forked global generator seeded from ``generator``, leaving the global state as it was)."""
@@ -310,12 +333,7 @@ class NormalVariance(Task):
                  components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
         n = _randint(*self.n_range, generator) if n is None else n
         f64 = torch.float64
-
-        def log_uniform(bounds: tuple[float, float]) -> Tensor:
-            lo, hi = (math.log(b) for b in bounds)
-            return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=f64))
-
-        alpha, beta = log_uniform(self.alpha_range), log_uniform(self.beta_range)
+        alpha, beta = _log_uniform(self.alpha_range, batch, generator), _log_uniform(self.beta_range, batch, generator)
         v = beta / standard_gamma(alpha, generator)
         z = v.sqrt()[:, None, None] * torch.randn(batch, n, 1, generator=generator, dtype=f64)
         a_post = alpha + n / 2
@@ -339,18 +357,7 @@ class NormalVariance(Task):
         return Encoded(alpha.log()[:, None], z * torch.exp(-0.5 * log_s2)[:, None, None], context, undo)
 
     def inputs(self, prior: Any, z: object) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        if isinstance(prior, torch.distributions.InverseGamma):
-            params = torch.stack([prior.concentration, prior.rate], -1)
-        elif isinstance(prior, Tensor):
-            params = prior
-        else:
-            raise TypeError("prior must be a torch InverseGamma over the variance (batch (B,)) or a (B, 2) tensor "
-                            f"of (alpha, beta), got {type(prior).__name__}")
-        params = check_tensor("prior", params.to(torch.float64), finite=True)
-        if params.ndim != 2 or params.shape[1] != 2:
-            raise ValueError(f"prior must have batch shape (B,) (parameters (B, 2)), got {tuple(params.shape)}")
-        if (params <= 0).any():
-            raise ValueError("prior parameters alpha and beta must be positive")
+        params = _shape_rate(prior, torch.distributions.InverseGamma, "variance")
         a_lo, a_hi = self.alpha_range
         if ((params[:, 0] < a_lo) | (params[:, 0] > a_hi)).any():
             warnings.warn(f"prior alpha outside the trained range [{a_lo}, {a_hi}]; the posterior may be inaccurate",
@@ -431,12 +438,8 @@ class GPLengthscale(Task):
                  components: int | None = None, dtype: torch.dtype = torch.float32) -> Problem:
         n = _randint(*self.n_range, generator) if n is None else n
         f64 = torch.float64
-
-        def log_uniform(bounds: tuple[float, float]) -> Tensor:
-            lo, hi = (math.log(v) for v in bounds)
-            return torch.exp(lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=f64))
-
-        prior = torch.stack([log_uniform(self.a_range), log_uniform(self.b_range)], -1)
+        prior = torch.stack([_log_uniform(self.a_range, batch, generator), _log_uniform(self.b_range, batch, generator)],
+                            -1)
         ell = standard_gamma(prior[:, 0], generator) / prior[:, 1]
         x = torch.rand(batch, n, generator=generator, dtype=f64)
         cov = torch.exp(-0.5 * (x[:, :, None] - x[:, None, :]).square() / ell[:, None, None] ** 2)
@@ -455,16 +458,7 @@ class GPLengthscale(Task):
         return Encoded(prior.log(), z, context, lambda mix: mix)
 
     def inputs(self, prior: Any, z: object) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        if isinstance(prior, torch.distributions.Gamma):
-            params = torch.stack([prior.concentration, prior.rate], -1)
-        elif isinstance(prior, Tensor):
-            params = prior
-        else:
-            raise TypeError("prior must be a torch Gamma over the lengthscale (batch (B,)) or a (B, 2) tensor of "
-                            f"(shape, rate), got {type(prior).__name__}")
-        params = check_tensor("prior", params.to(torch.float64), finite=True)
-        if params.ndim != 2 or params.shape[1] != 2 or (params <= 0).any():
-            raise ValueError(f"prior must be (B, 2) positive (shape, rate), got shape {tuple(params.shape)}")
+        params = _shape_rate(prior, torch.distributions.Gamma, "lengthscale")
         z = self._data(z, params.shape[0])
         if ((z[..., 0] < 0) | (z[..., 0] > 1)).any():
             warnings.warn("inputs x outside the trained domain [0, 1]; the posterior may be inaccurate", stacklevel=3)
