@@ -234,10 +234,22 @@ def _with_refit(fit, p, steps: int, *args):
         return fit(p, steps, *args, lr=0.01), 1
 
 
+def _pyro_svi(model, guide, steps: int, lr: float) -> dict[str, torch.Tensor]:
+    """``steps`` of pyro SVI (``TraceGraph_ELBO``, ``ClippedAdam``) from a clear parameter store; the
+    fitted parameters, constrained and detached."""
+    import pyro
+    from pyro.infer import SVI, TraceGraph_ELBO
+
+    pyro.clear_param_store()
+    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), TraceGraph_ELBO())
+    for _ in range(steps):
+        svi.step()
+    return {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+
+
 def _svi_gmm(p, steps: int, *, lr: float):
     import pyro
     import pyro.distributions as dist
-    from pyro.infer import SVI, TraceGraph_ELBO
     from sciml_plugins.distribution_transformer import Mixture
     from torch.distributions import constraints
 
@@ -258,13 +270,8 @@ def _svi_gmm(p, steps: int, *, lr: float):
             pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(logits=logits),
                                                     dist.MultivariateNormal(loc, scale_tril=tril)))
 
-    pyro.clear_param_store()
-    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), TraceGraph_ELBO())
-    for _ in range(steps):
-        svi.step()
-    store = pyro.get_param_store()
-    with torch.no_grad():
-        return Mixture(torch.log_softmax(store["logits"], -1), store["loc"].clone(), store["tril"].clone())
+    store = _pyro_svi(model, guide, steps, lr)
+    return Mixture(torch.log_softmax(store["logits"], -1), store["loc"], store["tril"])
 
 
 # -- normal-variance ------------------------------------------------------------------------------
@@ -329,7 +336,6 @@ def _prior_fit(model, p):
 def _svi_variance(p, steps: int, init, *, lr: float):
     import pyro
     import pyro.distributions as dist
-    from pyro.infer import SVI, TraceGraph_ELBO
     from sciml_plugins.distribution_transformer import Mixture
     from sciml_plugins.distribution_transformer.tasks import inverse_gamma_log_variance_log_prob
     from torch.distributions import constraints
@@ -351,13 +357,8 @@ def _svi_variance(p, steps: int, init, *, lr: float):
         with pyro.plate("problems", b):
             pyro.sample("theta", dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Normal(loc, scale)))
 
-    pyro.clear_param_store()
-    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": lr, "clip_norm": 10.0}), TraceGraph_ELBO())
-    for _ in range(steps):
-        svi.step()
-    s = pyro.get_param_store()
-    with torch.no_grad():
-        return Mixture(torch.log_softmax(s["logits"], -1), s["loc"][..., None].clone(), s["scale"][..., None, None].clone())
+    s = _pyro_svi(model, guide, steps, lr)
+    return Mixture(torch.log_softmax(s["logits"], -1), s["loc"][..., None], s["scale"][..., None, None])
 
 
 # -- sequential fusion ----------------------------------------------------------------------------

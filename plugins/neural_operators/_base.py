@@ -10,6 +10,7 @@ from torch import Tensor
 
 from sciml import Operator
 from sciml.io import load_state, reading, save_state
+from sciml.validation import check_int, check_positive_int
 
 __all__ = ["GridOperator"]
 
@@ -22,6 +23,16 @@ class GridOperator(Operator):
 
     save_kind: ClassVar[str] = ""
     config: dict[str, Any]
+
+    def _set_io(self, in_channels: object, out_channels: object, n_dims: object, max_dims: int) -> None:
+        """Check and set ``in_channels``, ``out_channels`` and ``n_dims`` (1 .. ``max_dims``)."""
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.out_channels = check_positive_int("out_channels", out_channels)
+        self.n_dims = check_int("n_dims", n_dims, minimum=1)
+        if self.n_dims > max_dims:
+            dims = [str(d) for d in range(1, max_dims + 1)]
+            allowed = ", ".join(dims[:-1]) + " or " + dims[-1] if max_dims > 1 else "1"
+            raise ValueError(f"n_dims must be {allowed}, got {n_dims}")
 
     def check_input(self, a: object) -> Tensor:
         """``a`` as a ``(batch, in_channels, *grid)`` floating tensor, else ``TypeError`` / ``ValueError``."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.validation import check_choice, check_int, check_nonnegative, check_positive_int
+from sciml.validation import check_choice, check_nonnegative, check_positive_int
 
 from ._base import GridOperator
 from .spectral import Pointwise, SpectralConv, fast_fft_size
@@ -50,11 +50,7 @@ class FNO(GridOperator):
                  modes: int = 12, n_layers: int = 4, projection: int = 128, padding: float = 0.1,
                  activation: str = "gelu", coordinates: bool = True) -> None:
         super().__init__()
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.n_dims = check_int("n_dims", n_dims, minimum=1)
-        if self.n_dims > 3:
-            raise ValueError(f"n_dims must be 1, 2 or 3, got {n_dims}")
+        self._set_io(in_channels, out_channels, n_dims, 3)
         self.padding = check_nonnegative("padding", padding)
         self.coordinates = bool(coordinates)
         self.config = {"in_channels": self.in_channels, "out_channels": self.out_channels, "n_dims": self.n_dims,

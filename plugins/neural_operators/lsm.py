@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.validation import check_int, check_positive_int
+from sciml.validation import check_positive_int
 
 from ._base import GridOperator
 from .spectral import Pointwise
@@ -135,11 +135,7 @@ class LSM(GridOperator):
     def __init__(self, in_channels: int = 1, out_channels: int = 1, n_dims: int = 2, *, width: int = 64,
                  basis: int = 12, tokens: int = 4, patch: int = 6, heads: int = 8, projection: int = 128) -> None:
         super().__init__()
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.n_dims = check_int("n_dims", n_dims, minimum=1)
-        if self.n_dims > 2:
-            raise ValueError(f"n_dims must be 1 or 2, got {n_dims}")
+        self._set_io(in_channels, out_channels, n_dims, 2)
         self.config = {"in_channels": self.in_channels, "out_channels": self.out_channels, "n_dims": self.n_dims,
                        "width": check_positive_int("width", width), "basis": check_positive_int("basis", basis),
                        "tokens": check_positive_int("tokens", tokens), "patch": check_positive_int("patch", patch),
@@ -158,11 +154,6 @@ class LSM(GridOperator):
                                     for c in widths)
         self.out = _layers(d)[0](w, w, kernel_size=1)
         self.project = nn.Sequential(Pointwise(w, projection), nn.GELU(), Pointwise(projection, self.out_channels))
-
-    def _with_coordinates(self, a: Tensor) -> Tensor:
-        axes = [torch.linspace(0, 1, n, dtype=a.dtype, device=a.device) for n in a.shape[2:]]
-        coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))
-        return torch.cat([a, coords.expand(a.shape[0], *coords.shape)], dim=1)
 
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.validation import check_choice, check_int, check_positive_int
+from sciml.validation import check_choice, check_positive_int
 
 from ._base import GridOperator
 
@@ -118,11 +118,7 @@ class MgNO(GridOperator):
                  n_layers: int = 4, levels: int = 6, smoothing: Sequence[int] | None = None,
                  padding_mode: str = "zeros", activation: str = "gelu") -> None:
         super().__init__()
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.out_channels = check_positive_int("out_channels", out_channels)
-        self.n_dims = check_int("n_dims", n_dims, minimum=1)
-        if self.n_dims > 2:
-            raise ValueError(f"n_dims must be 1 or 2, got {n_dims}")
+        self._set_io(in_channels, out_channels, n_dims, 2)
         levels = check_positive_int("levels", levels)
         smoothing = (1,) * (levels - 1) + (2,) if smoothing is None else tuple(smoothing)
         if len(smoothing) != levels or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in smoothing):
