@@ -5,7 +5,7 @@ target of the published table (8-MoG, 40-MoG d=2 and d=50, rings, Neal's funnel,
 DW50), every sampler plugin (``mult-almc``, ``mult-cdiff``, ``ula``, ``ulmc``, ``ais``, ``smc``)
 draws ``--num-samples`` points (one per chain / particle), each chain spending about
 ``--budget`` target evaluations (a value-and-gradient call counts once, see
-:class:`~sciml_plugins.diffusion._common.CountedTarget`), so every sampler uses the same total
+:class:`~sciml.targets.CountedTarget`), so every sampler uses the same total
 ``num_samples * budget``. Samplers whose cost per step adapts (MultALMC / MultCDiff choose their
 SK-ROCK stages on the fly) are calibrated by a 32-chain pilot run first (not counted).
 

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml.targets import CountedTarget
 from sciml.validation import check_positive, check_positive_int
 
-from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
+from ._common import DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import obabo_step
 
 __all__ = ["ULA", "ULMC"]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml.targets import CountedTarget
 from sciml.validation import (
     check_bool,
     check_choice,
@@ -41,7 +42,7 @@ from sciml.validation import (
     check_probability,
 )
 
-from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
+from ._common import DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import (
     LipschitzTracker,
     local_curvature,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml.targets import CountedTarget
 from sciml.validation import (
     check_bool,
     check_choice,
@@ -45,7 +46,7 @@ from sciml.validation import (
     check_positive_int,
 )
 
-from ._common import CountedTarget, DiffusionSamplerBase, RunMonitor, randn_like
+from ._common import DiffusionSamplerBase, RunMonitor, randn_like
 from .integrators import (
     local_curvature,
     ou_exponential_step,

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import CountedTarget, randn_like, systematic_resample
+from sciml.targets import CountedTarget
+
+from ._common import randn_like, systematic_resample
 from .integrators import local_curvature, skrock_stability_length, skrock_step
 
 __all__ = ["FastStart", "fast_start", "sample_target_sir", "PathSecants", "FastProcess", "ChainControl",

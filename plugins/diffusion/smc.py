@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sciml.targets import CountedTarget
 from sciml.validation import check_probability
 
-from ._common import CountedTarget, RunMonitor, systematic_resample
+from ._common import RunMonitor, systematic_resample
 from .ais import AIS, AnnealedState, _log_p0, temperatures
 
 __all__ = ["SMC", "systematic_resample"]

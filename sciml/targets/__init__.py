@@ -14,6 +14,7 @@ from sciml.targets.base import (
     as_target,
     check_target,
 )
+from sciml.targets.counted import CountedTarget
 from sciml.targets.logistic import LogisticRegression, logistic_regression
 from sciml.targets.mixtures import GaussianMixture, Rings, StudentTMixture, gmm25, mog8, mog40, mos10, rings
 from sciml.targets.pyro_model import PyroModelTarget, from_pyro_model
@@ -33,6 +34,7 @@ from sciml.targets.wells import (
 __all__ = [
     "Target",
     "TargetError",
+    "CountedTarget",
     "CallableTarget",
     "DistributionTarget",
     "DuckTarget",
