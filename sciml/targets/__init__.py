@@ -15,6 +15,15 @@ from sciml.targets.base import (
     check_target,
 )
 from sciml.targets.counted import CountedTarget
+from sciml.targets.energies import (
+    Banana,
+    MixFlowsFunnel,
+    RezendeEnergy,
+    banana,
+    cross,
+    energy,
+    mixflows_funnel,
+)
 from sciml.targets.logistic import LogisticRegression, logistic_regression
 from sciml.targets.mixtures import GaussianMixture, Rings, StudentTMixture, gmm25, mog8, mog40, mos10, rings
 from sciml.targets.pyro_model import PyroModelTarget, from_pyro_model
@@ -48,6 +57,9 @@ __all__ = [
     "Funnel",
     "RejectionSampler1D",
     "LogisticRegression",
+    "RezendeEnergy",
+    "Banana",
+    "MixFlowsFunnel",
     "PyroModelTarget",
     "from_pyro_model",
     "mog8",
@@ -62,4 +74,8 @@ __all__ = [
     "dw50",
     "many_well32",
     "logistic_regression",
+    "energy",
+    "banana",
+    "cross",
+    "mixflows_funnel",
 ]

@@ -1,0 +1,207 @@
+"""What every flow plugin shares: the fitted-density type, the sampler base and the reverse-KL fit.
+
+* :class:`FlowDistribution`: a fitted flow as a torch ``Distribution`` on ``R^d`` (``sample``,
+  ``rsample`` where reparameterisable, ``log_prob`` at any ``(..., d)`` point, ``elbo``).
+* :class:`FlowSampler`: ``fit(target) -> FlowDistribution`` and ``sample(target, n) -> Samples``.
+* :func:`fit_reverse_kl`: Adam on ``E_q[log q(x) - log p(x)]`` with reparameterised draws, the
+  target's gradient entering through :class:`TargetLogProb` (any target, counted per point).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, constraints
+
+from sciml.interfaces import Sampler, Samples
+from sciml.progress import check_progress, progress_bar
+from sciml.targets import CountedTarget, Target, TargetError, as_target
+from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
+
+__all__ = ["FlowDistribution", "FlowSampler", "ReverseKLFlow", "TargetLogProb", "fit_reverse_kl",
+           "check_finite_target"]
+
+
+class TargetLogProb(torch.autograd.Function):
+    """``log p(x)`` with ``d log p / dx`` from ``target.log_prob_and_grad`` (one counted call per batch)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, target: CountedTarget) -> Tensor:  # noqa: D102
+        lp, g = target.log_prob_and_grad(x.detach())
+        ctx.save_for_backward(g)
+        return lp
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:  # noqa: D102
+        (g,) = ctx.saved_tensors
+        return grad_out[:, None] * g, None
+
+
+def check_finite_target(name: str, step: int, x: Tensor, lp: Tensor, what: str = "target log-density") -> None:
+    """Raise :class:`TargetError` naming the step and the first point where ``lp`` is not finite."""
+    bad = ~torch.isfinite(lp)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise TargetError(
+            f"{name}: the {what} is {float(lp[i])} at step {step}, point {x[i].tolist()} "
+            f"({int(bad.sum())} of {x.shape[0]} points of the batch); reverse-KL fitting needs a finite "
+            "log-density wherever the flow puts mass (a target defined on part of R^d must be written "
+            "on an unconstrained space)", sampler=name, step=step, chains=None)
+
+
+class FlowDistribution(Distribution):
+    """A fitted flow ``q`` on ``R^d`` (batch shape ``()``, event shape ``(d,)``), in the target's dtype.
+
+    Subclasses implement ``_sample_and_log_prob(n, generator, reparam)`` and ``_log_prob(x (n, d))``.
+    ``diagnostics`` holds the fit's figures (``loss_history``, ``n_evals``, ``n_grad_evals``, ...).
+    """
+
+    arg_constraints: dict[str, Any] = {}
+    support = constraints.real_vector
+
+    def __init__(self, target: Target, name: str) -> None:
+        self.target, self.name = target, name
+        self.diagnostics: dict[str, Any] = {}
+        super().__init__(torch.Size(), torch.Size([target.dim]), validate_args=False)
+
+    @abc.abstractmethod
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
+        """``(x (n, d), log q(x) (n,))``; differentiable in the flow's parameters when ``reparam``."""
+
+    @abc.abstractmethod
+    def _log_prob(self, x: Tensor) -> Tensor:
+        """``log q(x)`` for ``x`` of shape ``(n, d)`` (finite, target dtype)."""
+
+    def _count(self, sample_shape: torch.Size | tuple[int, ...]) -> tuple[torch.Size, int]:
+        shape = torch.Size(sample_shape)
+        return shape, math.prod(shape)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Draws of shape ``sample_shape + (d,)``, no graph."""
+        with torch.no_grad():
+            return self.rsample(sample_shape, generator=generator)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Reparameterised draws of shape ``sample_shape + (d,)``."""
+        check_generator("generator", generator)
+        shape, n = self._count(sample_shape)
+        x, _ = self._sample_and_log_prob(max(n, 1), generator, True)
+        return x[:n].reshape(*shape, self.target.dim)
+
+    def sample_and_log_prob(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` draws ``(n, d)`` and their log-densities ``(n,)``, computed together (no graph)."""
+        n = check_positive_int("n", n)
+        check_generator("generator", generator)
+        with torch.no_grad():
+            return self._sample_and_log_prob(n, generator, False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """``log q(value)`` for ``value`` of shape ``(..., d)`` -> ``(...)``; any finite point (no graph)."""
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        d = self.target.dim
+        if value.ndim == 0 or value.shape[-1] != d:
+            raise ValueError(f"value must have shape (..., {d}), got {tuple(value.shape)}")
+        flat = value.reshape(-1, d).to(dtype=self.target.dtype, device=self.target.device)
+        check_tensor("value", flat)
+        with torch.no_grad():
+            return self._log_prob(flat).reshape(value.shape[:-1])
+
+    def elbo(self, num_samples: int = 1000, *, generator: torch.Generator | None = None) -> float:
+        """Monte Carlo ELBO ``E_q[log p(x) - log q(x)]`` (nats; ``<= log Z`` of the target)."""
+        x, lq = self.sample_and_log_prob(num_samples, generator=generator)
+        with torch.no_grad():
+            return float((self.target.log_prob(x) - lq).mean())
+
+
+class FlowSampler(Sampler):
+    """A flow plugin: ``fit(target)`` returns a :class:`FlowDistribution`; ``sample`` fits, then draws."""
+
+    @abc.abstractmethod
+    def fit(self, target: Any, *, generator: torch.Generator | None = None) -> FlowDistribution:
+        """Fit the flow to ``target`` (anything :func:`sciml.targets.as_target` accepts)."""
+
+    def sample(self, target: Any, num_samples: int, *, generator: torch.Generator | None = None) -> Samples:
+        """Fit to ``target``, then draw ``num_samples`` i.i.d. points ``(num_samples, d)``.
+
+        The evaluation counts are the fit's (drawing from the flow evaluates no target);
+        ``diagnostics`` holds the fit's (``loss_history``, ``elbo``, ``wall_time_s``, ...).
+        """
+        num_samples = check_positive_int("num_samples", num_samples)
+        q = self.fit(target, generator=generator)
+        x = q.sample((num_samples,), generator=generator)
+        return Samples(x=x, n_evals=int(q.diagnostics["n_evals"]), n_grad_evals=int(q.diagnostics["n_grad_evals"]),
+                       diagnostics=dict(q.diagnostics))
+
+
+class ReverseKLFlow(FlowSampler):
+    """A flow fitted by :func:`fit_reverse_kl`; subclasses build the module and wrap it as a distribution."""
+
+    def __init__(self, *, num_steps: int, batch_size: int, lr: float, progress: bool | None) -> None:
+        self.num_steps = check_positive_int("num_steps", num_steps)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.lr = check_positive("lr", lr)
+        self.progress = check_progress(progress)
+
+    @abc.abstractmethod
+    def _module(self, target: Target, generator: torch.Generator | None) -> nn.Module:
+        """The untrained flow: a module with ``rsample_and_log_prob(n, generator)``."""
+
+    @abc.abstractmethod
+    def _distribution(self, module: nn.Module, target: Target) -> FlowDistribution:
+        """The trained module as a :class:`FlowDistribution`."""
+
+    def fit(self, target: Any, *, generator: torch.Generator | None = None) -> FlowDistribution:
+        """Fit by reverse KL; ``diagnostics``: ``loss_history`` (per step, nats), ``elbo`` (the mean
+        of the last 10 % of steps' negative losses), ``num_steps``, ``n_evals``, ``n_grad_evals``, ``wall_time_s``."""
+        check_generator("generator", generator)
+        tgt = as_target(target)
+        start = time.perf_counter()
+        module = self._module(tgt, generator)
+        counted = CountedTarget(tgt, self.name, 0, self.num_steps, attribute=False)
+        history = fit_reverse_kl(module, counted, num_steps=self.num_steps, batch_size=self.batch_size,
+                                 lr=self.lr, generator=generator, progress=self.progress, name=self.name)
+        q = self._distribution(module, tgt)
+        tail = history[-max(1, len(history) // 10):]
+        q.diagnostics.update(loss_history=history, elbo=-sum(tail) / len(tail), num_steps=self.num_steps,
+                             n_evals=counted.n_evals, n_grad_evals=counted.n_grad_evals,
+                             wall_time_s=time.perf_counter() - start)
+        return q
+
+
+def fit_reverse_kl(module: nn.Module, target: CountedTarget, *, num_steps: int, batch_size: int, lr: float,
+                   generator: torch.Generator | None, progress: bool | None, name: str) -> list[float]:
+    """Adam (cosine-decayed ``lr``, gradient norm clipped at 10) on ``mean(log q(x) - log p(x))``.
+
+    ``module.rsample_and_log_prob(batch_size, generator)`` gives reparameterised draws and their
+    log-densities. Returns the loss per step (nats). Raises :class:`TargetError` at the first step
+    whose draws or target values are not finite (naming the step and the point).
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_steps)
+    history: list[float] = []
+    for step in progress_bar(range(num_steps), desc=name, progress=progress):
+        target.steps_done = step
+        x, lq = module.rsample_and_log_prob(batch_size, generator)
+        if not bool(torch.isfinite(x).all() & torch.isfinite(lq).all()):
+            raise FloatingPointError(f"{name}: the flow's draws became non-finite at step {step} of {num_steps} "
+                                     f"(lr = {lr} may be too large for this target)")
+        lp = TargetLogProb.apply(x, target)
+        check_finite_target(name, step, x.detach(), lp.detach())
+        loss = (lq - lp).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 10.0)
+        opt.step()
+        sched.step()
+        history.append(loss.item())
+    target.steps_done = num_steps
+    return history
