@@ -21,7 +21,13 @@ from torch.distributions import Distribution, constraints
 from sciml.interfaces import Sampler, Samples
 from sciml.progress import check_progress, progress_bar
 from sciml.targets import CountedTarget, Target, TargetError, as_target
-from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
+from sciml.validation import (
+    check_generator,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = ["FlowDistribution", "FlowSampler", "ReverseKLFlow", "TargetLogProb", "fit_reverse_kl",
            "check_finite_target"]
@@ -144,8 +150,12 @@ class FlowSampler(Sampler):
 class ReverseKLFlow(FlowSampler):
     """A flow fitted by :func:`fit_reverse_kl`; subclasses build the module and wrap it as a distribution."""
 
-    def __init__(self, *, num_steps: int, batch_size: int, lr: float, progress: bool | None) -> None:
+    def __init__(self, *, num_steps: int, batch_size: int, lr: float, anneal_steps: int,
+                 progress: bool | None) -> None:
         self.num_steps = check_positive_int("num_steps", num_steps)
+        self.anneal_steps = check_nonnegative_int("anneal_steps", anneal_steps)
+        if self.anneal_steps >= self.num_steps:
+            raise ValueError(f"anneal_steps must be < num_steps = {self.num_steps}, got {anneal_steps}")
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.lr = check_positive("lr", lr)
         self.progress = check_progress(progress)
@@ -167,7 +177,7 @@ class ReverseKLFlow(FlowSampler):
         module = self._module(tgt, generator)
         counted = CountedTarget(tgt, self.name, 0, self.num_steps, attribute=False)
         history = fit_reverse_kl(module, counted, num_steps=self.num_steps, batch_size=self.batch_size,
-                                 lr=self.lr, generator=generator, progress=self.progress, name=self.name)
+                                 lr=self.lr, anneal_steps=self.anneal_steps, generator=generator, progress=self.progress, name=self.name)
         q = self._distribution(module, tgt)
         tail = history[-max(1, len(history) // 10):]
         q.diagnostics.update(loss_history=history, elbo=-sum(tail) / len(tail), num_steps=self.num_steps,
@@ -177,11 +187,15 @@ class ReverseKLFlow(FlowSampler):
 
 
 def fit_reverse_kl(module: nn.Module, target: CountedTarget, *, num_steps: int, batch_size: int, lr: float,
-                   generator: torch.Generator | None, progress: bool | None, name: str) -> list[float]:
-    """Adam (cosine-decayed ``lr``, gradient norm clipped at 10) on ``mean(log q(x) - log p(x))``.
+                   anneal_steps: int, generator: torch.Generator | None, progress: bool | None,
+                   name: str) -> list[float]:
+    """Adam (cosine-decayed ``lr``, gradient norm clipped at 10) on ``mean(log q(x) - beta_t log p(x))``.
+
+    ``beta_t = min(1, 0.01 + t / anneal_steps)`` (Rezende and Mohamed's annealed free energy; 1
+    throughout when ``anneal_steps = 0``) lets the flow spread over every mode before it contracts.
 
     ``module.rsample_and_log_prob(batch_size, generator)`` gives reparameterised draws and their
-    log-densities. Returns the loss per step (nats). Raises :class:`TargetError` at the first step
+    log-densities. Returns the loss per step (nats, at ``beta = 1``). Raises :class:`TargetError` at the first step
     whose draws or target values are not finite (naming the step and the point).
     """
     params = [p for p in module.parameters() if p.requires_grad]
@@ -196,9 +210,10 @@ def fit_reverse_kl(module: nn.Module, target: CountedTarget, *, num_steps: int, 
                                      f"(lr = {lr} may be too large for this target)")
         lp = TargetLogProb.apply(x, target)
         check_finite_target(name, step, x.detach(), lp.detach())
+        beta = min(1.0, 0.01 + step / anneal_steps) if anneal_steps else 1.0
         loss = (lq - lp).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (lq - beta * lp).mean().backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
         sched.step()

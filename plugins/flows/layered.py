@@ -83,9 +83,10 @@ class _LayeredFlowSampler(ReverseKLFlow):
     layer_type: ClassVar[type[nn.Module]]
 
     def __init__(self, num_layers: int = 32, *, num_steps: int = 4000, batch_size: int = 256, lr: float = 5e-3,
-                 progress: bool | None = None) -> None:
+                 anneal_steps: int = 0, progress: bool | None = None) -> None:
         self.num_layers = check_positive_int("num_layers", num_layers)
-        super().__init__(num_steps=num_steps, batch_size=batch_size, lr=lr, progress=progress)
+        super().__init__(num_steps=num_steps, batch_size=batch_size, lr=lr, anneal_steps=anneal_steps,
+                         progress=progress)
 
     def _module(self, target: Target, generator: torch.Generator | None) -> LayeredFlow:
         # layer parameters drawn on the CPU (so a CPU generator seeds a flow on any device)

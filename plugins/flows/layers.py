@@ -84,9 +84,9 @@ class RadialLayer(nn.Module):
         super().__init__()
         self.z0 = nn.Parameter(torch.randn(dim, generator=generator, dtype=dtype))
         self.a = nn.Parameter(torch.zeros((), dtype=dtype))
-        # beta starts at init_scale * N(0, 1): close to the identity
-        beta0 = init_scale * float(torch.randn((), generator=generator, dtype=dtype))
-        self.b = nn.Parameter(torch.tensor(_softplus_inverse(math.log(2.0) + beta0), dtype=dtype))
+        # softplus(b) ~ log 2 = alpha: beta starts near 0 (the identity)
+        b0 = _softplus_inverse(math.log(2.0)) + init_scale * float(torch.randn((), generator=generator, dtype=dtype))
+        self.b = nn.Parameter(torch.tensor(b0, dtype=dtype))
 
     def _alpha_beta(self) -> tuple[Tensor, Tensor]:
         alpha = F.softplus(self.a)

@@ -70,13 +70,14 @@ class NSFFlow(ReverseKLFlow):
     name: ClassVar[str] = "nsf-flow"
 
     def __init__(self, transforms: int = 3, *, bins: int = 8, hidden_features: tuple[int, ...] = (64, 64),
-                 num_steps: int = 4000, batch_size: int = 256, lr: float = 1e-3, progress: bool | None = None) -> None:
+                 num_steps: int = 4000, batch_size: int = 256, lr: float = 1e-3, anneal_steps: int = 0, progress: bool | None = None) -> None:
         self.transforms = check_positive_int("transforms", transforms)
         self.bins = check_positive_int("bins", bins)
         if isinstance(hidden_features, int) or not hidden_features:
             raise TypeError(f"hidden_features must be a non-empty tuple of ints, got {hidden_features!r}")
         self.hidden_features = tuple(check_positive_int("hidden_features", h) for h in hidden_features)
-        super().__init__(num_steps=num_steps, batch_size=batch_size, lr=lr, progress=progress)
+        super().__init__(num_steps=num_steps, batch_size=batch_size, lr=lr, anneal_steps=anneal_steps,
+                         progress=progress)
 
     def _module(self, target: Target, generator: torch.Generator | None) -> nn.Module:
         if target.dim < 2:
