@@ -148,12 +148,16 @@ class FlowSampler(Sampler):
 
 
 class ReverseKLFlow(FlowSampler):
-    """A flow fitted by :func:`fit_reverse_kl`; subclasses build the module and wrap it as a distribution."""
+    """A flow fitted by :func:`fit_reverse_kl`; subclasses build the module and wrap it as a distribution.
 
-    def __init__(self, *, num_steps: int, batch_size: int, lr: float, anneal_steps: int,
+    ``anneal_steps``: steps of the annealed free energy (``None``: half of ``num_steps``; 0: none).
+    """
+
+    def __init__(self, *, num_steps: int, batch_size: int, lr: float, anneal_steps: int | None,
                  progress: bool | None) -> None:
         self.num_steps = check_positive_int("num_steps", num_steps)
-        self.anneal_steps = check_nonnegative_int("anneal_steps", anneal_steps)
+        self.anneal_steps = (self.num_steps // 2 if anneal_steps is None
+                             else check_nonnegative_int("anneal_steps", anneal_steps))
         if self.anneal_steps >= self.num_steps:
             raise ValueError(f"anneal_steps must be < num_steps = {self.num_steps}, got {anneal_steps}")
         self.batch_size = check_positive_int("batch_size", batch_size)

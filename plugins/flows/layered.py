@@ -82,8 +82,9 @@ class LayeredFlowDistribution(FlowDistribution):
 class _LayeredFlowSampler(ReverseKLFlow):
     layer_type: ClassVar[type[nn.Module]]
 
-    def __init__(self, num_layers: int = 32, *, num_steps: int = 4000, batch_size: int = 256, lr: float = 5e-3,
-                 anneal_steps: int = 0, progress: bool | None = None) -> None:
+    # anneal_steps=None: num_steps // 2. Defaults chosen on the ELBO of U1 - U4 after 4000 / 8000 steps, lr 5e-3 / 1e-2, with / without annealing
+    def __init__(self, num_layers: int = 32, *, num_steps: int = 8000, batch_size: int = 256, lr: float = 1e-2,
+                 anneal_steps: int | None = None, progress: bool | None = None) -> None:
         self.num_layers = check_positive_int("num_layers", num_layers)
         super().__init__(num_steps=num_steps, batch_size=batch_size, lr=lr, anneal_steps=anneal_steps,
                          progress=progress)
@@ -105,7 +106,7 @@ class _LayeredFlowSampler(ReverseKLFlow):
 class PlanarFlow(_LayeredFlowSampler):
     """Planar flow (Rezende and Mohamed 2015): ``num_layers`` planar layers on a learned diagonal Gaussian.
 
-    ``PlanarFlow(num_layers=32, num_steps=4000, batch_size=256, lr=5e-3).fit(target, generator=g)``
+    ``PlanarFlow(num_layers=32, num_steps=8000, batch_size=256, lr=1e-2, anneal_steps=4000).fit(target)``
     returns a :class:`~sciml_plugins.flows.base.FlowDistribution`: ``sample``, ``rsample``,
     ``log_prob`` at any point (a safeguarded Newton inverse per layer, to round-off), ``elbo``.
     """
