@@ -29,7 +29,7 @@ from sciml.validation import (
     check_tensor,
 )
 
-__all__ = ["FlowDistribution", "FlowSampler", "ReverseKLFlow", "TargetLogProb", "fit_reverse_kl",
+__all__ = ["FlowDistribution", "ModuleFlowDistribution", "FlowSampler", "ReverseKLFlow", "TargetLogProb", "fit_reverse_kl",
            "check_finite_target"]
 
 
@@ -127,6 +127,22 @@ class FlowDistribution(Distribution):
             return float((self.target.log_prob(x) - lq).mean())
 
 
+class ModuleFlowDistribution(FlowDistribution):
+    """A :class:`FlowDistribution` around a module with ``rsample_and_log_prob(n, generator)`` and ``log_prob(x)``."""
+
+    has_rsample = True
+
+    def __init__(self, module: nn.Module, target: Target, name: str) -> None:
+        self.module = module
+        super().__init__(target, name)
+
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
+        return self.module.rsample_and_log_prob(n, generator)
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return self.module.log_prob(x)
+
+
 class FlowSampler(Sampler):
     """A flow plugin: ``fit(target)`` returns a :class:`FlowDistribution`; ``sample`` fits, then draws."""
 
@@ -166,11 +182,7 @@ class ReverseKLFlow(FlowSampler):
 
     @abc.abstractmethod
     def _module(self, target: Target, generator: torch.Generator | None) -> nn.Module:
-        """The untrained flow: a module with ``rsample_and_log_prob(n, generator)``."""
-
-    @abc.abstractmethod
-    def _distribution(self, module: nn.Module, target: Target) -> FlowDistribution:
-        """The trained module as a :class:`FlowDistribution`."""
+        """The untrained flow: a module with ``rsample_and_log_prob(n, generator)`` and ``log_prob(x)``."""
 
     def fit(self, target: Any, *, generator: torch.Generator | None = None) -> FlowDistribution:
         """Fit by reverse KL; ``diagnostics``: ``loss_history`` (per step, nats), ``elbo`` (the mean
@@ -182,7 +194,7 @@ class ReverseKLFlow(FlowSampler):
         counted = CountedTarget(tgt, self.name, 0, self.num_steps, attribute=False)
         history = fit_reverse_kl(module, counted, num_steps=self.num_steps, batch_size=self.batch_size,
                                  lr=self.lr, anneal_steps=self.anneal_steps, generator=generator, progress=self.progress, name=self.name)
-        q = self._distribution(module, tgt)
+        q = ModuleFlowDistribution(module, tgt, self.name)
         tail = history[-max(1, len(history) // 10):]
         q.diagnostics.update(loss_history=history, elbo=-sum(tail) / len(tail), num_steps=self.num_steps,
                              n_evals=counted.n_evals, n_grad_evals=counted.n_grad_evals,

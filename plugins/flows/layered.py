@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from sciml.targets import Target
 from sciml.validation import check_positive_int
 
-from .base import FlowDistribution, ReverseKLFlow
+from .base import ReverseKLFlow
 from .layers import PlanarLayer, RadialLayer
 
-__all__ = ["LayeredFlow", "LayeredFlowDistribution", "PlanarFlow", "RadialFlow"]
+__all__ = ["LayeredFlow", "PlanarFlow", "RadialFlow"]
 
 
 class LayeredFlow(nn.Module):
@@ -63,22 +63,6 @@ class LayeredFlow(nn.Module):
             return self._base_log_prob(z0) - log_det
 
 
-class LayeredFlowDistribution(FlowDistribution):
-    """A fitted :class:`LayeredFlow` as a torch distribution (``has_rsample``)."""
-
-    has_rsample = True
-
-    def __init__(self, module: LayeredFlow, target: Target, name: str) -> None:
-        self.module = module
-        super().__init__(target, name)
-
-    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
-        return self.module.rsample_and_log_prob(n, generator)
-
-    def _log_prob(self, x: Tensor) -> Tensor:
-        return self.module.log_prob(x)
-
-
 class _LayeredFlowSampler(ReverseKLFlow):
     layer_type: ClassVar[type[nn.Module]]
 
@@ -94,9 +78,6 @@ class _LayeredFlowSampler(ReverseKLFlow):
         gen = generator if generator is None or generator.device.type == "cpu" else None
         layers = [self.layer_type(target.dim, generator=gen, dtype=target.dtype) for _ in range(self.num_layers)]
         return LayeredFlow(target.dim, layers, dtype=target.dtype, device=target.device)
-
-    def _distribution(self, module: nn.Module, target: Target) -> FlowDistribution:
-        return LayeredFlowDistribution(module, target, self.name)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_layers={self.num_layers}, num_steps={self.num_steps}, "

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from sciml.targets import Target
 from sciml.validation import check_positive_int
 
-from .base import FlowDistribution, ReverseKLFlow
+from .base import ReverseKLFlow
 
 __all__ = ["NSFFlow"]
 
@@ -46,19 +46,8 @@ class _InvertedNSF(nn.Module):
         with _seeded(generator):
             return self.flow().rsample_and_log_prob((n,))
 
-
-class _NSFDistribution(FlowDistribution):
-    has_rsample = True
-
-    def __init__(self, module: _InvertedNSF, target: Target, name: str) -> None:
-        self.module = module
-        super().__init__(target, name)
-
-    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
-        return self.module.rsample_and_log_prob(n, generator)
-
-    def _log_prob(self, x: Tensor) -> Tensor:
-        return self.module.flow().log_prob(x)
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self.flow().log_prob(x)
 
 
 class NSFFlow(ReverseKLFlow):
@@ -85,9 +74,6 @@ class NSFFlow(ReverseKLFlow):
         with _seeded(generator):
             return _InvertedNSF(target.dim, self.transforms, self.bins, self.hidden_features, target.dtype,
                                 target.device)
-
-    def _distribution(self, module: nn.Module, target: Target) -> FlowDistribution:
-        return _NSFDistribution(module, target, self.name)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return (f"NSFFlow(transforms={self.transforms}, bins={self.bins}, hidden_features={self.hidden_features}, "
