@@ -4,7 +4,6 @@ refused checkpoints, clear errors, and two torchrun processes computing the one-
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -119,7 +118,7 @@ _DDP_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_take_the_one_process_steps(tmp_path):
+def test_two_gloo_processes_take_the_one_process_steps(tmp_path, launch):
     script = tmp_path / "ddp_sim.py"
     script.write_text(_DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -127,7 +126,7 @@ def test_two_gloo_processes_take_the_one_process_steps(tmp_path):
     for name, cmd in (("one", [sys.executable, str(script)]),
                       ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                                str(script)])):
-        done = subprocess.run(cmd + [str(tmp_path / name)], env=env, capture_output=True, text=True, timeout=300)
+        done = launch(cmd + [str(tmp_path / name)], env)
         assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = [torch.load(f"{tmp_path / name}{r}", weights_only=True) for r in range(1 if name == "one" else 2)]
     # batch 5 split 3 / 2: each share's loss is scaled so that the average is the full batch's loss; the

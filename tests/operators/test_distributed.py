@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,18 +12,18 @@ import torch
 HERE = Path(__file__).parent
 
 
-def _run(cmd: list[str], out: Path) -> dict:
+def _run(launch, cmd: list[str], out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    done = subprocess.run(cmd + [str(out)], env=env, capture_output=True, text=True, timeout=300)
+    done = launch(cmd + [str(out)], env)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.load(out, weights_only=True)
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one(tmp_path):
+def test_two_gloo_processes_match_one(tmp_path, launch):
     script = str(HERE / "ddp_fit.py")
-    one = _run([sys.executable, script], tmp_path / "one.pt")
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script],
+    one = _run(launch, [sys.executable, script], tmp_path / "one.pt")
+    two = _run(launch, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script],
                tmp_path / "two.pt")
     assert (one["world_size"], two["world_size"]) == (1, 2)
     # float64 throughout: the runs differ only in the order gradients are summed (round-off ~1e-16,
