@@ -1,0 +1,324 @@
+"""``mixflow``: the Hamiltonian MixFlow (Xu, Chen and Campbell 2023) on torch.
+
+The flow lives on the augmented space ``s = (x, rho, u)`` (``x, rho`` in ``R^d``, ``u`` in ``[0, 1)``)
+with target ``pi(x) m(rho) 1[0 <= u < 1]``, ``m`` the standard Laplace density. One map
+``T = refresh o leapfrog^L`` preserves that target:
+
+* leapfrog with kinetic energy ``|rho|_1`` (so ``x += eps * sign(rho)``), per-coordinate steps
+  ``eps``; volume preserving;
+* the deterministic refresh, coordinate ``i`` with ``u_i = (u + i delta) mod 1``:
+  ``rho_i <- F^-1((F(rho_i) + zeta(x_i, u_i)) mod 1)``, ``zeta(x, u) = (sin(2x + u) + 1) / 2``, then
+  ``u <- (u + d delta) mod 1``, ``delta = pi / 16``; ``log|det| = sum_i |rho_i'| - |rho_i|``.
+
+``q_N = (1/N) sum_{n<N} (T^n)_# q0`` with ``q0`` a mean-field Gaussian in ``x`` (fitted by reverse KL)
+times ``m(rho)`` times ``Unif(u)``: exact draws (``T^n`` of a ``q0`` draw, ``n`` uniform), the density
+anywhere from ``N - 1`` inverse steps, and the unbiased ELBO from one forward and one backward orbit
+of length ``N`` (the sliding-window log-sum-exp). Everything is float64 unless the target is not.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from sciml.interfaces import Samples
+from sciml.targets import CountedTarget, Target, TargetError, as_target
+from sciml.validation import check_generator, check_positive, check_positive_int
+
+from .base import FlowDistribution, FlowSampler, check_finite_target, fit_reverse_kl
+from .layered import LayeredFlow
+
+__all__ = ["MixFlow", "MixFlowDistribution", "HamiltonianMap", "AugmentedTarget"]
+
+_DELTA = math.pi / 16
+_LOG_HALF = -math.log(2.0)
+
+
+def laplace_cdf(r: Tensor) -> Tensor:
+    """Standard Laplace CDF: relative accuracy on the left tail, absolute (``1 - p`` to ~1e-16) on the right."""
+    return torch.where(r < 0, 0.5 * torch.exp(torch.clamp(r, max=0.0)), 1.0 - 0.5 * torch.exp(-torch.clamp(r, min=0.0)))
+
+
+def laplace_icdf(p: Tensor) -> Tensor:
+    """Inverse of :func:`laplace_cdf` on ``(0, 1)``."""
+    return torch.where(p < 0.5, torch.log(2.0 * torch.clamp(p, max=0.5)), -torch.log(2.0 - 2.0 * torch.clamp(p, min=0.5)))
+
+
+def laplace_log_prob(r: Tensor) -> Tensor:
+    """``sum_i log m(r_i)`` over the last dimension."""
+    return (_LOG_HALF - r.abs()).sum(-1)
+
+
+class AugmentedTarget(Target):
+    """``pi(x) m(rho) 1[0 <= u < 1]`` on ``R^(2d+1)`` (``s = (x, rho, u)``); same ``log Z`` as ``pi``."""
+
+    def __init__(self, target: Target) -> None:
+        self.base = target
+        super().__init__(2 * target.dim + 1, dtype=target.dtype, device=target.device, log_z=target.log_z)
+
+    def split(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x, rho, u)`` of states ``(..., 2d+1)``."""
+        d = self.base.dim
+        return s[..., :d], s[..., d:2 * d], s[..., 2 * d]
+
+    def log_prob(self, s: Tensor) -> Tensor:  # noqa: D102
+        x, rho, u = self.split(s)
+        inside = (u >= 0) & (u < 1)
+        lp = self.base.log_prob(x) + laplace_log_prob(rho)
+        return torch.where(inside, lp, torch.full_like(lp, -math.inf))
+
+
+class HamiltonianMap:
+    """``T`` and ``T^-1`` on batches of states ``(x, rho, u, log pi(x), grad log pi(x))``.
+
+    ``eps`` ``(d,)`` are the leapfrog steps, ``num_leapfrog`` the steps per map; every leapfrog step
+    costs one counted gradient evaluation per state.
+    """
+
+    def __init__(self, target: CountedTarget, eps: Tensor, num_leapfrog: int) -> None:
+        self.target, self.eps, self.num_leapfrog = target, eps, num_leapfrog
+        self.shifts = torch.arange(eps.shape[0], dtype=eps.dtype, device=eps.device) * _DELTA
+
+    def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log pi(x), grad log pi(x))``, checked finite."""
+        lp, g = self.target.log_prob_and_grad(x)
+        check_finite_target("mixflow", self.target.steps_done, x, lp + g.sum(-1),
+                            "target log-density or its gradient")
+        return lp, g
+
+    def _leapfrog(self, x: Tensor, rho: Tensor, lp: Tensor, g: Tensor, sign: float) -> tuple[Tensor, ...]:
+        eps = sign * self.eps
+        for _ in range(self.num_leapfrog):
+            rho = rho + 0.5 * eps * g
+            x = x + eps * torch.sign(rho)
+            lp, g = self.evaluate(x)
+            rho = rho + 0.5 * eps * g
+        return x, rho, lp, g
+
+    def _zeta(self, x: Tensor, u: Tensor) -> Tensor:
+        ui = torch.remainder(u[:, None] + self.shifts, 1.0)
+        return 0.5 * (torch.sin(2.0 * x + ui) + 1.0)
+
+    def forward(self, x: Tensor, rho: Tensor, u: Tensor, lp: Tensor, g: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+        """``(T(state), log|det J_T(state)|)``."""
+        x, mid, lp, g = self._leapfrog(x, rho, lp, g, 1.0)
+        rho = laplace_icdf(torch.remainder(laplace_cdf(mid) + self._zeta(x, u), 1.0))
+        u = torch.remainder(u + x.shape[-1] * _DELTA, 1.0)
+        return (x, rho, u, lp, g), (rho.abs() - mid.abs()).sum(-1)
+
+    def inverse(self, x: Tensor, rho: Tensor, u: Tensor, lp: Tensor, g: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+        """``(T^-1(state), log|det J_{T^-1}(state)|)``."""
+        u = torch.remainder(u - x.shape[-1] * _DELTA, 1.0)
+        mid = laplace_icdf(torch.remainder(laplace_cdf(rho) - self._zeta(x, u), 1.0))
+        log_det = (mid.abs() - rho.abs()).sum(-1)
+        x, mid, lp, g = self._leapfrog(x, mid, lp, g, -1.0)
+        return (x, mid, u, lp, g), log_det
+
+
+class MixFlowDistribution(FlowDistribution):
+    """A fitted MixFlow ``q_N`` on the augmented space ``(x, rho, u)``, event shape ``(2d + 1,)``.
+
+    ``sample`` draws augmented states (``x = s[..., :d]``), ``log_prob`` is exact at any state,
+    ``elbo(num_orbits)`` is the unbiased orbit estimator (nats, ``<= log Z`` of the target).
+    """
+
+    has_rsample = False
+
+    def __init__(self, target: Target, q0: LayeredFlow, eps: Tensor, num_leapfrog: int, num_maps: int,
+                 name: str = "mixflow") -> None:
+        self.base_target = target
+        self.q0, self.num_maps = q0, num_maps
+        self.counted = CountedTarget(target, name, 0, 0, attribute=False)
+        self.map = HamiltonianMap(self.counted, eps, num_leapfrog)
+        super().__init__(AugmentedTarget(target), name)
+
+    # ---------------------------------------------------------------- the reference q0
+    def _q0_sample(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, ...]:
+        t = self.base_target
+        dev = t.device if generator is None else generator.device
+        with torch.no_grad():
+            x = self.q0.loc + torch.exp(self.q0.log_scale) * torch.randn(
+                n, t.dim, dtype=t.dtype, device=dev, generator=generator).to(t.device)
+        rho = laplace_icdf(torch.rand(n, t.dim, dtype=t.dtype, device=dev, generator=generator).to(t.device))
+        u = torch.rand(n, dtype=t.dtype, device=dev, generator=generator).to(t.device)
+        lp, g = self.map.evaluate(x)
+        return x, rho, u, lp, g
+
+    def _q0_log_prob(self, x: Tensor, rho: Tensor, u: Tensor) -> Tensor:
+        with torch.no_grad():
+            lq = self.q0._base_log_prob(x) + laplace_log_prob(rho)
+        return torch.where((u >= 0) & (u < 1), lq, torch.full_like(lq, -math.inf))
+
+    # ---------------------------------------------------------------- FlowDistribution
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Augmented draws of shape ``sample_shape + (2d + 1,)`` (the first ``d`` entries are ``x``)."""
+        check_generator("generator", generator)
+        shape, n = self._count(sample_shape)
+        with torch.no_grad():
+            s = self.draw(max(n, 1), generator)
+        return s[:n].reshape(*shape, self.target.dim)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+                generator: torch.Generator | None = None) -> Tensor:
+        """Not available: a MixFlow's draws are not reparameterised (use :meth:`sample`)."""
+        raise NotImplementedError("mixflow draws are not reparameterised; use sample()")
+
+    def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
+        s = self.draw(n, generator)
+        return s, self._log_prob(s)
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` i.i.d. augmented states ``(n, 2d + 1)``: ``T^k`` of a ``q0`` draw, ``k`` uniform below ``N``."""
+        k = torch.randint(0, self.num_maps, (n,), generator=generator,
+                          device="cpu" if generator is None else generator.device).to(self.base_target.device)
+        state = list(self._q0_sample(n, generator))
+        for step in range(int(k.max()) if n else 0):
+            idx = (k > step).nonzero().squeeze(-1)
+            self.counted.steps_done = step
+            moved, _ = self.map.forward(*(v[idx] for v in state))
+            for v, m in zip(state, moved):
+                v[idx] = m
+        out = torch.cat([state[0], state[1], state[2][:, None]], -1)
+        return out
+
+    def _log_prob(self, s: Tensor) -> Tensor:
+        x, rho, u = self.target.split(s)
+        lp, g = self.map.evaluate(x)
+        state = (x, rho, u, lp, g)
+        terms = [self._q0_log_prob(x, rho, u)]
+        log_det = torch.zeros_like(lp)
+        for _ in range(self.num_maps - 1):
+            state, step_det = self.map.inverse(*state)
+            log_det = log_det + step_det
+            terms.append(self._q0_log_prob(*state[:3]) + log_det)
+        return torch.logsumexp(torch.stack(terms, -1), -1) - math.log(self.num_maps)
+
+    def orbit(self, num_orbits: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """One forward and one backward orbit of length ``N`` from each of ``num_orbits`` ``q0`` draws.
+
+        Returns ``states`` ``(num_orbits, N, 2d+1)`` (``T^n s_0``), ``log_q`` ``(num_orbits, N)``
+        (``log q_N`` at each, by the sliding-window log-sum-exp) and ``log_p`` (augmented target).
+        """
+        n_maps = self.num_maps
+        state = self._q0_sample(num_orbits, generator)
+        fwd, a_fwd, c = [state], [self._q0_log_prob(*state[:3])], torch.zeros_like(state[3])
+        for _ in range(n_maps - 1):
+            state, det = self.map.forward(*state)
+            c = c + det
+            fwd.append(state)
+            a_fwd.append(self._q0_log_prob(*state[:3]) + c)
+        c_n = torch.stack([a - self._q0_log_prob(*st[:3]) for a, st in zip(a_fwd, fwd)], -1)
+        state, c, a_bwd = fwd[0], torch.zeros_like(c), []
+        for _ in range(n_maps - 1):
+            state, det = self.map.inverse(*state)
+            c = c + det
+            a_bwd.append(self._q0_log_prob(*state[:3]) + c)
+        a_pos = torch.stack(a_fwd, -1)  # j = 0 .. N-1
+        inf = torch.full_like(a_pos[:, :1], -math.inf)
+        # a_neg[:, m] is j = m - N + 1 (m = 0 .. N-2); the window of n is j in [n - N + 1, n]
+        a_neg = torch.stack(a_bwd[::-1], -1) if a_bwd else inf[:, :0]
+        suffix = torch.cat([torch.logcumsumexp(a_neg.flip(-1), -1).flip(-1), inf], -1)
+        log_q = torch.logaddexp(suffix, torch.logcumsumexp(a_pos, -1)) - c_n - math.log(n_maps)
+        states = torch.stack([torch.cat([st[0], st[1], st[2][:, None]], -1) for st in fwd], 1)
+        log_p = torch.stack([st[3] + laplace_log_prob(st[1]) for st in fwd], -1)
+        return {"states": states, "log_q": log_q, "log_p": log_p}
+
+    def elbo(self, num_samples: int = 16, *, generator: torch.Generator | None = None) -> float:
+        """Unbiased ELBO from ``num_samples`` orbits (each ``2 (N - 1) L`` gradient evaluations)."""
+        num_samples = check_positive_int("num_samples", num_samples)
+        check_generator("generator", generator)
+        with torch.no_grad():
+            o = self.orbit(num_samples, generator)
+        return float((o["log_p"] - o["log_q"]).mean())
+
+
+class MixFlow(FlowSampler):
+    """Hamiltonian MixFlow: ``MixFlow(num_maps=500).fit(target)`` -> :class:`MixFlowDistribution`.
+
+    ``q0``: a mean-field Gaussian fitted by reverse KL (``ref_steps`` Adam steps, batch 256, lr 1e-2,
+    annealed over the first half). Leapfrog steps ``eps = step_size * scale(q0)`` per coordinate;
+    ``step_size`` and ``num_leapfrog`` left ``None`` are tuned by the ELBO (``tune_orbits`` orbits of
+    ``min(num_maps, tune_maps)`` maps; ``None``: ``num_maps``; the same ``q0`` draws for every setting) over ``step_grid`` x ``leapfrog_grid``.
+    The leapfrog does not preserve the target exactly, so a step that is too large makes the ELBO fall
+    as ``N`` grows: tune at the ``N`` used.
+    """
+
+    name: ClassVar[str] = "mixflow"
+
+    def __init__(self, num_maps: int = 500, *, step_size: float | None = None, num_leapfrog: int | None = None,
+                 ref_steps: int = 2000, tune_orbits: int = 32, tune_maps: int | None = None,
+                 step_grid: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2), leapfrog_grid: tuple[int, ...] = (10, 25, 50),
+                 progress: bool | None = None) -> None:
+        self.num_maps = check_positive_int("num_maps", num_maps)
+        self.step_size = None if step_size is None else check_positive("step_size", step_size)
+        self.num_leapfrog = None if num_leapfrog is None else check_positive_int("num_leapfrog", num_leapfrog)
+        self.ref_steps = check_positive_int("ref_steps", ref_steps)
+        self.tune_orbits = check_positive_int("tune_orbits", tune_orbits)
+        self.tune_maps = self.num_maps if tune_maps is None else check_positive_int("tune_maps", tune_maps)
+        if not step_grid or not leapfrog_grid:
+            raise ValueError("step_grid and leapfrog_grid must not be empty")
+        self.step_grid = tuple(check_positive("step_grid", h) for h in step_grid)
+        self.leapfrog_grid = tuple(check_positive_int("leapfrog_grid", n) for n in leapfrog_grid)
+        self.progress = progress
+
+    def fit(self, target: Any, *, generator: torch.Generator | None = None) -> MixFlowDistribution:
+        """Fit ``q0``, tune the leapfrog by the ELBO, return ``q_N``; ``diagnostics``: ``elbo_grid``
+        (``{(step_size, num_leapfrog): elbo}``), ``step_size``, ``num_leapfrog``, ``n_evals``,
+        ``n_grad_evals`` (fit and tuning), ``wall_time_s``."""
+        check_generator("generator", generator)
+        tgt = as_target(target)
+        start = time.perf_counter()
+        q0 = LayeredFlow(tgt.dim, [], dtype=tgt.dtype, device=tgt.device)
+        counted = CountedTarget(tgt, self.name, 0, self.ref_steps, attribute=False)
+        fit_reverse_kl(q0, counted, num_steps=self.ref_steps, batch_size=256, lr=1e-2,
+                       anneal_steps=self.ref_steps // 2, generator=generator, progress=self.progress, name=self.name)
+        scale = torch.exp(q0.log_scale.detach())
+        steps = self.step_grid if self.step_size is None else (self.step_size,)
+        leaps = self.leapfrog_grid if self.num_leapfrog is None else (self.num_leapfrog,)
+        grid: dict[tuple[float, int], float] = {}
+        evals = [counted.n_evals, counted.n_grad_evals]
+        if len(steps) * len(leaps) > 1:
+            # common random numbers: every setting is scored on the same q0 draws
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            for h in steps:
+                for n_leap in leaps:
+                    trial = MixFlowDistribution(tgt, q0, h * scale, n_leap, min(self.num_maps, self.tune_maps))
+                    try:
+                        same = torch.Generator(tgt.device if generator is None else generator.device).manual_seed(seed)
+                        grid[(h, n_leap)] = trial.elbo(self.tune_orbits, generator=same)
+                    except TargetError:
+                        grid[(h, n_leap)] = -math.inf
+                    evals[0] += trial.counted.n_evals
+                    evals[1] += trial.counted.n_grad_evals
+            finite = {key: v for key, v in grid.items() if math.isfinite(v)}
+            if not finite:
+                raise TargetError(f"{self.name}: every leapfrog setting of the tuning grid met a non-finite "
+                                  "target value; give step_size / num_leapfrog or a smaller step_grid",
+                                  sampler=self.name, step=0, chains=None)
+            h, n_leap = max(finite, key=finite.__getitem__)
+        else:
+            h, n_leap = steps[0], leaps[0]
+        q = MixFlowDistribution(tgt, q0, h * scale, n_leap, self.num_maps)
+        q.diagnostics.update(elbo_grid=grid, step_size=h, num_leapfrog=n_leap, num_maps=self.num_maps,
+                             n_evals=evals[0], n_grad_evals=evals[1], wall_time_s=time.perf_counter() - start)
+        return q
+
+    def sample(self, target: Any, num_samples: int, *, generator: torch.Generator | None = None) -> Samples:
+        """Fit, then draw ``num_samples`` i.i.d. ``x`` ``(num_samples, d)``; the counts include the draws'
+        leapfrog steps (``diagnostics["n_grad_evals_sampling"]``)."""
+        num_samples = check_positive_int("num_samples", num_samples)
+        q = self.fit(target, generator=generator)
+        d = q.base_target.dim
+        x = q.sample((num_samples,), generator=generator)[:, :d]
+        diag = dict(q.diagnostics, n_grad_evals_sampling=q.counted.n_grad_evals)
+        return Samples(x=x, n_evals=int(diag["n_evals"]) + q.counted.n_evals,
+                       n_grad_evals=int(diag["n_grad_evals"]) + q.counted.n_grad_evals, diagnostics=diag)
+
+    def __repr__(self) -> str:
+        return (f"MixFlow(num_maps={self.num_maps}, step_size={self.step_size}, num_leapfrog={self.num_leapfrog}, "
+                f"ref_steps={self.ref_steps})")
