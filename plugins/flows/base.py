@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import math
+import os
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
 from sciml.interfaces import Sampler, Samples
+from sciml.io import SaveFileError
 from sciml.progress import check_progress, progress_bar
 from sciml.targets import CountedTarget, Target, TargetError, as_target
 from sciml.validation import (
@@ -30,7 +32,7 @@ from sciml.validation import (
 )
 
 __all__ = ["FlowDistribution", "ModuleFlowDistribution", "FlowSampler", "ReverseKLFlow", "TargetLogProb", "fit_reverse_kl",
-           "check_finite_target"]
+           "check_finite_target", "flat_points"]
 
 
 class TargetLogProb(torch.autograd.Function):
@@ -58,6 +60,18 @@ def check_finite_target(name: str, step: int, x: Tensor, lp: Tensor, what: str =
             f"({int(bad.sum())} of {x.shape[0]} points of the batch); reverse-KL fitting needs a finite "
             "log-density wherever the flow puts mass (a target defined on part of R^d must be written "
             "on an unconstrained space)", sampler=name, step=step, chains=None)
+
+
+def flat_points(value: Any, target: Target) -> Tensor:
+    """``value`` ``(..., target.dim)`` checked finite, as ``(n, target.dim)`` in the target's dtype and device."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+    d = target.dim
+    if value.ndim == 0 or value.shape[-1] != d:
+        raise ValueError(f"value must have shape (..., {d}), got {tuple(value.shape)}")
+    flat = value.reshape(-1, d).to(dtype=target.dtype, device=target.device)
+    check_tensor("value", flat)
+    return flat
 
 
 class FlowDistribution(Distribution):
@@ -110,15 +124,27 @@ class FlowDistribution(Distribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``log q(value)`` for ``value`` of shape ``(..., d)`` -> ``(...)``; any finite point (no graph)."""
-        if not isinstance(value, Tensor):
-            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
-        d = self.target.dim
-        if value.ndim == 0 or value.shape[-1] != d:
-            raise ValueError(f"value must have shape (..., {d}), got {tuple(value.shape)}")
-        flat = value.reshape(-1, d).to(dtype=self.target.dtype, device=self.target.device)
-        check_tensor("value", flat)
+        flat = flat_points(value, self.target)
         with torch.no_grad():
             return self._log_prob(flat).reshape(value.shape[:-1])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted flow (architecture, parameters, scalar diagnostics; not the target) to ``path``."""
+        from .saving import save_flow
+
+        save_flow(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], target: Any,
+             map_location: torch.device | str | None = None) -> FlowDistribution:
+        """Read a flow written by :meth:`save`, for the ``target`` it was fitted to (any form
+        :func:`sciml.targets.as_target` accepts; its dtype and device are the flow's)."""
+        from .saving import load_flow
+
+        q = load_flow(path, target, map_location)
+        if not isinstance(q, cls):
+            raise SaveFileError(f"{os.fspath(path)!r} holds a {type(q).__name__} ({q.name}), not a {cls.__name__}")
+        return q
 
     def elbo(self, num_samples: int = 1000, *, generator: torch.Generator | None = None) -> float:
         """Monte Carlo ELBO ``E_q[log p(x) - log q(x)]`` (nats; ``<= log Z`` of the target)."""

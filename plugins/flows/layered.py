@@ -56,6 +56,11 @@ class LayeredFlow(nn.Module):
                 total = total + layer(z)[1]
             return z, total
 
+    def config(self) -> dict[str, int | list[str]]:
+        """The architecture (what a save file records): ``dim`` and the layer kinds in order."""
+        kinds = {PlanarLayer: "planar", RadialLayer: "radial"}
+        return {"dim": int(self.loc.shape[0]), "layers": [kinds[type(layer)] for layer in self.layers]}
+
     def log_prob(self, x: Tensor) -> Tensor:
         """``log q(x)`` at any points ``(n, d)``."""
         z0, log_det = self.inverse(x)

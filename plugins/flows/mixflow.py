@@ -11,9 +11,10 @@ with target ``pi(x) m(rho) 1[0 <= u < 1]``, ``m`` the standard Laplace density. 
   ``u <- (u + d delta) mod 1``, ``delta = pi / 16``; ``log|det| = sum_i |rho_i'| - |rho_i|``.
 
 ``q_N = (1/N) sum_{n<N} (T^n)_# q0`` with ``q0`` a mean-field Gaussian in ``x`` (fitted by reverse KL)
-times ``m(rho)`` times ``Unif(u)``: exact draws (``T^n`` of a ``q0`` draw, ``n`` uniform), the density
-anywhere from ``N - 1`` inverse steps, and the unbiased ELBO from one forward and one backward orbit
-of length ``N`` (the sliding-window log-sum-exp). Everything is float64 unless the target is not.
+times ``m(rho)`` times ``Unif(u)``: exact draws (``T^n`` of a ``q0`` draw, ``n`` uniform), the exact
+augmented density anywhere from ``N - 1`` inverse steps, the density of ``x`` by integrating ``(rho, u)``
+out over a scrambled Sobol set, and the unbiased ELBO from one forward and one backward orbit of length
+``N`` (the sliding-window log-sum-exp). Everything is in the target's dtype (float64 by default).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sciml.interfaces import Samples
 from sciml.targets import CountedTarget, Target, TargetError, as_target
 from sciml.validation import check_generator, check_positive, check_positive_int
 
-from .base import FlowDistribution, FlowSampler, check_finite_target, fit_reverse_kl
+from .base import FlowDistribution, FlowSampler, check_finite_target, fit_reverse_kl, flat_points
 from .layered import LayeredFlow
 
 __all__ = ["MixFlow", "MixFlowDistribution", "HamiltonianMap", "AugmentedTarget"]
@@ -120,25 +121,29 @@ class HamiltonianMap:
 
 
 class MixFlowDistribution(FlowDistribution):
-    """A fitted MixFlow ``q_N`` on the augmented space ``(x, rho, u)``, event shape ``(2d + 1,)``.
+    """A fitted MixFlow ``q_N``: a distribution on ``R^d`` (``x``) with the exact density on the augmented space.
 
-    ``sample`` draws augmented states (``x = s[..., :d]``), ``log_prob`` is exact at any state,
-    ``elbo(num_orbits)`` is the unbiased orbit estimator (nats, ``<= log Z`` of the target).
+    ``sample((n,))`` -> ``x`` ``(n, d)``; ``sample_augmented((n,))`` -> states ``(n, 2d + 1)``;
+    ``log_prob_augmented(s)`` is exact; ``log_prob(x)`` is the log of the density of ``x`` with the
+    momentum and ``u`` integrated out by ``num_momenta`` scrambled Sobol points (an unbiased estimate
+    of the density, deterministic, consistent as ``num_momenta`` grows); ``elbo(num_orbits)`` is the
+    unbiased orbit estimator on the augmented space (nats, ``<= log Z`` of the target).
     """
 
     has_rsample = False
 
     def __init__(self, target: Target, q0: LayeredFlow, eps: Tensor, num_leapfrog: int, num_maps: int,
-                 name: str = "mixflow") -> None:
-        self.base_target = target
+                 name: str = "mixflow", num_momenta: int = 256) -> None:
         self.q0, self.num_maps = q0, num_maps
+        self.num_momenta = check_positive_int("num_momenta", num_momenta)
+        self.augmented = AugmentedTarget(target)
         self.counted = CountedTarget(target, name, 0, 0, attribute=False)
         self.map = HamiltonianMap(self.counted, eps, num_leapfrog)
-        super().__init__(AugmentedTarget(target), name)
+        super().__init__(target, name)
 
     # ---------------------------------------------------------------- the reference q0
     def _q0_sample(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, ...]:
-        t = self.base_target
+        t = self.target
         dev = t.device if generator is None else generator.device
         with torch.no_grad():
             x = self.q0.loc + torch.exp(self.q0.log_scale) * torch.randn(
@@ -153,15 +158,20 @@ class MixFlowDistribution(FlowDistribution):
             lq = self.q0._base_log_prob(x) + laplace_log_prob(rho)
         return torch.where((u >= 0) & (u < 1), lq, torch.full_like(lq, -math.inf))
 
-    # ---------------------------------------------------------------- FlowDistribution
+    # ---------------------------------------------------------------- draws
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
                generator: torch.Generator | None = None) -> Tensor:
-        """Augmented draws of shape ``sample_shape + (2d + 1,)`` (the first ``d`` entries are ``x``)."""
+        """i.i.d. draws of ``x``, shape ``sample_shape + (d,)``."""
+        return self.sample_augmented(sample_shape, generator=generator)[..., :self.target.dim]
+
+    def sample_augmented(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
+                         generator: torch.Generator | None = None) -> Tensor:
+        """i.i.d. augmented states ``(x, rho, u)``, shape ``sample_shape + (2d + 1,)``."""
         check_generator("generator", generator)
         shape, n = self._count(sample_shape)
         with torch.no_grad():
             s = self.draw(max(n, 1), generator)
-        return s[:n].reshape(*shape, self.target.dim)
+        return s[:n].reshape(*shape, self.augmented.dim)
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -169,13 +179,13 @@ class MixFlowDistribution(FlowDistribution):
         raise NotImplementedError("mixflow draws are not reparameterised; use sample()")
 
     def _sample_and_log_prob(self, n: int, generator: torch.Generator | None, reparam: bool) -> tuple[Tensor, Tensor]:
-        s = self.draw(n, generator)
-        return s, self._log_prob(s)
+        x = self.draw(n, generator)[:, :self.target.dim]
+        return x, self._log_prob(x)
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` i.i.d. augmented states ``(n, 2d + 1)``: ``T^k`` of a ``q0`` draw, ``k`` uniform below ``N``."""
         k = torch.randint(0, self.num_maps, (n,), generator=generator,
-                          device="cpu" if generator is None else generator.device).to(self.base_target.device)
+                          device="cpu" if generator is None else generator.device).to(self.target.device)
         state = list(self._q0_sample(n, generator))
         for step in range(int(k.max()) if n else 0):
             idx = (k > step).nonzero().squeeze(-1)
@@ -183,11 +193,17 @@ class MixFlowDistribution(FlowDistribution):
             moved, _ = self.map.forward(*(v[idx] for v in state))
             for v, m in zip(state, moved):
                 v[idx] = m
-        out = torch.cat([state[0], state[1], state[2][:, None]], -1)
-        return out
+        return torch.cat([state[0], state[1], state[2][:, None]], -1)
 
-    def _log_prob(self, s: Tensor) -> Tensor:
-        x, rho, u = self.target.split(s)
+    # ---------------------------------------------------------------- densities
+    def log_prob_augmented(self, value: Tensor) -> Tensor:
+        """Exact ``log q_N(s)`` for states ``(..., 2d + 1)`` -> ``(...)`` (``N - 1`` inverse maps each)."""
+        flat = flat_points(value, self.augmented)
+        with torch.no_grad():
+            return self._augmented_log_prob(flat).reshape(value.shape[:-1])
+
+    def _augmented_log_prob(self, s: Tensor) -> Tensor:
+        x, rho, u = self.augmented.split(s)
         lp, g = self.map.evaluate(x)
         state = (x, rho, u, lp, g)
         terms = [self._q0_log_prob(x, rho, u)]
@@ -197,6 +213,29 @@ class MixFlowDistribution(FlowDistribution):
             log_det = log_det + step_det
             terms.append(self._q0_log_prob(*state[:3]) + log_det)
         return torch.logsumexp(torch.stack(terms, -1), -1) - math.log(self.num_maps)
+
+    def marginal_log_prob(self, x: Tensor, num_momenta: int | None = None, *, seed: int = 0) -> Tensor:
+        """``log (1/M) sum_m q_N(x, rho_m, u_m) / m(rho_m)`` for ``x`` ``(n, d)``, ``(rho_m, u_m)`` the
+        ``M = num_momenta`` (``None``: the distribution's) points of a Sobol sequence scrambled by ``seed``
+        mapped through the Laplace quantile; ``M (N - 1) L`` gradient evaluations per point."""
+        flat = flat_points(x, self.target)
+        m = self.num_momenta if num_momenta is None else check_positive_int("num_momenta", num_momenta)
+        d, t = self.target.dim, self.target
+        v = torch.quasirandom.SobolEngine(d + 1, scramble=True, seed=seed).draw(m, dtype=torch.float64)
+        v = torch.clamp(v, 2.0**-53, 1.0 - 2.0**-53).to(dtype=t.dtype, device=t.device)
+        rho, u = laplace_icdf(v[:, :d]), v[:, d]
+        block = max(1, 2**18 // m)
+        out = []
+        with torch.no_grad():
+            for xb in flat.split(block):
+                s = torch.cat([xb[:, None, :].expand(-1, m, d), rho.expand(xb.shape[0], m, d),
+                               u.expand(xb.shape[0], m)[..., None]], -1).reshape(-1, 2 * d + 1)
+                terms = (self._augmented_log_prob(s) - laplace_log_prob(s[:, d:2 * d])).reshape(-1, m)
+                out.append(torch.logsumexp(terms, -1) - math.log(m))
+        return torch.cat(out).reshape(x.shape[:-1])
+
+    def _log_prob(self, x: Tensor) -> Tensor:
+        return self.marginal_log_prob(x)
 
     def orbit(self, num_orbits: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """One forward and one backward orbit of length ``N`` from each of ``num_orbits`` ``q0`` draws.
@@ -243,7 +282,8 @@ class MixFlow(FlowSampler):
     ``q0``: a mean-field Gaussian fitted by reverse KL (``ref_steps`` Adam steps, batch 256, lr 1e-2,
     annealed over the first half). Leapfrog steps ``eps = step_size * scale(q0)`` per coordinate;
     ``step_size`` and ``num_leapfrog`` left ``None`` are tuned by the ELBO (``tune_orbits`` orbits of
-    ``min(num_maps, tune_maps)`` maps; ``None``: ``num_maps``; the same ``q0`` draws for every setting) over ``step_grid`` x ``leapfrog_grid``.
+    ``min(num_maps, tune_maps)`` maps; ``None``: ``num_maps``; the same ``q0`` draws for every setting) over
+    ``step_grid`` x ``leapfrog_grid``. ``num_momenta``: the Sobol points of the fitted flow's ``log_prob(x)``.
     The leapfrog does not preserve the target exactly, so a step that is too large makes the ELBO fall
     as ``N`` grows: tune at the ``N`` used.
     """
@@ -252,9 +292,10 @@ class MixFlow(FlowSampler):
 
     def __init__(self, num_maps: int = 500, *, step_size: float | None = None, num_leapfrog: int | None = None,
                  ref_steps: int = 2000, tune_orbits: int = 32, tune_maps: int | None = None,
-                 step_grid: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2), leapfrog_grid: tuple[int, ...] = (10, 25, 50),
-                 progress: bool | None = None) -> None:
+                 step_grid: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02, 0.04), leapfrog_grid: tuple[int, ...] = (10, 25, 50),
+                 num_momenta: int = 256, progress: bool | None = None) -> None:
         self.num_maps = check_positive_int("num_maps", num_maps)
+        self.num_momenta = check_positive_int("num_momenta", num_momenta)
         self.step_size = None if step_size is None else check_positive("step_size", step_size)
         self.num_leapfrog = None if num_leapfrog is None else check_positive_int("num_leapfrog", num_leapfrog)
         self.ref_steps = check_positive_int("ref_steps", ref_steps)
@@ -303,7 +344,7 @@ class MixFlow(FlowSampler):
             h, n_leap = max(finite, key=finite.__getitem__)
         else:
             h, n_leap = steps[0], leaps[0]
-        q = MixFlowDistribution(tgt, q0, h * scale, n_leap, self.num_maps)
+        q = MixFlowDistribution(tgt, q0, h * scale, n_leap, self.num_maps, num_momenta=self.num_momenta)
         q.diagnostics.update(elbo_grid=grid, step_size=h, num_leapfrog=n_leap, num_maps=self.num_maps,
                              n_evals=evals[0], n_grad_evals=evals[1], wall_time_s=time.perf_counter() - start)
         return q
@@ -313,8 +354,7 @@ class MixFlow(FlowSampler):
         leapfrog steps (``diagnostics["n_grad_evals_sampling"]``)."""
         num_samples = check_positive_int("num_samples", num_samples)
         q = self.fit(target, generator=generator)
-        d = q.base_target.dim
-        x = q.sample((num_samples,), generator=generator)[:, :d]
+        x = q.sample((num_samples,), generator=generator)
         diag = dict(q.diagnostics, n_grad_evals_sampling=q.counted.n_grad_evals)
         return Samples(x=x, n_evals=int(diag["n_evals"]) + q.counted.n_evals,
                        n_grad_evals=int(diag["n_grad_evals"]) + q.counted.n_grad_evals, diagnostics=diag)

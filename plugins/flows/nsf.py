@@ -21,7 +21,7 @@ from sciml.validation import check_positive_int
 
 from .base import ReverseKLFlow
 
-__all__ = ["NSFFlow"]
+__all__ = ["NSFFlow", "InvertedNSF"]
 
 
 @contextmanager
@@ -33,11 +33,15 @@ def _seeded(generator: torch.Generator | None) -> Iterator[None]:
         yield
 
 
-class _InvertedNSF(nn.Module):
+class InvertedNSF(nn.Module):
+    """zuko ``NSF(dim, transforms, bins, hidden)`` with its transform inverted (drawing is one pass)."""
+
     def __init__(self, dim: int, transforms: int, bins: int, hidden: tuple[int, ...], dtype: torch.dtype,
                  device: torch.device) -> None:
         super().__init__()
         import zuko
+
+        self.dim, self.transforms, self.bins, self.hidden = dim, transforms, bins, tuple(hidden)
 
         nsf = zuko.flows.NSF(dim, transforms=transforms, bins=bins, hidden_features=hidden)
         self.flow = zuko.flows.Flow(nsf.transform.inv, nsf.base).to(dtype=dtype, device=device)
@@ -48,6 +52,10 @@ class _InvertedNSF(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self.flow().log_prob(x)
+
+    def config(self) -> dict[str, int | list[int]]:
+        """The constructor's architecture arguments (what a save file records)."""
+        return {"dim": self.dim, "transforms": self.transforms, "bins": self.bins, "hidden": list(self.hidden)}
 
 
 class NSFFlow(ReverseKLFlow):
@@ -72,7 +80,7 @@ class NSFFlow(ReverseKLFlow):
         if target.dim < 2:
             raise ValueError(f"nsf-flow needs dim >= 2 (an autoregressive flow), got a target of dim {target.dim}")
         with _seeded(generator):
-            return _InvertedNSF(target.dim, self.transforms, self.bins, self.hidden_features, target.dtype,
+            return InvertedNSF(target.dim, self.transforms, self.bins, self.hidden_features, target.dtype,
                                 target.device)
 
     def __repr__(self) -> str:
