@@ -27,7 +27,9 @@ class FNO(GridOperator):
     ``(B, out_channels, *grid)`` on the same grid, at any grid size the modes fit.
 
     Args:
-        in_channels, out_channels, n_dims: channels of input and output fields, grid dimensions (1-3).
+        in_channels: channels of the input fields.
+        out_channels: channels of the output fields.
+        n_dims: grid dimensions (1-3).
         width: channels of the Fourier layers (paper: 32).
         modes: Fourier modes kept per dimension and sign (paper: 12; 16 for Burgers).
         n_layers: Fourier layers (paper: 4).

@@ -120,9 +120,14 @@ class LSM(GridOperator):
     functions, 4 tokens, patches of 6).
 
     Args:
-        in_channels, out_channels, n_dims: channels of input and output fields, grid dimensions (1, 2).
+        in_channels: channels of the input fields.
+        out_channels: channels of the output fields.
+        n_dims: grid dimensions (1, 2).
         width: channels at the finest scale (the scales have width, 2, 4, 8, 8 times it).
-        basis, tokens, patch, heads: of the spectral blocks.
+        basis: basis functions of the spectral blocks.
+        tokens: tokens of the spectral blocks.
+        patch: patch size of the spectral blocks.
+        heads: attention heads of the spectral blocks.
         projection: hidden channels of the output projection (the paper's 128).
     """
 

@@ -34,7 +34,8 @@ class VCycle(nn.Module):
     ``2 ** (len(smoothing) - 1)``.
 
     Args:
-        u_channels, f_channels: channels of the solution and of the right-hand side.
+        u_channels: channels of the solution.
+        f_channels: channels of the right-hand side.
         smoothing: smoothing steps per level, finest first (MgNO's Darcy setting: 1, 1, 1, 1, 1, 2).
         n_dims: 1 or 2.
         padding_mode: boundary condition of the 3x3 convolutions: "zeros" (Dirichlet-like),
@@ -96,7 +97,9 @@ class MgNO(GridOperator):
     layers, 6 levels, one smoothing step per level and two at the coarsest: 572,661 parameters).
 
     Args:
-        in_channels, out_channels, n_dims: channels of input and output fields, grid dimensions (1 or 2).
+        in_channels: channels of the input fields.
+        out_channels: channels of the output fields.
+        n_dims: grid dimensions (1 or 2).
         width: channels of the hidden fields.
         n_layers: V-cycle layers.
         levels: multigrid levels per V-cycle (grids down to ``n / 2 ** (levels - 1)``).

@@ -61,7 +61,9 @@ def periodic_grf(generator: torch.Generator, shape: tuple[int, ...] | int, *, si
     Args:
         generator: the source of randomness (one per sample).
         shape: grid points per dimension (1-, 2- or 3-D), points ``x_j = j / size``.
-        sigma, tau, gamma: covariance parameters (> 0).
+        sigma: covariance scale (> 0).
+        tau: inverse length scale (> 0).
+        gamma: smoothness exponent (> 0).
 
     Returns:
         ``shape`` float64 tensor; ``[i, j]`` is the value at ``(x_i, y_j)``.

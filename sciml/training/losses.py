@@ -25,7 +25,8 @@ def relative_l2(pred: Tensor, true: Tensor, *, reduce: bool = True) -> Tensor:
     """Mean over samples of ``||pred_i - true_i|| / ||true_i||`` (norms over channels and grid).
 
     Args:
-        pred, true: ``(n, channels, *grid)``, same shape.
+        pred: ``(n, channels, *grid)``.
+        true: the same shape as ``pred``.
         reduce: return the mean (a scalar) or the ``(n,)`` per-sample errors.
     """
     _check_pair(pred, true)

@@ -86,13 +86,17 @@ def fit_simulated(
     Args:
         model: an ``nn.Module`` on its device (trained in place).
         loss: ``loss(model, batch_size, generator)`` -> mean loss of a fresh simulated batch.
-        lr, weight_decay, optimizer ("adamw" | "adam"), schedule ("cosine" with a linear warm-up over
-            the first ``warmup`` fraction of the steps, any other :data:`SCHEDULES` name, or a
-            function of the fraction done -> factor), grad_clip (max gradient norm, ``None``: off).
+        lr: the optimiser's learning rate.
+        weight_decay: the optimiser's weight decay.
+        optimizer: "adamw" | "adam".
+        schedule: "cosine" (with a linear warm-up over the first ``warmup`` fraction of the steps),
+            any other :data:`SCHEDULES` name, or a function of the fraction done -> factor.
+        grad_clip: max gradient norm (``None``: off).
         checkpoint: file written every ``checkpoint_every`` steps and at the end (atomically); with
             ``resume=True`` an existing file is continued (same model and settings, else
             :class:`sciml.SaveFileError`).
-        generator: seeds the run (``None``: torch's global generator). progress: bar over steps.
+        generator: seeds the run (``None``: torch's global generator).
+        progress: bar over steps.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
