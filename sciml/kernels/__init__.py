@@ -24,6 +24,13 @@ _EXPORTS: dict[str, str] = {
     "multi_mode_product": "_kron_ops",
     "multi_mode_solve_triangular": "_kron_ops",
     "rowwise_kron_apply": "_kron_ops",
+    "tensor_attention": "attention",
+    "naive_tensor_attention": "attention",
+    "khatri_rao": "attention",
+    "khatri_rao_gram": "attention",
+    "entry_bound": "attention",
+    "poly_error_bound": "attention",
+    "poly_degree": "attention",
 }
 
 __all__ = sorted(_EXPORTS)
