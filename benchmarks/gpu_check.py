@@ -73,6 +73,10 @@ def _parts(quick: bool) -> list[tuple[str, list[str], float, str]]:
                                      "--repeats", "3", "--mpmath-points", "100"], 120, r"sciml CPU / sciml"),
         ("kronecker benchmark (cuda)", [py, "-m", "sciml_benchmarks.kronecker", "--device", "cuda", "--quick",
                                         "--repeats", "3", "--no-progress"], 120, r"^device "),
+        ("tensor attention benchmark (cuda)", [py, "-m", "sciml_benchmarks.tensor_attention", "--device", "cuda",
+                                               "--sizes", "256,1024" if quick else "256,1024,4096", "--dims", "8,32",
+                                               "--degrees", "6,10", "--repeats", "3", "--exact-queries", "1024"],
+         240, r"^\| \d+ \| \d+ \| [\d.]+x"),
     ]
 
 

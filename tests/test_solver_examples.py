@@ -15,6 +15,7 @@ SMALL_ARGS = {
                        "--epochs", "2", "--width", "8", "--modes", "4"],
     "sequential_fusion": ["--steps", "3", "--tracks", "5"],
     "flow_energies": ["--layers", "2", "--steps", "20"],
+    "triple_attention": ["--steps", "20", "--every", "10", "--batch", "16"],
     "darcy_operator --model mgno": ["--model", "mgno", "--n-train", "8", "--n-test", "2", "--resolution", "11",
                                     "--solve-resolution", "41", "--epochs", "1", "--width", "4"],
 }
@@ -23,7 +24,8 @@ SMALL_ARGS = {
 def test_every_example_is_listed_with_a_description():
     examples = cli.list_modules("sciml_solvers")
     assert {"vmf_highdim", "multimodal_sampling", "eight_schools", "swiss_roll_bridge", "poisson_highfreq",
-            "darcy_operator", "sequential_fusion", "flow_energies"} <= set(examples)
+            "darcy_operator", "sequential_fusion", "flow_energies",
+            "triple_attention"} <= set(examples)
     assert all(examples.values()), "each example needs a one-line docstring"
 
 
