@@ -43,7 +43,7 @@ class _Model(nn.Module):
         eye = torch.eye(length + 1, dtype=torch.bool, device=x.device)[:length]           # (L, L + 1): j == i
         if self.triple:
             other = ~eye                                                                  # j != i
-            mask = other[:, :, None] & other[:, None, :] & ~torch.eye(length + 1, dtype=torch.bool)[None]
+            mask = other[:, :, None] & other[:, None, :] & ~torch.eye(length + 1, dtype=torch.bool, device=x.device)[None]
             mask[:, length, length] = True                                                # (none, none)
             out = tensor_attention(q, keys[0], keys[1], keys[2], keys[3], scale=1.0, mask=mask)
         else:

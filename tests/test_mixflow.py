@@ -41,6 +41,9 @@ def test_laplace_cdf_and_inverse_agree_in_both_tails():
     back = laplace_icdf(p)
     left = r <= 0
     assert torch.allclose(back[left], r[left], rtol=1e-13, atol=1e-14)
+    # right tail: 1 - p = e^-r / 2 is held to absolute round-off eps / 2, so r comes back within eps e^r
+    right = r > 0
+    assert bool(((back[right] - r[right]).abs() <= 2 * torch.finfo(F64).eps * torch.exp(r[right]) + 1e-14).all())
 
 
 def test_the_map_inverts_to_round_off_and_its_log_det_matches_finite_differences():

@@ -18,7 +18,10 @@ from sciml.validation import check_positive_int
 from .base import ReverseKLFlow
 from .layers import PlanarLayer, RadialLayer
 
-__all__ = ["LayeredFlow", "PlanarFlow", "RadialFlow"]
+__all__ = ["LayeredFlow", "PlanarFlow", "RadialFlow", "LAYER_KINDS"]
+
+#: The layer kinds a :class:`LayeredFlow` is built from, by the name its save files record.
+LAYER_KINDS: dict[str, type[nn.Module]] = {"planar": PlanarLayer, "radial": RadialLayer}
 
 
 class LayeredFlow(nn.Module):
@@ -58,7 +61,7 @@ class LayeredFlow(nn.Module):
 
     def config(self) -> dict[str, int | list[str]]:
         """The architecture (what a save file records): ``dim`` and the layer kinds in order."""
-        kinds = {PlanarLayer: "planar", RadialLayer: "radial"}
+        kinds = {cls: name for name, cls in LAYER_KINDS.items()}
         return {"dim": int(self.loc.shape[0]), "layers": [kinds[type(layer)] for layer in self.layers]}
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from sciml.interfaces import Samples
 from sciml.targets import CountedTarget, Target, TargetError, as_target
-from sciml.validation import check_generator, check_positive, check_positive_int
+from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
 from .base import FlowDistribution, FlowSampler, check_finite_target, fit_reverse_kl, flat_points
 from .layered import LayeredFlow
@@ -47,6 +47,12 @@ def laplace_cdf(r: Tensor) -> Tensor:
 def laplace_icdf(p: Tensor) -> Tensor:
     """Inverse of :func:`laplace_cdf` on ``(0, 1)``."""
     return torch.where(p < 0.5, torch.log(2.0 * torch.clamp(p, max=0.5)), -torch.log(2.0 - 2.0 * torch.clamp(p, min=0.5)))
+
+
+def _open_unit(p: Tensor) -> Tensor:
+    """``p`` moved into the open interval ``(0, 1)`` of its dtype (uniform draws can be exactly 0)."""
+    info = torch.finfo(p.dtype)
+    return torch.clamp(p, info.tiny, 1.0 - info.eps / 2)
 
 
 def laplace_log_prob(r: Tensor) -> Tensor:
@@ -134,8 +140,12 @@ class MixFlowDistribution(FlowDistribution):
 
     def __init__(self, target: Target, q0: LayeredFlow, eps: Tensor, num_leapfrog: int, num_maps: int,
                  name: str = "mixflow", num_momenta: int = 256) -> None:
-        self.q0, self.num_maps = q0, num_maps
+        self.q0, self.num_maps = q0, check_positive_int("num_maps", num_maps)
         self.num_momenta = check_positive_int("num_momenta", num_momenta)
+        eps = check_tensor("eps", eps, shape=(target.dim,))
+        if not bool((eps > 0).all()):
+            raise ValueError(f"eps (the leapfrog steps) must be > 0, got {eps.tolist()}")
+        num_leapfrog = check_positive_int("num_leapfrog", num_leapfrog)
         self.augmented = AugmentedTarget(target)
         self.counted = CountedTarget(target, name, 0, 0, attribute=False)
         self.map = HamiltonianMap(self.counted, eps, num_leapfrog)
@@ -146,17 +156,16 @@ class MixFlowDistribution(FlowDistribution):
         t = self.target
         dev = t.device if generator is None else generator.device
         with torch.no_grad():
-            x = self.q0.loc + torch.exp(self.q0.log_scale) * torch.randn(
-                n, t.dim, dtype=t.dtype, device=dev, generator=generator).to(t.device)
-        rho = laplace_icdf(torch.rand(n, t.dim, dtype=t.dtype, device=dev, generator=generator).to(t.device))
+            x, _ = self.q0.rsample_and_log_prob(n, generator)
+        rho = laplace_icdf(_open_unit(torch.rand(n, t.dim, dtype=t.dtype, device=dev, generator=generator).to(t.device)))
         u = torch.rand(n, dtype=t.dtype, device=dev, generator=generator).to(t.device)
         lp, g = self.map.evaluate(x)
         return x, rho, u, lp, g
 
     def _q0_log_prob(self, x: Tensor, rho: Tensor, u: Tensor) -> Tensor:
+        """``log q0`` at states whose ``u`` lies in ``[0, 1)`` (the maps keep it there)."""
         with torch.no_grad():
-            lq = self.q0._base_log_prob(x) + laplace_log_prob(rho)
-        return torch.where((u >= 0) & (u < 1), lq, torch.full_like(lq, -math.inf))
+            return self.q0._base_log_prob(x) + laplace_log_prob(rho)
 
     # ---------------------------------------------------------------- draws
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = (), *,
@@ -204,6 +213,7 @@ class MixFlowDistribution(FlowDistribution):
 
     def _augmented_log_prob(self, s: Tensor) -> Tensor:
         x, rho, u = self.augmented.split(s)
+        inside = (u >= 0) & (u < 1)  # the maps wrap u into [0, 1): the support is checked here, once
         lp, g = self.map.evaluate(x)
         state = (x, rho, u, lp, g)
         terms = [self._q0_log_prob(x, rho, u)]
@@ -212,7 +222,8 @@ class MixFlowDistribution(FlowDistribution):
             state, step_det = self.map.inverse(*state)
             log_det = log_det + step_det
             terms.append(self._q0_log_prob(*state[:3]) + log_det)
-        return torch.logsumexp(torch.stack(terms, -1), -1) - math.log(self.num_maps)
+        lq = torch.logsumexp(torch.stack(terms, -1), -1) - math.log(self.num_maps)
+        return torch.where(inside, lq, torch.full_like(lq, -math.inf))
 
     def marginal_log_prob(self, x: Tensor, num_momenta: int | None = None, *, seed: int = 0) -> Tensor:
         """``log (1/M) sum_m q_N(x, rho_m, u_m) / m(rho_m)`` for ``x`` ``(n, d)``, ``(rho_m, u_m)`` the
@@ -222,7 +233,7 @@ class MixFlowDistribution(FlowDistribution):
         m = self.num_momenta if num_momenta is None else check_positive_int("num_momenta", num_momenta)
         d, t = self.target.dim, self.target
         v = torch.quasirandom.SobolEngine(d + 1, scramble=True, seed=seed).draw(m, dtype=torch.float64)
-        v = torch.clamp(v, 2.0**-53, 1.0 - 2.0**-53).to(dtype=t.dtype, device=t.device)
+        v = _open_unit(v.to(dtype=t.dtype, device=t.device))
         rho, u = laplace_icdf(v[:, :d]), v[:, d]
         block = max(1, 2**18 // m)
         out = []
@@ -244,14 +255,16 @@ class MixFlowDistribution(FlowDistribution):
         (``log q_N`` at each, by the sliding-window log-sum-exp) and ``log_p`` (augmented target).
         """
         n_maps = self.num_maps
-        state = self._q0_sample(num_orbits, generator)
-        fwd, a_fwd, c = [state], [self._q0_log_prob(*state[:3])], torch.zeros_like(state[3])
+        state = self._q0_sample(check_positive_int("num_orbits", num_orbits), generator)
+        c = torch.zeros_like(state[3])  # log|det| of T^n at s_0
+        fwd, a_fwd, cs = [state], [self._q0_log_prob(*state[:3])], [c]
         for _ in range(n_maps - 1):
             state, det = self.map.forward(*state)
             c = c + det
             fwd.append(state)
+            cs.append(c)
             a_fwd.append(self._q0_log_prob(*state[:3]) + c)
-        c_n = torch.stack([a - self._q0_log_prob(*st[:3]) for a, st in zip(a_fwd, fwd)], -1)
+        c_n = torch.stack(cs, -1)
         state, c, a_bwd = fwd[0], torch.zeros_like(c), []
         for _ in range(n_maps - 1):
             state, det = self.map.inverse(*state)
@@ -325,7 +338,8 @@ class MixFlow(FlowSampler):
         evals = [counted.n_evals, counted.n_grad_evals]
         if len(steps) * len(leaps) > 1:
             # common random numbers: every setting is scored on the same q0 draws
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator,
+                                     device="cpu" if generator is None else generator.device))
             for h in steps:
                 for n_leap in leaps:
                     trial = MixFlowDistribution(tgt, q0, h * scale, n_leap, min(self.num_maps, self.tune_maps))

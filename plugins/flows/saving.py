@@ -16,26 +16,22 @@ from torch import Tensor
 
 from sciml.io import load_state, reading, save_state
 from sciml.targets import as_target
-from sciml.validation import check_device, check_positive_int
+from sciml.validation import check_positive_int, check_tensor
 
 from .base import FlowDistribution, ModuleFlowDistribution
-from .layered import LayeredFlow
-from .layers import PlanarLayer, RadialLayer
+from .layered import LAYER_KINDS, LayeredFlow
 from .mixflow import MixFlowDistribution
 from .nsf import InvertedNSF
 
 __all__ = ["save_flow", "load_flow"]
 
 _KIND, _VERSION = "flows.FlowDistribution", 1
-_LAYERS = {"planar": PlanarLayer, "radial": RadialLayer}
-
-
 def _layered(config: dict[str, Any], dtype: torch.dtype, device: torch.device) -> LayeredFlow:
     dim = check_positive_int("config['dim']", config["dim"])
     names = config["layers"]
-    if not isinstance(names, list) or any(n not in _LAYERS for n in names):
-        raise ValueError(f"config['layers'] must be a list of {sorted(_LAYERS)}, got {names!r}")
-    return LayeredFlow(dim, [_LAYERS[n](dim, dtype=dtype) for n in names], dtype=dtype, device=device)
+    if not isinstance(names, list) or any(n not in LAYER_KINDS for n in names):
+        raise ValueError(f"config['layers'] must be a list of {sorted(LAYER_KINDS)}, got {names!r}")
+    return LayeredFlow(dim, [LAYER_KINDS[n](dim, dtype=dtype) for n in names], dtype=dtype, device=device)
 
 
 def _nsf(config: dict[str, Any], dtype: torch.dtype, device: torch.device) -> InvertedNSF:
@@ -72,12 +68,9 @@ def save_flow(q: FlowDistribution, path: str | os.PathLike[str]) -> None:
 
 
 def _check_state(state: Any) -> dict[str, Tensor]:
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+    if not isinstance(state, dict):
         raise TypeError("state must be a dict of tensors")
-    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ValueError(f"state holds non-finite values in {bad}")
-    return state
+    return {k: check_tensor(f"state[{k!r}]", v, floating=False) for k, v in state.items()}
 
 
 def _load_module(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
@@ -95,7 +88,6 @@ def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.dev
     for a foreign, damaged or newer file, an unknown flow, parameters that are not finite or do not fit
     the architecture, and a target of another dimension.
     """
-    check_device("map_location", map_location)
     tgt = as_target(target)
     _, payload = load_state(path, _KIND, (_VERSION,), map_location)
     with reading(path):
@@ -104,7 +96,8 @@ def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.dev
             raise TypeError("config must be a dict")
         if config["dim"] != tgt.dim:
             raise ValueError(f"the flow was fitted in dimension {config['dim']}, the target given has dim {tgt.dim}")
-        state = {k: v.to(dtype=tgt.dtype, device=tgt.device) for k, v in state.items()}
+        state = {k: v.to(dtype=tgt.dtype if v.is_floating_point() else v.dtype, device=tgt.device)
+                 for k, v in state.items()}
         if name == "mixflow":
             q: FlowDistribution = _mixflow(config, state, tgt)
         elif name in _MODULES:
@@ -118,10 +111,6 @@ def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.dev
 
 def _mixflow(config: dict[str, Any], state: dict[str, Tensor], target: Any) -> MixFlowDistribution:
     dim = config["dim"]
-    if any(state[k].shape != (dim,) for k in ("loc", "log_scale", "eps")):
-        raise ValueError(f"loc, log_scale and eps must have shape ({dim},)")
-    if not bool((state["eps"] > 0).all()):
-        raise ValueError("eps must be positive")
     q0 = LayeredFlow(dim, [], dtype=target.dtype, device=target.device)
     _load_module(q0, {"loc": state["loc"], "log_scale": state["log_scale"]})
     return MixFlowDistribution(target, q0, state["eps"], check_positive_int("config['num_leapfrog']", config["num_leapfrog"]),

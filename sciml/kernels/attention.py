@@ -33,7 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..validation import check_tensor
+from ..validation import (
+    check_choice,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+)
 
 __all__ = ["tensor_attention", "khatri_rao", "khatri_rao_gram", "entry_bound", "poly_error_bound", "poly_degree",
            "naive_tensor_attention", "num_monomials", "MAX_DEGREE"]
@@ -55,13 +63,11 @@ def khatri_rao_gram(a: Tensor, b: Tensor, c: Tensor, e: Tensor) -> Tensor:
 
     ``a`` ``(..., m1, p)``, ``c`` ``(..., m1, s)``, ``b`` ``(..., m2, p)``, ``e`` ``(..., m2, s)`` -> ``(..., p, s)``.
     """
-    for name, x in (("a", a), ("b", b), ("c", c), ("e", e)):
-        if not isinstance(x, Tensor) or x.ndim < 2:
-            raise ValueError(f"{name} must be a tensor of shape (..., rows, columns), got {_shape(x)}")
-    if a.shape[-2] != c.shape[-2] or b.shape[-2] != e.shape[-2] or a.shape[-1] != b.shape[-1] \
-            or c.shape[-1] != e.shape[-1]:
+    _check_pair(a, b)
+    _check_pair(c, e, "c", "e")
+    if a.shape[-2] != c.shape[-2] or b.shape[-2] != e.shape[-2]:
         raise ValueError(f"shapes {tuple(a.shape)}, {tuple(b.shape)}, {tuple(c.shape)}, {tuple(e.shape)} do not "
-                         "pair: a, c share rows, b, e share rows, a, b share columns, c, e share columns")
+                         "pair: a, c must share rows and b, e must share rows")
     return (a.mT @ c) * (b.mT @ e)
 
 
@@ -69,12 +75,12 @@ def _shape(x: Any) -> Any:
     return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
 
 
-def _check_pair(a: Tensor, b: Tensor) -> None:
-    for name, x in (("a", a), ("b", b)):
+def _check_pair(a: Tensor, b: Tensor, an: str = "a", bn: str = "b") -> None:
+    for name, x in ((an, a), (bn, b)):
         if not isinstance(x, Tensor) or x.ndim < 2:
             raise ValueError(f"{name} must be a tensor of shape (..., rows, columns), got {_shape(x)}")
     if a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"a and b must have the same number of columns, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"{an} and {bn} must have the same number of columns, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 # ---------------------------------------------------------------- the reference
@@ -137,18 +143,20 @@ def _broadcast_inputs(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor,
 def _scale(scale: float | None, d: int) -> float:
     if scale is None:
         return 1.0 / d
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale == 0:
-        raise ValueError(f"scale must be a finite non-zero number or None (1 / d), got {scale!r}")
-    return float(scale)
+    value = check_real("scale", scale)
+    if value == 0:
+        raise ValueError("scale must be non-zero (or None for 1 / d)")
+    return value
 
 
 # ---------------------------------------------------------------- exact, blocked
 
-def _blocks(b: int, n: int, m1: int, m2: int, budget: int) -> tuple[int, int]:
-    """Query and ``j`` block sizes with ``b * bq * bj * m2 <= budget`` (at least one of each)."""
-    bq = max(1, min(n, budget // max(1, b * m2)))
-    bj = max(1, min(m1, budget // max(1, b * bq * m2)))
-    return bq, bj
+def _blocks(b: int, n: int, m1: int, m2: int, budget: int) -> tuple[int, int, int]:
+    """Batch, query and ``j`` block sizes with ``bb * bq * bj * m2 <= budget`` (or one of each when ``m2`` alone exceeds it)."""
+    bb = max(1, min(b, budget // m2))
+    bq = max(1, min(n, budget // (bb * m2)))
+    bj = max(1, min(m1, budget // (bb * bq * m2)))
+    return bb, bq, bj
 
 
 def _mm(x: Tensor, y: Tensor) -> Tensor:
@@ -176,9 +184,16 @@ def _with_ones(v: Tensor) -> Tensor:
 def _exact_forward(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, mask: Tensor | None,
                    budget: int) -> tuple[Tensor, Tensor]:
     """``(out (b, n, e), logsumexp of each row's logits (b, n))`` by the online softmax."""
-    b, n, _ = q.shape
-    m1, m2 = k1.shape[1], k2.shape[1]
-    bq, bj = _blocks(b, n, m1, m2, budget)
+    bb, bq, bj = _blocks(q.shape[0], q.shape[1], k1.shape[1], k2.shape[1], budget)
+    parts = [_forward_chunk(*(x[r:r + bb] for x in (q, k1, k2, v1, v2)),
+                            scale, None if mask is None else mask[r:r + bb], bq, bj, r)
+             for r in range(0, q.shape[0], bb)]
+    return torch.cat([o for o, _ in parts]), torch.cat([lse for _, lse in parts])
+
+
+def _forward_chunk(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, mask: Tensor | None,
+                   bq: int, bj: int, row0: int) -> tuple[Tensor, Tensor]:
+    n, m1 = q.shape[1], k1.shape[1]
     qs_all, w1, w2 = scale * q, _with_ones(v1), _with_ones(v2)  # the last column sums the weights
     outs, lses = [], []
     for q0 in range(0, n, bq):
@@ -198,7 +213,7 @@ def _exact_forward(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, sc
         if bool((total == 0).any()):
             bad = (total == 0).nonzero()[0]
             raise ValueError("tensor_attention: the mask leaves a query with no (j, k) pair to attend to "
-                             f"(batch row {int(bad[0])}, query {q0 + int(bad[1])})")
+                             f"(batch row {row0 + int(bad[0])}, query {q0 + int(bad[1])})")
         outs.append(run[..., :-1] / total[..., None])
         lses.append(run_max + torch.log(total))
     return torch.cat(outs, 1), torch.cat(lses, 1)
@@ -207,9 +222,16 @@ def _exact_forward(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, sc
 def _exact_backward(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, mask: Tensor | None,
                     budget: int, out: Tensor, lse: Tensor, grad: Tensor) -> tuple[Tensor, ...]:
     """Gradients to ``q, k1, k2, v1, v2``, recomputing each block's probabilities from ``lse``."""
-    b, n, _ = q.shape
-    m1, m2 = k1.shape[1], k2.shape[1]
-    bq, bj = _blocks(b, n, m1, m2, budget)
+    bb, bq, bj = _blocks(q.shape[0], q.shape[1], k1.shape[1], k2.shape[1], budget)
+    parts = [_backward_chunk(*(x[r:r + bb] for x in (q, k1, k2, v1, v2, out, lse, grad)), scale,
+                             None if mask is None else mask[r:r + bb], bq, bj)
+             for r in range(0, q.shape[0], bb)]
+    return tuple(torch.cat(g) for g in zip(*parts))
+
+
+def _backward_chunk(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, out: Tensor, lse: Tensor,
+                    grad: Tensor, scale: float, mask: Tensor | None, bq: int, bj: int) -> tuple[Tensor, ...]:
+    n, m1 = q.shape[1], k1.shape[1]
     qs_all = scale * q
     dq, dk1, dk2 = torch.zeros_like(q), torch.zeros_like(k1), torch.zeros_like(k2)
     dv1, dv2 = torch.zeros_like(v1), torch.zeros_like(v2)
@@ -259,7 +281,7 @@ def entry_bound(q: Tensor, k1: Tensor, k2: Tensor, scale: float | None = None) -
     the least of ``sum_t max_i |q_it| max_j |k1_jt| max_k |k2_kt|`` and the Cauchy-Schwarz bounds
     ``max |q_i|_2 max |k1_j|_2 max |k2_k|_inf`` (and with ``k1``, ``k2`` swapped), times ``|scale|``."""
     s = _scale(scale, q.shape[-1])
-    rows = [x.reshape(-1, x.shape[-1]) for x in (q, k1, k2)]
+    rows = [x.detach().reshape(-1, x.shape[-1]) for x in (q, k1, k2)]
     per = [x.abs().amax(0) for x in rows]
     norm = [float(torch.linalg.vector_norm(x, dim=-1).max()) for x in rows]
     top = [float(p.max()) for p in per]
@@ -272,10 +294,8 @@ def poly_error_bound(bound: float, degree: int) -> float:
     # by at most 2 eps / (1 - eps) in total, so each output entry moves by that times max |v1_j * v2_k|.
     """The guaranteed error of ``method="poly"`` at entry bound ``bound`` and ``degree``, relative to
     ``max |v1_j * v2_k|``: ``2 eps / (1 - eps)`` with ``eps = e^B B^(g+1) / (g+1)!`` (``inf`` if ``eps >= 1``)."""
-    if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound >= 0):
-        raise ValueError(f"bound must be a finite number >= 0, got {bound!r}")
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree must be an int >= 0, got {degree!r}")
+    bound = check_nonnegative("bound", bound)
+    degree = check_nonnegative_int("degree", degree)
     if bound == 0:
         return 0.0
     log_eps = bound + (degree + 1) * math.log(bound) - math.lgamma(degree + 2)
@@ -285,8 +305,7 @@ def poly_error_bound(bound: float, degree: int) -> float:
 
 def poly_degree(bound: float, tol: float) -> int | None:
     """The smallest degree whose :func:`poly_error_bound` is ``<= tol`` (``None`` above ``MAX_DEGREE``)."""
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    tol = check_positive("tol", tol)
     return next((g for g in range(MAX_DEGREE + 1) if poly_error_bound(bound, g) <= tol), None)
 
 
@@ -335,7 +354,7 @@ def _poly(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: floa
     rows = max(1, budget // max(1, q.shape[0] * coef.shape[0]))
 
     def moments(k: Tensor, v: Tensor) -> Tensor:  # sum_j k_j^alpha (v_j, 1): (b, r, e + 1)
-        w = torch.cat([v, torch.ones_like(v[..., :1])], -1)
+        w = _with_ones(v)
         return sum(_features(kc, tables).mT @ wc for kc, wc in zip(k.split(rows, 1), w.split(rows, 1)))
 
     m = moments(k1, v1) * moments(k2, v2) * coef[:, None]
@@ -357,27 +376,36 @@ def tensor_attention(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, 
     ``(..., n, m1, m2)``, ``True`` where a pair may be attended (exact only; a query left with no pair
     is an error). ``block_elements``: the most logits held at once by the exact method.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if isinstance(block_elements, bool) or not isinstance(block_elements, int) or block_elements < 1:
-        raise ValueError(f"block_elements must be an int >= 1, got {block_elements!r}")
+    method = check_choice("method", method, _METHODS)
+    block_elements = check_positive_int("block_elements", block_elements)
+    degree = None if degree is None else check_nonnegative_int("degree", degree)
+    tol = check_positive("tol", tol)
+    if method == "poly" and mask is not None:
+        raise ValueError("method='poly' does not take a mask (the reordered sums see no (j, k) pair); use 'exact'")
     lead, (qf, k1f, k2f, v1f, v2f), maskf = _broadcast_inputs(q, k1, k2, v1, v2, mask)
     s = _scale(scale, q.shape[-1])
-    n, d, m1, m2, e = q.shape[-2], q.shape[-1], k1.shape[-2], k2.shape[-2], v1.shape[-1]
-    if degree is not None and (isinstance(degree, bool) or not isinstance(degree, int) or degree < 0):
-        raise ValueError(f"degree must be an int >= 0 or None, got {degree!r}")
-    if method != "exact":
-        if mask is not None and method == "poly":
-            raise ValueError("method='poly' does not take a mask (the reordered sums see no (j, k) pair); use 'exact'")
-        g = degree if degree is not None else poly_degree(entry_bound(qf, k1f, k2f, s), tol)
-        if method == "poly" and g is None:
-            bound = entry_bound(qf, k1f, k2f, s)
+    n, e = q.shape[-2], v1.shape[-1]
+    g = None if method == "exact" or mask is not None else _poly_plan(qf, k1f, k2f, v1f, s, degree, tol, method)
+    if g is not None:
+        return _poly(qf, k1f, k2f, v1f, v2f, s, g, block_elements).reshape(*lead, n, e)
+    out = _ExactTensorAttention.apply(qf, k1f, k2f, v1f, v2f, s, maskf, block_elements)
+    return out.reshape(*lead, n, e)
+
+
+def _poly_plan(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, scale: float, degree: int | None, tol: float,
+               method: str) -> int | None:
+    """The degree ``poly`` runs at, or ``None`` for ``exact`` (``auto``: only a degree certified to ``tol``
+    whose operation count is below a quarter of the exact one's)."""
+    bound = entry_bound(q, k1, k2, scale)
+    g = degree if degree is not None else poly_degree(bound, tol)
+    if method == "poly":
+        if g is None:
             raise ValueError(f"method='poly': no degree <= {MAX_DEGREE} meets tol = {tol} at entry bound "
                              f"{bound:.3g} (the bound grows like e^B B^(g+1) / (g+1)!); use 'exact', a larger "
                              "tol, or give degree")
-        cost_poly = (n + m1 + m2) * num_monomials(d, g) * (e + 1 + g) if g is not None else math.inf
-        if method == "poly" or (mask is None and 4 * cost_poly < n * m1 * m2 * (2 * d + e)):
-            out = _poly(qf, k1f, k2f, v1f, v2f, s, g, block_elements)
-            return out.reshape(*lead, n, e)
-    out = _ExactTensorAttention.apply(qf, k1f, k2f, v1f, v2f, s, maskf, block_elements)
-    return out.reshape(*lead, n, e)
+        return g
+    if g is None or poly_error_bound(bound, g) > tol:
+        return None
+    (n, d), m1, m2, e = q.shape[-2:], k1.shape[-2], k2.shape[-2], v1.shape[-1]
+    cost_poly = (n + m1 + m2) * num_monomials(d, g) * (e + 1 + g)
+    return g if 4 * cost_poly < n * m1 * m2 * (2 * d + e) else None
