@@ -154,12 +154,27 @@ def test_the_sampler_fits_q0_and_picks_the_best_setting_of_its_grid():
     assert out.x.shape == (50, 2) and out.n_grad_evals > q.diagnostics["n_grad_evals"]
 
 
+def test_the_number_of_maps_is_tuned_by_the_elbo_with_the_one_standard_error_rule():
+    flow = sciml.load("sampler", "mixflow")(None, step_size=0.15, num_leapfrog=5, ref_steps=300, tune_orbits=64,
+                                            maps_grid=(40, 1, 10), progress=False)
+    q = flow.fit(_target(), generator=torch.Generator().manual_seed(7))
+    scores = q.diagnostics["maps_elbo"]
+    assert sorted(scores) == [1, 10, 40]
+    best = max(scores, key=lambda n: scores[n][0])
+    within = [n for n, (v, _) in scores.items() if v >= scores[best][0] - scores[best][1]]
+    assert q.num_maps == q.diagnostics["num_maps"] == min(within)
+    # N = 1 is q0 itself (its ELBO <= -0.511), more maps are better: N = 1 is never the choice here
+    assert scores[1][0] < scores[40][0] and q.num_maps > 1
+
+
 def test_bad_settings_and_a_failing_target_get_clear_errors():
     flow_cls = sciml.load("sampler", "mixflow")
     with pytest.raises(ValueError, match="num_maps"):
         flow_cls(0)
     with pytest.raises(ValueError, match="step_grid"):
         flow_cls(step_grid=())
+    with pytest.raises(ValueError, match="maps_grid"):
+        flow_cls(None, maps_grid=(10, 0))
     with pytest.raises(ValueError, match="step_size"):
         flow_cls(step_size=-1.0)
     with pytest.raises(NotImplementedError, match="reparameterised"):

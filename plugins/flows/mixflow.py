@@ -282,11 +282,15 @@ class MixFlowDistribution(FlowDistribution):
 
     def elbo(self, num_samples: int = 16, *, generator: torch.Generator | None = None) -> float:
         """Unbiased ELBO from ``num_samples`` orbits (each ``2 (N - 1) L`` gradient evaluations)."""
-        num_samples = check_positive_int("num_samples", num_samples)
+        return float(self.orbit_elbos(num_samples, generator=generator).mean())
+
+    def orbit_elbos(self, num_orbits: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """One unbiased ELBO estimate per orbit ``(num_orbits,)``: the orbit's mean of ``log p - log q_N``."""
+        num_orbits = check_positive_int("num_orbits", num_orbits)
         check_generator("generator", generator)
         with torch.no_grad():
-            o = self.orbit(num_samples, generator)
-        return float((o["log_p"] - o["log_q"]).mean())
+            o = self.orbit(num_orbits, generator)
+        return (o["log_p"] - o["log_q"]).mean(-1)
 
 
 class MixFlow(FlowSampler):
@@ -294,36 +298,44 @@ class MixFlow(FlowSampler):
 
     ``q0``: a mean-field Gaussian fitted by reverse KL (``ref_steps`` Adam steps, batch 256, lr 1e-2,
     annealed over the first half). Leapfrog steps ``eps = step_size * scale(q0)`` per coordinate;
-    ``step_size`` and ``num_leapfrog`` left ``None`` are tuned by the ELBO (``tune_orbits`` orbits of
-    ``min(num_maps, tune_maps)`` maps; ``None``: ``num_maps``; the same ``q0`` draws for every setting) over
-    ``step_grid`` x ``leapfrog_grid``. ``num_momenta``: the Sobol points of the fitted flow's ``log_prob(x)``.
-    The leapfrog does not preserve the target exactly, so a step that is too large makes the ELBO fall
-    as ``N`` grows: tune at the ``N`` used.
+    ``step_size`` and ``num_leapfrog`` left ``None`` are tuned by the orbit ELBO over ``step_grid`` x
+    ``leapfrog_grid`` (``tune_orbits`` orbits of ``tune_maps`` maps, ``None``: ``num_maps``, or 500 when
+    ``num_maps`` is tuned; the same ``q0`` draws for every setting). ``num_maps=None`` then tunes ``N``
+    over ``maps_grid``: the smallest ``N`` whose ELBO is within one standard error of the best (draws
+    cost ``N L / 2`` gradient evaluations each, so the cheaper of equally good ``N``).
+    ``num_momenta``: the Sobol points of the fitted flow's ``log_prob(x)``. The leapfrog does not
+    preserve the target exactly, so a step that is too large makes the ELBO fall as ``N`` grows: tune at
+    the ``N`` used.
     """
 
     name: ClassVar[str] = "mixflow"
 
-    def __init__(self, num_maps: int = 500, *, step_size: float | None = None, num_leapfrog: int | None = None,
-                 ref_steps: int = 2000, tune_orbits: int = 32, tune_maps: int | None = None,
-                 step_grid: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02, 0.04), leapfrog_grid: tuple[int, ...] = (10, 25, 50),
+    def __init__(self, num_maps: int | None = 500, *, step_size: float | None = None,
+                 num_leapfrog: int | None = None, ref_steps: int = 2000, tune_orbits: int = 32,
+                 tune_maps: int | None = None,
+                 step_grid: tuple[float, ...] = (0.0025, 0.005, 0.01, 0.02, 0.04),
+                 leapfrog_grid: tuple[int, ...] = (10, 25, 50), maps_grid: tuple[int, ...] = (50, 100, 200, 500, 1000),
                  num_momenta: int = 256, progress: bool | None = None) -> None:
-        self.num_maps = check_positive_int("num_maps", num_maps)
+        self.num_maps = None if num_maps is None else check_positive_int("num_maps", num_maps)
         self.num_momenta = check_positive_int("num_momenta", num_momenta)
         self.step_size = None if step_size is None else check_positive("step_size", step_size)
         self.num_leapfrog = None if num_leapfrog is None else check_positive_int("num_leapfrog", num_leapfrog)
         self.ref_steps = check_positive_int("ref_steps", ref_steps)
         self.tune_orbits = check_positive_int("tune_orbits", tune_orbits)
-        self.tune_maps = self.num_maps if tune_maps is None else check_positive_int("tune_maps", tune_maps)
-        if not step_grid or not leapfrog_grid:
-            raise ValueError("step_grid and leapfrog_grid must not be empty")
+        default_tune = 500 if num_maps is None else self.num_maps
+        self.tune_maps = default_tune if tune_maps is None else check_positive_int("tune_maps", tune_maps)
+        if not step_grid or not leapfrog_grid or not maps_grid:
+            raise ValueError("step_grid, leapfrog_grid and maps_grid must not be empty")
         self.step_grid = tuple(check_positive("step_grid", h) for h in step_grid)
         self.leapfrog_grid = tuple(check_positive_int("leapfrog_grid", n) for n in leapfrog_grid)
+        self.maps_grid = tuple(sorted(check_positive_int("maps_grid", n) for n in maps_grid))
         self.progress = progress
 
     def fit(self, target: Any, *, generator: torch.Generator | None = None) -> MixFlowDistribution:
-        """Fit ``q0``, tune the leapfrog by the ELBO, return ``q_N``; ``diagnostics``: ``elbo_grid``
-        (``{(step_size, num_leapfrog): elbo}``), ``step_size``, ``num_leapfrog``, ``n_evals``,
-        ``n_grad_evals`` (fit and tuning), ``wall_time_s``."""
+        """Fit ``q0``, tune the leapfrog (and ``N`` if ``num_maps=None``) by the ELBO, return ``q_N``;
+        ``diagnostics``: ``elbo_grid`` (``{(step_size, num_leapfrog): elbo}``), ``maps_elbo``
+        (``{N: (elbo, standard error)}`` when ``N`` was tuned), ``step_size``, ``num_leapfrog``,
+        ``num_maps``, ``n_evals``, ``n_grad_evals`` (fit and tuning), ``wall_time_s``."""
         check_generator("generator", generator)
         tgt = as_target(target)
         start = time.perf_counter()
@@ -332,36 +344,36 @@ class MixFlow(FlowSampler):
         fit_reverse_kl(q0, counted, num_steps=self.ref_steps, batch_size=256, lr=1e-2,
                        anneal_steps=self.ref_steps // 2, generator=generator, progress=self.progress, name=self.name)
         scale = torch.exp(q0.log_scale.detach())
+        # common random numbers: every setting is scored on the same q0 draws
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator,
+                                 device="cpu" if generator is None else generator.device))
+        scores = _Scores(tgt, q0, scale, self.tune_orbits, seed, generator, [counted.n_evals, counted.n_grad_evals])
         steps = self.step_grid if self.step_size is None else (self.step_size,)
         leaps = self.leapfrog_grid if self.num_leapfrog is None else (self.num_leapfrog,)
         grid: dict[tuple[float, int], float] = {}
-        evals = [counted.n_evals, counted.n_grad_evals]
         if len(steps) * len(leaps) > 1:
-            # common random numbers: every setting is scored on the same q0 draws
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator,
-                                     device="cpu" if generator is None else generator.device))
-            for h in steps:
-                for n_leap in leaps:
-                    trial = MixFlowDistribution(tgt, q0, h * scale, n_leap, min(self.num_maps, self.tune_maps))
-                    try:
-                        same = torch.Generator(tgt.device if generator is None else generator.device).manual_seed(seed)
-                        grid[(h, n_leap)] = trial.elbo(self.tune_orbits, generator=same)
-                    except TargetError:
-                        grid[(h, n_leap)] = -math.inf
-                    evals[0] += trial.counted.n_evals
-                    evals[1] += trial.counted.n_grad_evals
-            finite = {key: v for key, v in grid.items() if math.isfinite(v)}
-            if not finite:
-                raise TargetError(f"{self.name}: every leapfrog setting of the tuning grid met a non-finite "
-                                  "target value; give step_size / num_leapfrog or a smaller step_grid",
-                                  sampler=self.name, step=0, chains=None)
-            h, n_leap = max(finite, key=finite.__getitem__)
+            grid = {(h, n_leap): scores.mean(h, n_leap, self.tune_maps) for h in steps for n_leap in leaps}
+            h, n_leap = self._best(grid, "leapfrog setting of the tuning grid", "step_size / num_leapfrog or a smaller step_grid")
         else:
             h, n_leap = steps[0], leaps[0]
-        q = MixFlowDistribution(tgt, q0, h * scale, n_leap, self.num_maps, num_momenta=self.num_momenta)
-        q.diagnostics.update(elbo_grid=grid, step_size=h, num_leapfrog=n_leap, num_maps=self.num_maps,
-                             n_evals=evals[0], n_grad_evals=evals[1], wall_time_s=time.perf_counter() - start)
+        maps_elbo: dict[int, tuple[float, float]] = {}
+        n_maps = self.num_maps
+        if n_maps is None:
+            maps_elbo = {n: scores.mean_and_se(h, n_leap, n) for n in self.maps_grid}
+            best = self._best({n: v[0] for n, v in maps_elbo.items()}, "number of maps of maps_grid", "num_maps")
+            n_maps = min(n for n, (v, _) in maps_elbo.items() if v >= maps_elbo[best][0] - maps_elbo[best][1])
+        q = MixFlowDistribution(tgt, q0, h * scale, n_leap, n_maps, num_momenta=self.num_momenta)
+        q.diagnostics.update(elbo_grid=grid, maps_elbo=maps_elbo, step_size=h, num_leapfrog=n_leap, num_maps=n_maps,
+                             n_evals=scores.evals[0], n_grad_evals=scores.evals[1],
+                             wall_time_s=time.perf_counter() - start)
         return q
+
+    def _best(self, scores: dict[Any, float], what: str, remedy: str) -> Any:
+        finite = {key: v for key, v in scores.items() if math.isfinite(v)}
+        if not finite:
+            raise TargetError(f"{self.name}: every {what} met a non-finite target value; give {remedy}",
+                              sampler=self.name, step=0, chains=None)
+        return max(finite, key=finite.__getitem__)
 
     def sample(self, target: Any, num_samples: int, *, generator: torch.Generator | None = None) -> Samples:
         """Fit, then draw ``num_samples`` i.i.d. ``x`` ``(num_samples, d)``; the counts include the draws'
@@ -376,3 +388,34 @@ class MixFlow(FlowSampler):
     def __repr__(self) -> str:
         return (f"MixFlow(num_maps={self.num_maps}, step_size={self.step_size}, num_leapfrog={self.num_leapfrog}, "
                 f"ref_steps={self.ref_steps})")
+
+
+class _Scores:
+    """Orbit ELBOs of trial flows on one set of ``q0`` draws (the seed), their evaluations counted in ``evals``."""
+
+    def __init__(self, target: Target, q0: LayeredFlow, scale: Tensor, num_orbits: int, seed: int,
+                 generator: torch.Generator | None, evals: list[int]) -> None:
+        self.target, self.q0, self.scale, self.num_orbits, self.seed = target, q0, scale, num_orbits, seed
+        self.device = target.device if generator is None else generator.device
+        self.evals = evals
+
+    def terms(self, h: float, n_leap: int, n_maps: int) -> Tensor | None:
+        """Per-orbit ELBOs, or ``None`` when the leapfrog met a non-finite target value."""
+        trial = MixFlowDistribution(self.target, self.q0, h * self.scale, n_leap, n_maps)
+        try:
+            return trial.orbit_elbos(self.num_orbits, generator=torch.Generator(self.device).manual_seed(self.seed))
+        except TargetError:
+            return None
+        finally:
+            self.evals[0] += trial.counted.n_evals
+            self.evals[1] += trial.counted.n_grad_evals
+
+    def mean(self, h: float, n_leap: int, n_maps: int) -> float:
+        t = self.terms(h, n_leap, n_maps)
+        return -math.inf if t is None else float(t.mean())
+
+    def mean_and_se(self, h: float, n_leap: int, n_maps: int) -> tuple[float, float]:
+        t = self.terms(h, n_leap, n_maps)
+        if t is None:
+            return -math.inf, math.inf
+        return float(t.mean()), float(t.std()) / math.sqrt(t.numel()) if t.numel() > 1 else 0.0
