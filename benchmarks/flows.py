@@ -77,6 +77,8 @@ def _flow_row(target_name: str, flow_name: str, draws: int) -> str:
         gap = lq - target.log_prob(x)
         evals = q.diagnostics["n_grad_evals"]
     kl, kl_se = float(gap.mean()) + target.log_z, float(gap.std()) / math.sqrt(gap.numel())
+    if flow_name == "mixflow":  # the tuned leapfrog
+        flow_name += f" (step {q.diagnostics['step_size']:g}, L {q.diagnostics['num_leapfrog']})"
     return (f"| {target_name} | {flow_name} | {kl:.4f} ± {kl_se:.4f} | {_metrics(target, x, draws)} | "
             f"{evals:.2e} | {seconds:.1f} |")
 
