@@ -101,19 +101,6 @@ def _orbit_elbos(q, num_orbits: int, seed: int) -> torch.Tensor:  # noqa: ANN001
     return (o["log_p"] - o["log_q"]).mean(-1)
 
 
-def _round_trip_error(q, n_maps: int, num_orbits: int) -> torch.Tensor:  # noqa: ANN001
-    """``max_i |s_i - (T^-(N-1) T^(N-1) s)_i|`` per orbit ``(num_orbits,)``, from ``q0`` draws."""
-    with torch.no_grad():
-        start = q._q0_sample(num_orbits, torch.Generator().manual_seed(5))
-        state = start
-        for _ in range(n_maps - 1):
-            state, _ = q.map.forward(*state)
-        for _ in range(n_maps - 1):
-            state, _ = q.map.inverse(*state)
-    err = torch.cat([(a - b).abs().reshape(num_orbits, -1) for a, b in zip(start[:3], state[:3])], -1)
-    return err.max(-1).values
-
-
 def _orbit_study(target_name: str, draws: int) -> list[str]:
     from sciml.metrics import ksd
 
@@ -124,7 +111,7 @@ def _orbit_study(target_name: str, draws: int) -> list[str]:
         q.num_maps = n_maps
         elbo = _orbit_elbos(q, _ELBO_ORBITS, 4)
         x = q.sample((draws,), generator=torch.Generator().manual_seed(1))
-        err = _round_trip_error(q, n_maps, _ELBO_ORBITS)
+        err = q.round_trip_error(_ELBO_ORBITS, generator=torch.Generator().manual_seed(5))
         lines.append(f"| {target_name} | {n_maps} | {float(elbo.mean()):.4f} ± {float(elbo.std()) / math.sqrt(elbo.numel()):.4f} | "
                      f"{ksd(x, target.grad_log_prob(x)):.4f} | {float(err.median()):.1e} | {float(err.max()):.1e} |")
         print(lines[-1], flush=True)

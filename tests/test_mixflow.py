@@ -87,6 +87,14 @@ def test_the_augmented_density_integrates_to_one():
     assert se < 0.05  # the check has power
 
 
+def test_the_round_trip_error_is_round_off_for_short_orbits():
+    q = _flow(10)
+    err = q.round_trip_error(16, generator=torch.Generator().manual_seed(8))
+    assert err.shape == (16,)
+    # 9 maps of 5 leapfrog steps each way, momenta of order 1: a few hundred roundings of O(1) values
+    assert float(err.max()) < 1e-11
+
+
 def test_the_density_of_x_integrates_to_one_on_a_grid():
     # int q_hat(x) dx over a grid, for four Sobol scrambles: each is an unbiased estimate of 1 (the
     # grid error of a smooth density with Gaussian tails at spacing 0.2 over [-6, 6]^2 is far below)

@@ -280,6 +280,21 @@ class MixFlowDistribution(FlowDistribution):
         log_p = torch.stack([st[3] + laplace_log_prob(st[1]) for st in fwd], -1)
         return {"states": states, "log_q": log_q, "log_p": log_p}
 
+    def round_trip_error(self, num_orbits: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``max_i |s_i - (T^-(N-1) T^(N-1) s)_i|`` ``(num_orbits,)`` from ``q0`` draws ``s``: the
+        floating-point error of the orbits that densities and ELBOs rest on (round-off when usable)."""
+        num_orbits = check_positive_int("num_orbits", num_orbits)
+        check_generator("generator", generator)
+        with torch.no_grad():
+            start = self._q0_sample(num_orbits, generator)
+            state = start
+            for _ in range(self.num_maps - 1):
+                state, _ = self.map.forward(*state)
+            for _ in range(self.num_maps - 1):
+                state, _ = self.map.inverse(*state)
+        err = torch.cat([(a - b).abs().reshape(num_orbits, -1) for a, b in zip(start[:3], state[:3])], -1)
+        return err.max(-1).values
+
     def elbo(self, num_samples: int = 16, *, generator: torch.Generator | None = None) -> float:
         """Unbiased ELBO from ``num_samples`` orbits (each ``2 (N - 1) L`` gradient evaluations)."""
         return float(self.orbit_elbos(num_samples, generator=generator).mean())
