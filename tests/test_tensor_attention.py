@@ -64,6 +64,7 @@ def test_exact_with_masks_and_broadcast_batches():
              torch.tril(torch.ones(7, 6, dtype=torch.bool))[:, :, None],  # (n, m1, 1): broadcast over k
              torch.ones(6, 5, dtype=torch.bool).triu()]                    # (m1, m2): the same for every query
     masks[0][:, :, 0, 0] = True  # every query keeps a pair
+    # values are products of U(-1, 1) entries (|v1 v2| <= 1): the 1e-12 relative bound above in absolute terms
     for mask in masks:
         out = tensor_attention(q, k1, k2, v1, v2, mask=mask, block_elements=9)
         ref = naive_tensor_attention(q, k1, k2, v1, v2, mask=mask)
