@@ -15,7 +15,41 @@ from sciml.validation import check_positive_int
 from ._base import GridOperator
 from .spectral import Pointwise
 
-__all__ = ["LSM", "LatentSpectralBlock"]
+__all__ = ["LSM", "LatentSpectralBlock", "spectral_map"]
+
+
+class _SpectralMap(torch.autograd.Function):
+    """:func:`spectral_map` with a hand-written backward. The sines and cosines are one ``sin`` call
+    (``cos x = sin(x + pi / 2)``), saved for the backward, whose derivative in ``t`` is the same
+    product with the weights rotated (``d/dx [sin, cos] = [cos, -sin]``): two passes over the
+    ``(..., C, 2M)`` modes each way, where autograd through ``cat`` and an ``einsum`` (a batched
+    matrix-vector product in torch) took about twice the time."""
+
+    @staticmethod
+    def forward(ctx, tokens: Tensor, weight: Tensor, frequencies: Tensor) -> Tensor:  # noqa: ANN001
+        rate = math.pi * torch.cat([frequencies, frequencies])  # (2M,)
+        shift = torch.cat([torch.zeros_like(frequencies), torch.full_like(frequencies, math.pi / 2)])
+        modes = torch.sin(torch.addcmul(shift, tokens[..., None], rate))  # (..., C, 2M): [sin, cos]
+        ctx.save_for_backward(modes, weight, rate)
+        return (modes * weight).sum(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # noqa: ANN001
+        modes, weight, rate = ctx.saved_tensors
+        m = rate.shape[0] // 2
+        rotated = torch.cat([-weight[:, m:], weight[:, :m]], -1) * rate  # sum_j w_j d/dt mode_j = modes . this
+        grad_tokens = grad * (modes * rotated).sum(-1)
+        flat = modes.reshape(-1, *weight.shape)
+        grad_weight = (flat * grad.reshape(-1, weight.shape[0], 1)).sum(0)
+        return grad_tokens, grad_weight, None
+
+
+def spectral_map(tokens: Tensor, weight: Tensor, frequencies: Tensor) -> Tensor:
+    """``out[..., c] = sum_k weight[c, k] sin(pi f_k t_c) + weight[c, M + k] cos(pi f_k t_c)`` for
+    ``tokens`` ``t`` ``(..., C)``, ``weight`` ``(C, 2M)``, ``frequencies`` ``f`` ``(M,)`` (constants):
+    LSM's learned sine / cosine basis operator, with an explicit backward (first derivatives only)."""
+    return _SpectralMap.apply(tokens, weight.to(tokens.dtype), frequencies.to(tokens.dtype))
 
 
 
@@ -100,9 +134,7 @@ class LatentSpectralBlock(nn.Module):
         latent = self.latent.expand(patches.shape[0], -1, -1, -1)               # (N, heads, T, C / heads)
         latent = latent + F.scaled_dot_product_attention(latent, keys, values, scale=1.0)
         tokens = latent.transpose(1, 2).reshape(patches.shape[0], self.tokens, self.channels)  # (N, T, C)
-        angle = math.pi * tokens[..., None] * self.frequencies.to(tokens.dtype)  # (N, T, C, basis)
-        modes = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
-        tokens = tokens + torch.einsum("ntcm,cm->ntc", modes, self.basis_weight.to(tokens.dtype))
+        tokens = tokens + spectral_map(tokens, self.basis_weight, self.frequencies)
         queries = self._split_heads(self._patches(self.to_queries(x)))          # (N, heads, L, C / heads)
         latent = self._split_heads(tokens)                                      # (N, heads, T, C / heads)
         out = F.scaled_dot_product_attention(queries, latent, latent, scale=1.0)
