@@ -1,6 +1,7 @@
 """Distribution transformer against exact posteriors and pyro SVI on 1000 fresh problems per task.
 
-Run as ``sciml bench distribution_transformer [--problems 1000] [--svi-steps 2000] [--output FILE.md]``.
+Run as ``sciml bench distribution_transformer [--problems 1000] [--svi-steps 2000] [--npe-epochs 5]
+[--output FILE.md]``.
 Problems are drawn from each task's meta-prior with a benchmark seed no training run uses, in
 groups of 50 (one data-set size and component count per group, as the task simulates them). KL to
 the exact posterior: ``gmm-gaussian`` by Monte Carlo from the exact posterior (10^4 draws per
@@ -24,7 +25,10 @@ expected NLL of the true state per step and the KL between the two filters. pyro
 1000 draws) on a subset: the first problem of each of the first 20 groups (``--nuts``); its draws have no
 density, so this subset is compared by the W2 distance of 1000 draws to 1000 exact draws, in units
 of the exact posterior's sd (column ``W2``, for every method on the same subset; ``exact`` is the
-W2 between two independent sets of exact draws: the noise floor).
+W2 between two independent sets of exact draws: the noise floor). sbi's NPE (``--npe-epochs``,
+:mod:`sciml_benchmarks.dt_npe`): one neural spline flow per task, conditioned on the prior and the
+data's sufficient statistics, trained on as many simulated problems as the shipped model, with its
+own generator (the other rows are unchanged by it); its time is that of 1000 draws per problem.
 """
 
 from __future__ import annotations
@@ -78,7 +82,8 @@ def _timed(fn):
 # -- gmm-gaussian ---------------------------------------------------------------------------------
 
 
-def _gmm_rows(model, problems: int, svi_steps: int, nuts: int, g: torch.Generator, wider: bool = False) -> list[Row]:
+def _gmm_rows(model, problems: int, svi_steps: int, nuts: int, g: torch.Generator, wider: bool = False,
+              npe=None) -> list[Row]:
     from sciml_plugins.distribution_transformer import GMMGaussian
     from sciml_plugins.distribution_transformer.mixtures import from_distribution, mixture_kl
     from sciml_plugins.distribution_transformer.tasks import gmm_gaussian_posterior
@@ -99,6 +104,10 @@ def _gmm_rows(model, problems: int, svi_steps: int, nuts: int, g: torch.Generato
     rows = [_summary(name, "distribution transformer", torch.cat(kls), seconds)]
     rows[0].w2 = math.nan if not subset else _subset_w2([(from_distribution("q", model.predict(pr.distribution(), z[None], noise_scale=s[None])), e)
                              for pr, z, s, e in subset], g)
+    if npe is not None:
+        row, fitted = _npe_row(name, npe, task, groups, lambda q, i: mixture_kl(exact[i], q, 10_000, npe.generator)[0])
+        row.w2 = math.nan if not subset else _subset_w2_npe(fitted, subset, npe.generator)
+        rows.append(row)
     if wider:
         return rows
     big = task.simulate(problems, g, n=16, components=4, dtype=torch.float64)
@@ -136,6 +145,54 @@ def _gmm_rows(model, problems: int, svi_steps: int, nuts: int, g: torch.Generato
         floor.w2 = _subset_w2([(e, e) for *_, e in subset], g)
         rows.append(floor)
     return rows
+
+
+@dataclass
+class NPE:
+    """sbi's NPE trained for one task (:mod:`sciml_benchmarks.dt_npe`), with its own generator (the other
+    rows' draws stay as they were without it) and a note on its training."""
+
+    estimator: object
+    generator: torch.Generator
+    note: str
+
+
+def _train_npe(task_name: str, epochs: int) -> NPE:
+    from sciml_benchmarks.dt_npe import train_npe
+    from sciml_plugins.distribution_transformer.retrain import RECIPES
+    from sciml_plugins.distribution_transformer.tasks import TASKS
+
+    recipe = RECIPES[task_name]
+    sims = recipe["num_steps"] * recipe["batch_size"]  # the shipped model's simulated problems
+    g = torch.Generator().manual_seed(SEED + 1)
+    estimator, sim_s, train_s, trained = train_npe(TASKS[task_name](), sims, g, batch=recipe["batch_size"],
+                                                   max_epochs=epochs)
+    return NPE(estimator, g, f"NSF, {sims:.1e} simulations, {trained} epochs: "
+                             f"{sim_s:.0f} s simulating + {train_s:.0f} s training; seconds: 1000 draws per problem")
+
+
+def _npe_row(name: str, npe: NPE, task, groups, kl_of) -> tuple[Row, list]:
+    """NPE's row on the benchmark groups: KL by ``kl_of(posterior, group index)``; the time is that of
+    the inputs plus 1000 draws of every posterior (a flow has no closed-form posterior to hand over)."""
+    from sciml_benchmarks.dt_npe import NPEPosterior
+
+    kls, seconds, fitted = [], 0.0, []
+    for i, p in enumerate(groups):
+        def run(p=p):
+            q = NPEPosterior(npe.estimator, task, p.prior, p.z, p.extras)
+            q.sample(1000, npe.generator)
+            return q
+        q, s = _timed(run)
+        seconds += s
+        kls.append(kl_of(q, i))
+        fitted.append(q)
+    return _summary(name, "sbi NPE, same simulations", torch.cat(kls), seconds, npe.note), fitted
+
+
+def _subset_w2_npe(fitted, subset, g: torch.Generator) -> float:
+    """:func:`_subset_w2` for NPE posteriors: problem 0 of each of the subset's groups."""
+    return statistics.fmean(_standardised_w2(q.sample(1000, g)[:, 0], e.sample(1000, g)[:, 0])
+                            for q, (*_, e) in zip(fitted, subset))
 
 
 def _one(mix, b: int):
@@ -277,7 +334,7 @@ def _svi_gmm(p, steps: int, *, lr: float):
 # -- normal-variance ------------------------------------------------------------------------------
 
 
-def _variance_rows(model, problems: int, svi_steps: int, g: torch.Generator) -> list[Row]:
+def _variance_rows(model, problems: int, svi_steps: int, g: torch.Generator, npe: NPE | None = None) -> list[Row]:
     from sciml_plugins.distribution_transformer import NormalVariance
     from sciml_plugins.distribution_transformer.tasks import normal_variance_kl
 
@@ -308,6 +365,8 @@ def _variance_rows(model, problems: int, svi_steps: int, g: torch.Generator) -> 
             kls.append(normal_variance_kl(q, a, b))
         rows.append(_summary("normal-variance", f"mixture SVI, stratified ELBO ({svi_steps} steps)", torch.cat(kls),
                              seconds))
+    if npe is not None:
+        rows.append(_npe_row("normal-variance", npe, task, groups, lambda q, i: normal_variance_kl(q, *post[i]))[0])
     return rows
 
 
@@ -422,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problems", type=int, default=1000, help="problems per task (a multiple of 50)")
     parser.add_argument("--svi-steps", type=int, default=2000, help="0 leaves SVI out")
     parser.add_argument("--nuts", type=int, default=20, help="problems of the NUTS subset (0 leaves NUTS out)")
+    parser.add_argument("--npe-epochs", type=int, default=5,
+                        help="epoch cap of sbi's NPE baseline (trained once per task; 0 leaves it out)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", default=None, help="also write the markdown table to this file")
     ns = parser.parse_args(argv)
@@ -433,12 +494,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     DT = sciml.load("surrogate", "distribution-transformer")
     g = torch.Generator().manual_seed(SEED)
     rows: list[Row] = []
+    npe: dict[str, NPE] = {}
+
+    def npe_for(name: str) -> NPE | None:
+        if ns.npe_epochs and name not in npe:
+            npe[name] = _train_npe(name, ns.npe_epochs)
+        return npe.get(name)
+
     for task in [t.strip() for t in ns.tasks.split(",") if t.strip()]:
         if task in ("gmm-gaussian", "wider"):
             new = _gmm_rows(DT.pretrained("gmm-gaussian"), ns.problems, ns.svi_steps, min(ns.nuts, ns.problems // GROUP),
-                            g, wider=task == "wider")
+                            g, wider=task == "wider", npe=npe_for("gmm-gaussian"))
         elif task == "normal-variance":
-            new = _variance_rows(DT.pretrained("normal-variance"), ns.problems, ns.svi_steps, g)
+            new = _variance_rows(DT.pretrained("normal-variance"), ns.problems, ns.svi_steps, g,
+                                 npe_for("normal-variance"))
         elif task == "fusion":
             new = _fusion_rows(DT.pretrained("gmm-gaussian"), g)
         else:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sciml_benchmarks import distribution_transformer as bench
 from sciml_plugins.distribution_transformer import DistributionTransformer
+from sciml_plugins.distribution_transformer.retrain import RECIPES
 
 
 @pytest.mark.slow
@@ -15,8 +16,10 @@ def test_benchmark_runs_every_task_and_writes_its_table(tmp_path, monkeypatch):
         num_steps=2, batch_size=8, generator=torch.Generator().manual_seed(0), progress=False)
         for task in ("gmm-gaussian", "normal-variance")}
     monkeypatch.setattr(DistributionTransformer, "pretrained", classmethod(lambda cls, name=None: tiny[name]))
+    for task in tiny:  # sbi's NPE on 200 simulations instead of the shipped models' millions
+        monkeypatch.setitem(RECIPES, task, {**RECIPES[task], "num_steps": 4, "batch_size": 50})
     out = tmp_path / "table.md"
-    assert bench.main(["--problems", "50", "--svi-steps", "3", "--nuts", "1", "--threads", "1",
+    assert bench.main(["--problems", "50", "--svi-steps", "3", "--nuts", "1", "--npe-epochs", "1", "--threads", "1",
                        "--output", str(out)]) == 0
     rows = [line.split("|") for line in out.read_text().splitlines()[2:]]
     methods = {(r[1].strip(), r[2].strip()) for r in rows}
@@ -24,5 +27,9 @@ def test_benchmark_runs_every_task_and_writes_its_table(tmp_path, monkeypatch):
     assert ("gmm-gaussian", "pyro NUTS (500 + 1000)") in methods
     assert ("normal-variance", "pyro SVI (3 steps)") in methods
     assert any(task.startswith("fusion") for task, _ in methods)
+    for task in ("gmm-gaussian", "gmm-gaussian (wider)", "normal-variance"):
+        assert (task, "sbi NPE, same simulations") in methods
     kl = {(r[1].strip(), r[2].strip()): r[3] for r in rows}
-    assert float(kl[("gmm-gaussian", "distribution transformer")].split("±")[0]) > 0
+    for method in ("distribution transformer", "sbi NPE, same simulations"):
+        assert float(kl[("gmm-gaussian", method)].split("±")[0]) > 0
+    assert float(kl[("normal-variance", "sbi NPE, same simulations")].split("±")[0]) > 0
