@@ -13,7 +13,7 @@ from sciml_benchmarks.posteriordb import load
 import sciml
 from sciml.diagnostics import chain_diagnostics, draw_diagnostics
 from sciml.targets import as_target
-from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit
+from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit, laplace_starts
 
 
 def _gaussian(dim: int = 4, seed: int = 0):
@@ -40,6 +40,47 @@ def test_laplace_fit_refuses_a_non_finite_start():
                        dim=2)
     with pytest.raises(LaplaceError, match="start point"):
         laplace_fit(target.log_prob_and_grad, -torch.ones(2, dtype=torch.float64))
+
+
+def _two_modes(wide_weight: float, wide_sd: float):
+    """A 1-D mixture: a narrow mode (sd 0.05) at -3 and a wide one (sd ``wide_sd``) at +3."""
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.tensor([1.0 - wide_weight, wide_weight], dtype=torch.float64)),
+        torch.distributions.Normal(torch.tensor([-3.0, 3.0], dtype=torch.float64),
+                                   torch.tensor([0.05, wide_sd], dtype=torch.float64)))
+    return as_target(torch.distributions.Independent(mix.expand([1]), 1))
+
+
+def test_laplace_fit_of_several_starts_keeps_the_mode_with_the_most_mass():
+    # 90 % of the mass in the wide mode, whose peak is lower than the narrow one's (0.9 / 1 vs 0.1 / 0.05):
+    # from a start at the narrow mode plus random starts, the fit is the wide mode, log Z ~ log 0.9
+    target = _two_modes(0.9, 1.0)
+    starts = torch.tensor([[-3.1], [2.0], [-2.5]], dtype=torch.float64)
+    fit = laplace_fit(target.log_prob_and_grad, starts)
+    assert fit.start == 1 and float(fit.mean[0]) == pytest.approx(3.0, abs=1e-6)
+    # the narrow component's density at +3 is exp(-3600) below round-off: the evidence is the wide one's
+    assert fit.log_evidence == pytest.approx(math.log(0.9), abs=1e-6)
+    alone = laplace_fit(target.log_prob_and_grad, starts[0])  # one start: its own mode
+    assert float(alone.mean[0]) == pytest.approx(-3.0, abs=1e-6) and alone.start == 0
+    # the same mode reached from every start: the first start's fit
+    same = laplace_fit(target.log_prob_and_grad, torch.tensor([[2.5], [3.5], [2.9]], dtype=torch.float64))
+    assert same.start == 0
+
+
+def test_laplace_starts_are_the_point_then_fixed_draws_of_stans_initial_range():
+    x0 = torch.full((3,), 7.0, dtype=torch.float64)
+    starts = laplace_starts(x0, 4)
+    assert starts.shape == (5, 3) and torch.equal(starts[0], x0)
+    assert bool((starts[1:].abs() < 2).all()) and torch.equal(starts, laplace_starts(x0, 4))
+
+
+def test_laplace_fit_skips_failing_starts_and_says_so_when_all_fail():
+    target = as_target(lambda x: torch.where(x[..., 0] > 0, -x.square().sum(-1), torch.full_like(x[..., 0], -math.inf)),
+                       dim=2)
+    fit = laplace_fit(target.log_prob_and_grad, torch.tensor([[-1.0, 0.0], [1.0, 1.0]], dtype=torch.float64))
+    assert fit.start == 1
+    with pytest.raises(LaplaceError, match="no start gave a usable mode.*start 0.*start 1"):
+        laplace_fit(target.log_prob_and_grad, -torch.ones(2, 2, dtype=torch.float64))
 
 
 def test_standardised_target_maps_points_and_gradients():
@@ -71,7 +112,9 @@ def test_auto_preconditioning_applies_to_pyro_models_only():
     ula = sciml.load("sampler", "ula")(num_steps=5, progress=False)
     assert ula.sample(gauss, 8).diagnostics["preconditioner"] == "none"
     post = load("sblrc-blr")
-    assert ula.sample(post.target(), 8).diagnostics["preconditioner"] == "laplace"
+    diag = ula.sample(post.target(), 8).diagnostics
+    # a unimodal posterior: every start reaches the same mode, the initial point's fit is kept
+    assert diag["preconditioner"] == "laplace" and diag["preconditioner_start"] == 0
 
 
 def test_bad_precondition_and_budget_arguments_are_refused():

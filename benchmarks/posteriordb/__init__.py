@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .models import MODELS, SITES_FROM_PARAMETERS, TRANSFORMED
 
-__all__ = ["NAMES", "Posterior", "Reference", "load", "load_data", "main", "stein_check"]
+__all__ = ["NAMES", "Posterior", "Reference", "laplace_check", "load", "load_data", "main", "stein_check"]
 
 DATA = Path(__file__).with_name("data")
 #: the posteriordb names, in the order of the benchmark table
@@ -139,6 +139,39 @@ def stein_check(posterior: Posterior, target=None) -> tuple[Tensor, Tensor]:  # 
     eye = torch.eye(x.shape[1], dtype=x.dtype)
     z_cov = (terms.mean(0) + eye) / (terms.std(0) / n**0.5)
     return z_mean, z_cov
+
+
+def laplace_check(posterior: Posterior, target=None, points: int = 20,  # noqa: ANN001
+                  restarts: int | None = None) -> dict[str, Tensor]:
+    """How well the samplers' Laplace preconditioner fits the posterior (``precondition="auto"``).
+
+    The fit is the samplers' (:func:`sciml.targets.laplace.laplace_fit` from the target's
+    ``initial_point`` and ``restarts`` random starts; ``restarts=None``: as many as the samplers use):
+    ``x = mode + scale z`` with ``z ~ N(0, I)`` under the approximation. Returns
+    the reference draws in those coordinates, ``z_mean`` and ``z_sd`` ``(dim,)`` (a fit that holds: ~0
+    and ~1), and ``curvature`` ``(points, 2)``: the smallest and largest eigenvalue of the negative
+    Hessian of ``log p`` in ``z`` at ``points`` reference draws (~1 and ~1 where the fit holds; the
+    largest is the stiffness a sampler tuned for unit scale meets there).
+    """
+    from sciml_plugins.diffusion._common import LAPLACE_RESTARTS
+
+    from sciml.targets.laplace import laplace_fit, laplace_starts
+
+    target = posterior.target() if target is None else target
+    starts = laplace_starts(target.initial_point.to(torch.float64), LAPLACE_RESTARTS if restarts is None else restarts)
+    fit = laplace_fit(target.log_prob_and_grad, starts)
+    x = posterior.unconstrained(target, posterior.reference.draws).to(torch.float64)
+    z = torch.linalg.solve(fit.scale, (x - fit.mean).T).T
+
+    def log_p(zz: Tensor) -> Tensor:
+        return target.log_prob((fit.mean + fit.scale @ zz)[None].to(target.dtype))[0].to(torch.float64)
+
+    idx = torch.linspace(0, z.shape[0] - 1, points).round().long()
+    curvature = []
+    for i in idx:
+        ev = torch.linalg.eigvalsh(-torch.autograd.functional.hessian(log_p, z[i]))
+        curvature.append(torch.stack([ev.min(), ev.max()]))
+    return {"z_mean": z.mean(0), "z_sd": z.std(0), "curvature": torch.stack(curvature), "start": fit.start}
 
 
 def load(name: str) -> Posterior:

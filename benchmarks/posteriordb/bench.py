@@ -16,6 +16,11 @@ reference draws (its floor for two exact samples of 1000 is not zero: compare wi
 diffusion samplers' draws: four contiguous blocks of chains treated as chains, see
 :func:`sciml.diagnostics.draw_diagnostics`); wall time on this CPU. Weighted draws (AIS, SMC) are
 resampled by their weights first.
+
+``--laplace-check`` samples nothing: for each posterior it prints how well the samplers' Laplace
+preconditioner fits (:func:`sciml_benchmarks.posteriordb.laplace_check`): the reference draws'
+mean and sd in the fit's standard coordinates, and the negative Hessian's eigenvalues there at 20
+reference draws (all ~1 where the fit holds).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sciml_benchmarks._report import finish
 from sciml_benchmarks.nuts import counted_nuts
 from torch import Tensor
 
-from . import NAMES, Posterior, load
+from . import NAMES, Posterior, laplace_check, load
 
 SAMPLERS = ("mult-almc", "mult-cdiff", "smc", "ais", "ula", "ulmc", "nuts")
 
@@ -128,6 +133,20 @@ def to_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def laplace_table(names: Sequence[str]) -> str:
+    """The ``--laplace-check`` table, one row per posterior."""
+    lines = ["| posterior | dim | mode from start | max abs z mean | z sd (min - max) | largest curvature (median, max) | "
+             "smallest curvature (median, min) |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        c = laplace_check(load(name))
+        sd, hi, lo = c["z_sd"], c["curvature"][:, 1], c["curvature"][:, 0]
+        lines.append(f"| {name} | {sd.numel()} | {c['start']} | {float(c['z_mean'].abs().max()):.2f} | {float(sd.min()):.2f} - "
+                     f"{float(sd.max()):.2f} | {float(hi.median()):.3g}, {float(hi.max()):.3g} | "
+                     f"{float(lo.median()):.3g}, {float(lo.min()):.3g} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``sciml bench posteriordb``); returns the exit code."""
     parser = argparse.ArgumentParser(prog="sciml bench posteriordb", description=__doc__.splitlines()[0])
@@ -138,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nuts-warmup", type=int, default=500)
     parser.add_argument("--nuts-draws", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--laplace-check", action="store_true",
+                        help="sample nothing: how well the Laplace preconditioner fits each posterior")
     parser.add_argument("--output", default=None, help="also write the markdown table to this file")
     ns = parser.parse_args(argv)
     posteriors = [p.strip() for p in ns.posteriors.split(",") if p.strip()]
@@ -146,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"sciml bench posteriordb: unknown posterior / sampler {unknown}", file=sys.stderr)
         return 2
+    if ns.laplace_check:
+        return finish(laplace_table(posteriors), ns.output)
     print(f"posteriordb benchmark: {len(posteriors)} posteriors x {len(samplers)} samplers, torch threads "
           f"{torch.get_num_threads()}", flush=True)
     rows = []

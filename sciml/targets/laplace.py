@@ -1,7 +1,7 @@
 """Laplace approximation of a target and the target in the approximation's standard coordinates.
 
-:func:`laplace_fit` finds a mode of ``log pi`` (L-BFGS from a start point) and the Hessian there (central
-differences of the gradient); :class:`StandardisedTarget` is ``pi`` seen through ``x = mean + scale z``,
+:func:`laplace_fit` finds a mode of ``log pi`` (L-BFGS from one or several start points; of several,
+the mode with the most Laplace mass) and the Hessian there (central differences of the gradient); :class:`StandardisedTarget` is ``pi`` seen through ``x = mean + scale z``,
 so that a sampler tuned for unit-scale targets meets a target whose bulk is about ``N(0, I)``.
 """
 
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from sciml.targets.base import Target
 
-__all__ = ["Laplace", "LaplaceError", "StandardisedTarget", "laplace_fit"]
+__all__ = ["SAME_MODE_NATS", "Laplace", "LaplaceError", "StandardisedTarget", "laplace_fit", "laplace_starts"]
 
 LogProbAndGrad = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -30,7 +30,8 @@ class Laplace:
     """``N(mean, scale scale^T)``: ``mean`` (dim,), ``scale`` (dim, dim) with ``scale^T H scale = I``
     for the (floored) negative Hessian ``H`` at the mode; ``log_det`` = ``log |det scale|``;
     ``iterations`` of L-BFGS, ``grad_norm`` at the mode, ``n_floored`` eigenvalues of ``H`` raised to
-    the floor (flat or convex directions)."""
+    the floor (flat or convex directions); ``log_evidence`` = ``log pi(mode) + log_det + dim/2 log 2 pi``
+    (the Laplace estimate of ``log Z``); ``start`` = the index of the start point whose mode this is."""
 
     mean: Tensor
     scale: Tensor
@@ -38,22 +39,57 @@ class Laplace:
     iterations: int
     grad_norm: float
     n_floored: int
+    log_evidence: float = math.nan
+    start: int = 0
+
+
+#: Fits whose Laplace evidence is within this many nats of the best are the same mode reached twice.
+SAME_MODE_NATS = 1e-3
+
+
+def laplace_starts(x0: Tensor, restarts: int) -> Tensor:
+    """``(1 + restarts, dim)`` start points: ``x0`` ``(dim,)``, then ``restarts`` points uniform on
+    ``(-2, 2)^dim`` (Stan's random initial values on an unconstrained space) from a fixed seed, so
+    that the fit depends on the target alone."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    extra = 4.0 * torch.rand(restarts, x0.shape[-1], generator=g, dtype=torch.float64) - 2.0
+    return torch.cat([x0[None], extra.to(dtype=x0.dtype, device=x0.device)])
 
 
 def laplace_fit(log_prob_and_grad: LogProbAndGrad, x0: Tensor, *, max_iter: int = 500,
                 eig_floor: float = 1e-10) -> Laplace:
-    """Laplace approximation of ``pi`` around the mode reached from ``x0`` ``(dim,)``.
+    """Laplace approximation of ``pi`` around the mode reached from ``x0`` ``(dim,)``, or around the
+    best of the modes reached from each row of ``x0`` ``(k, dim)``.
 
     The mode: L-BFGS (strong Wolfe line search) on ``-log pi`` in float64, at most ``max_iter``
     iterations. The Hessian: central differences of the gradient, twice (the second pass with steps
     of 1e-3 of the first pass's per-coordinate scales, so coordinates of any magnitude are resolved),
     symmetrised. Eigenvalues of ``H = -Hessian`` below ``eig_floor * max eigenvalue`` (non-convex or
     flat directions) are replaced by ``max(|lambda|, floor)``. Costs ``~max_iter`` + ``4 dim`` gradient
-    evaluations at most.
+    evaluations at most per start. Of several starts, the fit with the largest ``log_evidence`` (the
+    mode holding the most mass, not merely the highest) is returned, the earliest start's among fits
+    within :data:`SAME_MODE_NATS` of it; starts that fail are skipped.
 
     Raises:
-        LaplaceError: the start or the optimum is not finite, or the Hessian is not finite.
+        LaplaceError: the start or the optimum is not finite, or the Hessian is not finite (of every
+            start).
     """
+    if x0.ndim == 1:
+        return _fit_from(log_prob_and_grad, x0, max_iter, eig_floor, 0)
+    fits, errors = [], []
+    for i, start in enumerate(x0):
+        try:
+            fits.append(_fit_from(log_prob_and_grad, start, max_iter, eig_floor, i))
+        except (LaplaceError, torch.linalg.LinAlgError) as exc:
+            errors.append(f"start {i}: {exc}")
+    if not fits:
+        raise LaplaceError("no start gave a usable mode (" + "; ".join(errors) + ")")
+    best = max(f.log_evidence for f in fits)
+    return next(f for f in fits if f.log_evidence >= best - SAME_MODE_NATS)
+
+
+def _fit_from(log_prob_and_grad: LogProbAndGrad, x0: Tensor, max_iter: int, eig_floor: float, index: int) -> Laplace:
+    """:func:`laplace_fit` from one start point ``x0`` (dim,), its index ``index`` recorded."""
     dtype = x0.dtype
     x = x0.detach().to(torch.float64).clone().requires_grad_(True)
 
@@ -92,8 +128,9 @@ def laplace_fit(log_prob_and_grad: LogProbAndGrad, x0: Tensor, *, max_iter: int 
     lam = torch.where(floored, lam.abs().clamp_min(floor), lam)
     scale = vec * lam.rsqrt()
     state = opt.state[opt._params[0]]
-    return Laplace(mode.to(dtype), scale.to(dtype), float(-0.5 * lam.log().sum()),
-                   int(state.get("n_iter", 0)), float(g.norm()), int(floored.sum()))
+    log_det = float(-0.5 * lam.log().sum())
+    return Laplace(mode.to(dtype), scale.to(dtype), log_det, int(state.get("n_iter", 0)), float(g.norm()),
+                   int(floored.sum()), lp + log_det + 0.5 * mode.shape[0] * math.log(2 * math.pi), index)
 
 
 def _neg_hessian(log_prob_and_grad: LogProbAndGrad, x: Tensor, steps: Tensor, dtype: torch.dtype) -> Tensor:
