@@ -61,6 +61,27 @@ def context(task, prior, z: torch.Tensor, extras: dict) -> tuple[torch.Tensor, t
     return torch.cat([feats, enc.context, stats], -1), shift, scale
 
 
+class _NoTracking:
+    """An sbi tracker that records nothing (sbi's default writes TensorBoard logs into ``./sbi-logs``)."""
+
+    log_dir = None
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        pass
+
+    def log_params(self, params: dict) -> None:
+        pass
+
+    def add_figure(self, name: str, figure: object, step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def train_npe(task, simulations: int, generator: torch.Generator, *, batch: int = 500, max_epochs: int = 20):
     """Simulate ``simulations`` problems (in batches of ``batch``, one size per batch as the task draws
     them) and fit sbi's default NPE; ``(density estimator, seconds simulating, seconds training, epochs)``."""
@@ -78,7 +99,7 @@ def train_npe(task, simulations: int, generator: torch.Generator, *, batch: int 
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # sbi initialises and shuffles with torch's global generator
-        inference = NPE(density_estimator="nsf", show_progress_bars=False)
+        inference = NPE(density_estimator="nsf", show_progress_bars=False, tracker=_NoTracking())
         t0 = time.perf_counter()
         estimator = inference.append_simulations(theta, x).train(training_batch_size=batch, max_num_epochs=max_epochs)
     epochs = inference._summary["epochs_trained"][-1]

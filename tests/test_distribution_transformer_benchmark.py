@@ -19,6 +19,7 @@ def test_benchmark_runs_every_task_and_writes_its_table(tmp_path, monkeypatch):
     for task in tiny:  # sbi's NPE on 200 simulations instead of the shipped models' millions
         monkeypatch.setitem(RECIPES, task, {**RECIPES[task], "num_steps": 4, "batch_size": 50})
     out = tmp_path / "table.md"
+    monkeypatch.chdir(tmp_path)  # sbi writes nothing where it is run (its default tracker would: ./sbi-logs)
     assert bench.main(["--problems", "50", "--svi-steps", "3", "--nuts", "1", "--npe-epochs", "1", "--threads", "1",
                        "--output", str(out)]) == 0
     rows = [line.split("|") for line in out.read_text().splitlines()[2:]]
@@ -27,6 +28,7 @@ def test_benchmark_runs_every_task_and_writes_its_table(tmp_path, monkeypatch):
     assert ("gmm-gaussian", "pyro NUTS (500 + 1000)") in methods
     assert ("normal-variance", "pyro SVI (3 steps)") in methods
     assert any(task.startswith("fusion") for task, _ in methods)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
     for task in ("gmm-gaussian", "gmm-gaussian (wider)", "normal-variance"):
         assert (task, "sbi NPE, same simulations") in methods
     kl = {(r[1].strip(), r[2].strip()): r[3] for r in rows}
