@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import signal
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -459,13 +458,16 @@ def test_ais_log_z_excludes_failed_chain() -> None:
     assert 0.0 < se < 0.5 and abs(s.log_z) < 4.0 * se, (s.log_z, se)
 
 
-def test_hopeless_step_size_stops_within_seconds() -> None:
+def test_hopeless_step_size_stops_at_the_first_checks() -> None:
+    # a step size of 1e6 diverges every chain within a step or two; the run stops at one of the first
+    # two divergence checks (every 16 steps) instead of running its 200 (counted in steps, not seconds:
+    # a timed test would depend on the machine and its load)
     for name in ("mult-almc", "mult-cdiff", "ula", "ulmc"):
-        t0 = time.perf_counter()
+        sampler = _hopeless(name)
         with pytest.warns(RuntimeWarning, match="stopped"):
-            s = _hopeless(name).sample(Gauss(), 64, generator=_gen())
+            s = sampler.sample(Gauss(), 64, generator=_gen())
         assert bool(s.diverged.all()) and s.diagnostics["stopped_at_step"] is not None
-        assert time.perf_counter() - t0 < 5.0, name
+        assert s.diagnostics["stopped_at_step"] <= 2 * sampler._check_every, name
 
 
 if __name__ == "__main__":
