@@ -95,6 +95,8 @@ def run_plugin(name: str, posterior: Posterior, num_samples: int, seed: int) -> 
     err, lo, hi, w2 = score(posterior, target, x)
     notes = [f"{int(res.diverged.sum())} diverged"] if res.diverged is not None and bool(res.diverged.any()) else []
     notes += [f"{res.diagnostics['n_unresolved']} unresolved"] if res.diagnostics.get("n_unresolved") else []
+    stuck = sum(c for c, a, _ in res.diagnostics.get("minor_mode_draws", []) if c > a)
+    notes += [f"{stuck} draws in minor modes"] if stuck else []
     notes += ["warned"] if any(issubclass(w.category, RuntimeWarning) for w in caught) else []
     return Row(posterior.name, name, err, lo, hi, w2, res.n_grad_evals, ess, seconds, ", ".join(notes))
 

@@ -21,7 +21,7 @@ from sciml.interfaces import Sampler, Samples
 from sciml.progress import check_progress, progress_bar
 from sciml.targets import Target, as_target
 from sciml.targets.counted import CountedTarget
-from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit, laplace_starts
+from sciml.targets.laplace import Laplace, LaplaceError, StandardisedTarget, laplace_fit, laplace_starts
 from sciml.validation import (
     check_choice,
     check_generator,
@@ -56,6 +56,30 @@ DIVERGENCE_FACTOR = 1e8
 
 1e8 initial scales is absurd for any legitimate chain (a Cauchy draw beyond 1e8 has probability ~6e-9),
 while a hopeless step size grows geometrically and reaches it within a few steps."""
+
+
+def _minor_mode_draws(z: Tensor, pre: StandardisedTarget, fit: Laplace) -> list[tuple[int, float, float]]:
+    """For each other mode the Laplace starts reached: ``(draws nearest it, the count its Laplace mass
+    allows, its mass gap in nats)``. ``z`` are the draws in the fit's coordinates (diverged rows NaN);
+    the allowance is ``max(3, 10 n exp(-gap))`` for ``n`` finite draws, so that a count above it means
+    chains stuck in a mode the posterior gives almost no mass."""
+    finite = z[torch.isfinite(z).all(-1)]
+    centres = torch.cat([torch.zeros_like(z[:1]), pre.to_z(torch.stack([m for m, _ in fit.other_modes]))])
+    nearest = torch.cdist(finite, centres).argmin(-1)
+    n = finite.shape[0]
+    out = []
+    for k, (_, log_ev) in enumerate(fit.other_modes, start=1):
+        gap = fit.log_evidence - log_ev
+        out.append((int((nearest == k).sum()), max(3.0, 10.0 * n * math.exp(-gap)), gap))
+    return out
+
+
+def _minor_mode_message(name: str, counts: list[tuple[int, float, float]], num_samples: int) -> str:
+    stuck = [(c, g) for c, a, g in counts if c > a]
+    parts = ", ".join(f"{c} near a mode {g:.0f} nats of Laplace mass below the main one" for c, g in stuck)
+    return (f"{name}: of {num_samples} draws, {parts}: those chains are stuck in local modes the posterior "
+            "gives almost no mass, so the draws are not from the posterior (more steps, or drop / inspect "
+            "them: diagnostics['minor_mode_draws'] has the counts)")
 
 
 def target_scale(target: Target) -> float:
@@ -233,7 +257,10 @@ class DiffusionSamplerBase(Sampler):
             unless every chain diverged and the run stopped early), ``divergence_bound``,
             ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected),
             ``preconditioner`` (``"laplace"`` / ``"none"``), ``preconditioner_start`` (the Laplace
-            mode's start: 0 the initial point, 1 - 4 a random start), ``budget_spent_at_step`` (``None`` unless
+            mode's start: 0 the initial point, 1 - 4 a random start), ``minor_mode_draws`` (where the
+            starts reached other modes, unweighted draws: per mode, the draws nearest it, the count its
+            Laplace mass allows and the mass gap in nats; a count above the allowance warns),
+            ``budget_spent_at_step`` (``None`` unless
             ``max_evals`` stopped the run) and, for unweighted draws, ArviZ's ``r_hat``, ``ess_bulk``,
             ``ess_tail`` ``(dim,)`` (:func:`sciml.diagnostics.draw_diagnostics`).
 
@@ -258,7 +285,7 @@ class DiffusionSamplerBase(Sampler):
             self._check_start(tgt, init)
         start = time.perf_counter()
         fit_counts = CountedTarget(tgt, self.name, 0, 0, attribute=False)
-        pre, laplace_start = self._preconditioner(tgt, fit_counts, init)
+        pre, fit = self._preconditioner(tgt, fit_counts, init)
         run_target = tgt if pre is None else pre
         if init is None:
             x0 = self.init_std * torch.randn(num_samples, tgt.dim, dtype=tgt.dtype, device=tgt.device,
@@ -282,6 +309,11 @@ class DiffusionSamplerBase(Sampler):
         if monitor.budget_spent_at is not None:
             extras.pop("log_weights", None)
             extras.pop("log_z", None)
+        if fit is not None and fit.other_modes and extras.get("log_weights") is None:
+            diagnostics["minor_mode_draws"] = _minor_mode_draws(x, pre, fit)
+            if any(c > a for c, a, _ in diagnostics["minor_mode_draws"]):
+                warnings.warn(_minor_mode_message(self.name, diagnostics["minor_mode_draws"], num_samples),
+                              RuntimeWarning, stacklevel=2)
         if pre is not None:
             x = pre.to_x(x)
             if extras.get("log_weights") is not None:  # p_z = pi(mean + scale z): Z_z = Z / |det scale|
@@ -292,7 +324,7 @@ class DiffusionSamplerBase(Sampler):
             diagnostics.update(draw_diagnostics(x, diverged))
         diagnostics["preconditioner"] = "none" if pre is None else "laplace"
         diagnostics["preconditioner_evals"] = fit_counts.n_evals
-        diagnostics["preconditioner_start"] = laplace_start
+        diagnostics["preconditioner_start"] = None if fit is None else fit.start
         diagnostics["budget_spent_at_step"] = monitor.budget_spent_at
         diagnostics["wall_time_s"] = time.perf_counter() - start
         diagnostics["n_diverged"] = int(diverged.sum())
@@ -306,11 +338,11 @@ class DiffusionSamplerBase(Sampler):
                        diverged=diverged, diagnostics=diagnostics, **extras)
 
     def _preconditioner(self, tgt: Target, counted: CountedTarget, init: Tensor | None
-                        ) -> tuple[StandardisedTarget | None, int | None]:
+                        ) -> tuple[StandardisedTarget | None, Laplace | None]:
         """The Laplace-standardised target (``precondition="laplace"``, or ``"auto"`` for targets that set
         ``laplace_preconditioning``), fitted from the target's ``initial_point`` (else the mean of ``init``,
         else 0) and :data:`LAPLACE_RESTARTS` fixed random starts (:func:`laplace_starts`), the mode with
-        the most Laplace mass kept, with the index of its start (0: the initial point); ``(None, None)``
+        the most Laplace mass kept, with the fit (:class:`~sciml.targets.laplace.Laplace`); ``(None, None)``
         without preconditioning. ``"auto"`` warns and runs unpreconditioned when the fit fails."""
         if self.precondition == "none" or (self.precondition == "auto"
                                            and not getattr(tgt, "laplace_preconditioning", False)):
@@ -327,7 +359,7 @@ class DiffusionSamplerBase(Sampler):
             warnings.warn(f"{self.name}: the Laplace preconditioner failed ({exc}); sampling without it",
                           RuntimeWarning, stacklevel=3)
             return None, None
-        return StandardisedTarget(tgt, fit.mean, fit.scale), fit.start
+        return StandardisedTarget(tgt, fit.mean, fit.scale), fit
 
     @staticmethod
     def _check_start(tgt: Target, x0: Tensor) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -31,7 +31,8 @@ class Laplace:
     for the (floored) negative Hessian ``H`` at the mode; ``log_det`` = ``log |det scale|``;
     ``iterations`` of L-BFGS, ``grad_norm`` at the mode, ``n_floored`` eigenvalues of ``H`` raised to
     the floor (flat or convex directions); ``log_evidence`` = ``log pi(mode) + log_det + dim/2 log 2 pi``
-    (the Laplace estimate of ``log Z``); ``start`` = the index of the start point whose mode this is."""
+    (the Laplace estimate of ``log Z``); ``start`` = the index of the start point whose mode this is;
+    ``other_modes`` = ``(mode (dim,), log_evidence)`` of the other distinct modes the starts reached."""
 
     mean: Tensor
     scale: Tensor
@@ -41,6 +42,7 @@ class Laplace:
     n_floored: int
     log_evidence: float = math.nan
     start: int = 0
+    other_modes: tuple[tuple[Tensor, float], ...] = ()
 
 
 #: Fits whose Laplace evidence is within this many nats of the best are the same mode reached twice.
@@ -85,7 +87,12 @@ def laplace_fit(log_prob_and_grad: LogProbAndGrad, x0: Tensor, *, max_iter: int 
     if not fits:
         raise LaplaceError("no start gave a usable mode (" + "; ".join(errors) + ")")
     best = max(f.log_evidence for f in fits)
-    return next(f for f in fits if f.log_evidence >= best - SAME_MODE_NATS)
+    chosen = next(f for f in fits if f.log_evidence >= best - SAME_MODE_NATS)
+    others: list[tuple[Tensor, float]] = []
+    for f in fits:  # one entry per distinct mode (the same mode reached twice has the same evidence)
+        if all(abs(f.log_evidence - e) > SAME_MODE_NATS for e in [chosen.log_evidence, *(e for _, e in others)]):
+            others.append((f.mean, f.log_evidence))
+    return replace(chosen, other_modes=tuple(others))
 
 
 def _fit_from(log_prob_and_grad: LogProbAndGrad, x0: Tensor, max_iter: int, eig_floor: float, index: int) -> Laplace:
