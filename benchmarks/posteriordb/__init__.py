@@ -142,7 +142,7 @@ def stein_check(posterior: Posterior, target=None) -> tuple[Tensor, Tensor]:  # 
 
 
 def laplace_check(posterior: Posterior, target=None, points: int = 20,  # noqa: ANN001
-                  restarts: int | None = None) -> dict[str, Tensor]:
+                  restarts: int | None = None) -> dict[str, Tensor | int]:
     """How well the samplers' Laplace preconditioner fits the posterior (``precondition="auto"``).
 
     The fit is the samplers' (:func:`sciml.targets.laplace.laplace_fit` from the target's

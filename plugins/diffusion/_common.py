@@ -65,7 +65,7 @@ def _minor_mode_draws(z: Tensor, pre: StandardisedTarget, fit: Laplace) -> list[
     chains stuck in a mode the posterior gives almost no mass."""
     finite = z[torch.isfinite(z).all(-1)]
     centres = torch.cat([torch.zeros_like(z[:1]), pre.to_z(torch.stack([m for m, _ in fit.other_modes]))])
-    nearest = torch.cdist(finite, centres).argmin(-1)
+    nearest = torch.cdist(finite, centres).argmin(-1)  # (mode_assignment refuses an empty set)
     n = finite.shape[0]
     out = []
     for k, (_, log_ev) in enumerate(fit.other_modes, start=1):
@@ -74,10 +74,10 @@ def _minor_mode_draws(z: Tensor, pre: StandardisedTarget, fit: Laplace) -> list[
     return out
 
 
-def _minor_mode_message(name: str, counts: list[tuple[int, float, float]], num_samples: int) -> str:
+def _minor_mode_message(name: str, counts: list[tuple[int, float, float]], finite: int) -> str:
     stuck = [(c, g) for c, a, g in counts if c > a]
     parts = ", ".join(f"{c} near a mode {g:.0f} nats of Laplace mass below the main one" for c, g in stuck)
-    return (f"{name}: of {num_samples} draws, {parts}: those chains are stuck in local modes the posterior "
+    return (f"{name}: of {finite} finite draws, {parts}: those chains are stuck in local modes the posterior "
             "gives almost no mass, so the draws are not from the posterior (more steps, or drop / inspect "
             "them: diagnostics['minor_mode_draws'] has the counts)")
 
@@ -312,7 +312,7 @@ class DiffusionSamplerBase(Sampler):
         if fit is not None and fit.other_modes and extras.get("log_weights") is None:
             diagnostics["minor_mode_draws"] = _minor_mode_draws(x, pre, fit)
             if any(c > a for c, a, _ in diagnostics["minor_mode_draws"]):
-                warnings.warn(_minor_mode_message(self.name, diagnostics["minor_mode_draws"], num_samples),
+                warnings.warn(_minor_mode_message(self.name, diagnostics["minor_mode_draws"], int((~diverged).sum())),
                               RuntimeWarning, stacklevel=2)
         if pre is not None:
             x = pre.to_x(x)

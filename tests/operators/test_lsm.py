@@ -24,6 +24,10 @@ def test_spectral_map_is_the_sine_cosine_combination_and_its_gradients_are_exact
     # the fused map evaluates cos as sin(x + pi/2): agreement to a few ulps of |w| sum
     assert torch.allclose(spectral_map(t, w, f), direct, rtol=0, atol=1e-13)
     assert torch.autograd.gradcheck(lambda t, w: spectral_map(t, w, f), (t, w))
+    # second derivatives too (physics-informed and gradient-penalty losses differentiate twice)
+    assert torch.autograd.gradgradcheck(lambda t, w: spectral_map(t, w, f), (t, w))
+    strided = t.transpose(0, 1)  # a non-contiguous layout
+    assert torch.autograd.gradcheck(lambda t, w: spectral_map(t, w, f), (strided, w))
 
 
 @pytest.mark.parametrize("n_dims,grid", [(1, (12,)), (2, (6, 9))])
