@@ -21,8 +21,11 @@ def test_spectral_map_is_the_sine_cosine_combination_and_its_gradients_are_exact
     f = torch.arange(6, dtype=torch.float64) / 6
     angle = torch.pi * t[..., None] * f
     direct = (torch.sin(angle) * w[:, :6] + torch.cos(angle) * w[:, 6:]).sum(-1)
-    # the fused map evaluates cos as sin(x + pi/2): agreement to a few ulps of |w| sum
-    assert torch.allclose(spectral_map(t, w, f), direct, rtol=0, atol=1e-13)
+    # the fused map evaluates cos as sin(x + pi/2): each mode is off by the rounding of its argument
+    # (~eps (1 + |x|)), summed over the modes with weights |w|; 8x margin for the other roundings
+    eps = torch.finfo(torch.float64).eps
+    bound = 8 * eps * ((w[:, :6].abs() + w[:, 6:].abs()) * (1 + angle.abs())).sum(-1)
+    assert bool(((spectral_map(t, w, f) - direct).abs() <= bound).all())
     assert torch.autograd.gradcheck(lambda t, w: spectral_map(t, w, f), (t, w))
     # second derivatives too (physics-informed and gradient-penalty losses differentiate twice)
     assert torch.autograd.gradgradcheck(lambda t, w: spectral_map(t, w, f), (t, w))
