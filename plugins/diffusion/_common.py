@@ -18,6 +18,7 @@ from torch import Tensor
 
 from sciml.diagnostics import draw_diagnostics
 from sciml.interfaces import Sampler, Samples
+from sciml.metrics import mode_assignment
 from sciml.progress import check_progress, progress_bar
 from sciml.targets import Target, as_target
 from sciml.targets.counted import CountedTarget
@@ -65,8 +66,8 @@ def _minor_mode_draws(z: Tensor, pre: StandardisedTarget, fit: Laplace) -> list[
     chains stuck in a mode the posterior gives almost no mass."""
     finite = z[torch.isfinite(z).all(-1)]
     centres = torch.cat([torch.zeros_like(z[:1]), pre.to_z(torch.stack([m for m, _ in fit.other_modes]))])
-    nearest = torch.cdist(finite, centres).argmin(-1)  # (mode_assignment refuses an empty set)
     n = finite.shape[0]
+    nearest = mode_assignment(finite, centres) if n else torch.zeros(0, dtype=torch.long)
     out = []
     for k, (_, log_ev) in enumerate(fit.other_modes, start=1):
         gap = fit.log_evidence - log_ev
