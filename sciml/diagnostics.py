@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["chain_diagnostics", "draw_diagnostics"]
+__all__ = ["chain_diagnostics", "draw_diagnostics", "low_density_draws"]
 
 
 def chain_diagnostics(draws: Tensor) -> dict[str, Tensor]:
@@ -55,6 +55,30 @@ def draw_diagnostics(x: Tensor, diverged: Tensor | None = None, groups: int = 4)
     if per < 4:
         return {}
     return chain_diagnostics(finite[: per * groups].reshape(groups, per, x.shape[-1]))
+
+
+def low_density_draws(log_prob: Tensor) -> Tensor:
+    """Mask ``(n,)`` of draws whose log-density ``log_prob`` ``(n,)`` is far below the other draws'.
+
+    Flagged: non-finite values (NaN, ``+-inf``), and values more than ``2 (log n + 5) max(IQR, 1)`` nats below the
+    median of the finite ones (IQR: their inter-quartile range). The log-density of exact draws has
+    at most an exponential lower tail on the targets this was checked on (Gaussians of 1 - 100
+    dimensions, Cauchy and multivariate t, mixtures, wells, funnels, the posteriordb reference draws:
+    at most 15 IQRs below the median in 1e5 draws, ``docs/benchmarks/posteriordb.md``); the margin
+    grows with ``log n`` as the extremes of ``n`` such draws do. A chain a sampler lost (stuck where
+    the density is thousands of nats down) is far beyond it. With fewer than 8 finite values only
+    non-finite values are flagged.
+    """
+    if not isinstance(log_prob, Tensor) or log_prob.ndim != 1:
+        raise ValueError(f"log_prob must be a 1-D tensor, got "
+                         f"{tuple(log_prob.shape) if isinstance(log_prob, Tensor) else type(log_prob).__name__}")
+    lp = log_prob.detach().to(torch.float64)
+    finite = lp[torch.isfinite(lp)]
+    if finite.numel() < 8:
+        return ~torch.isfinite(lp)
+    q1, median, q3 = torch.quantile(finite, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64, device=lp.device))
+    width = 2.0 * (math.log(lp.numel()) + 5.0) * max(float(q3 - q1), 1.0)
+    return ~torch.isfinite(lp) | (lp < median - width)
 
 
 def _arviz() -> Any:

@@ -11,7 +11,7 @@ import torch
 from sciml_benchmarks.posteriordb import load
 
 import sciml
-from sciml.diagnostics import chain_diagnostics, draw_diagnostics
+from sciml.diagnostics import chain_diagnostics, draw_diagnostics, low_density_draws
 from sciml.targets import as_target
 from sciml.targets.laplace import LaplaceError, StandardisedTarget, laplace_fit, laplace_starts
 
@@ -182,6 +182,29 @@ def test_draw_diagnostics_see_copied_neighbours():
     assert float(draw_diagnostics(fresh)["ess_bulk"].min()) > 600
     assert float(draw_diagnostics(copies)["ess_bulk"].max()) < 300
     assert draw_diagnostics(fresh[:10]) == {}
+
+
+def test_low_density_draws_flag_lost_chains_but_no_exact_draw():
+    # exact draws: the rule's width (2 (log n + 5) IQRs) puts a false flag at probability
+    # n e^-36 (Gaussian, d = 2) and ~1e-8 (Cauchy) for n = 1e5; the reference draws likewise
+    g = torch.Generator().manual_seed(2)
+    gauss = -0.5 * (torch.randn(100_000, 2, generator=g, dtype=torch.float64) ** 2).sum(-1)
+    cauchy = torch.distributions.Cauchy(0.0, 1.0).log_prob(
+        torch.distributions.Cauchy(0.0, 1.0).sample((100_000,))).double()
+    assert not bool(low_density_draws(gauss).any()) and not bool(low_density_draws(cauchy).any())
+    post = load("gp_pois_regr-gp_pois_regr")
+    target = post.target()
+    ref = target.log_prob(post.unconstrained(target, post.reference.draws))
+    assert not bool(low_density_draws(ref).any())
+    # chains a sampler lost (the gp_pois_regr failure: log-densities of -1e2 to -1e302 against a bulk
+    # near -48, and -inf) and non-finite values are flagged, nothing else
+    lost = torch.cat([ref, torch.tensor([-177.3, -1e302, -math.inf, math.nan, math.inf], dtype=ref.dtype)])
+    assert torch.equal(low_density_draws(lost).nonzero().flatten(), torch.arange(ref.numel(), lost.numel()))
+    # too few finite values for a spread: only the non-finite ones
+    few = torch.tensor([0.0, -1e6, -math.inf, 1.0], dtype=torch.float64)
+    assert low_density_draws(few).tolist() == [False, False, True, False]
+    with pytest.raises(ValueError, match="1-D"):
+        low_density_draws(torch.zeros(3, 2))
 
 
 def test_samples_carry_ess_and_rhat_and_convert_to_inference_data():

@@ -94,6 +94,7 @@ def run_plugin(name: str, posterior: Posterior, num_samples: int, seed: int) -> 
         ess = float(res.diagnostics["ess_bulk"].min()) if "ess_bulk" in res.diagnostics else math.nan
     err, lo, hi, w2 = score(posterior, target, x)
     notes = [f"{int(res.diverged.sum())} diverged"] if res.diverged is not None and bool(res.diverged.any()) else []
+    notes += [f"of them {res.diagnostics['n_low_density']} lost (low density)"] if res.diagnostics.get("n_low_density") else []
     notes += [f"{res.diagnostics['n_unresolved']} unresolved"] if res.diagnostics.get("n_unresolved") else []
     stuck = sum(c for c, a, _ in res.diagnostics.get("minor_mode_draws", []) if c > a)
     notes += [f"{stuck} draws in minor modes"] if stuck else []

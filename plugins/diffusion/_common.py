@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.diagnostics import draw_diagnostics
+from sciml.diagnostics import draw_diagnostics, low_density_draws
 from sciml.interfaces import Sampler, Samples
 from sciml.metrics import mode_assignment
 from sciml.progress import check_progress, progress_bar
@@ -81,6 +81,27 @@ def _minor_mode_message(name: str, counts: list[tuple[int, float, float]], finit
     return (f"{name}: of {finite} finite draws, {parts}: those chains are stuck in local modes the posterior "
             "gives almost no mass, so the draws are not from the posterior (more steps, or drop / inspect "
             "them: diagnostics['minor_mode_draws'] has the counts)")
+
+
+def _drop_low_density(target: CountedTarget, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Unweighted final draws ``x`` with those :func:`~sciml.diagnostics.low_density_draws` flags (NaN,
+    ``-inf`` or far below the other draws' log-density) set to NaN, and that mask. One counted
+    log-density evaluation per finite draw; rows already NaN are not flagged."""
+    finite = torch.isfinite(x).all(-1)
+    low = torch.zeros_like(finite)
+    if bool(finite.any()):
+        low[finite] = low_density_draws(target.log_prob(x[finite], per_chain=False))
+    return torch.where(low.unsqueeze(-1), torch.full_like(x, math.nan), x), low
+
+
+def _low_density_message(name: str, low: Tensor, diagnostics: dict[str, Any]) -> str:
+    unresolved = diagnostics.get("unresolved_chains")
+    also = (f" ({int((low & unresolved.to(low.device)).sum())} of them unresolved at some step)"
+            if isinstance(unresolved, Tensor) and unresolved.shape == low.shape else "")
+    return (f"{name}: {int(low.sum())} of {low.numel()} draws{also} ended where the target's log-density is "
+            "non-finite or far below the other draws' (sciml.diagnostics.low_density_draws): chains the "
+            "dynamics lost, not posterior draws. They are returned as diverged (NaN rows, marked in "
+            "Samples.diverged; diagnostics['n_low_density'])")
 
 
 def target_scale(target: Target) -> float:
@@ -254,7 +275,10 @@ class DiffusionSamplerBase(Sampler):
         Returns:
             :class:`~sciml.Samples` with ``x`` ``(num_samples, dim)`` in the target's dtype and on
             its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask (diverged
-            chains are NaN rows); ``diagnostics`` holds ``n_diverged``, ``stopped_at_step`` (``None``
+            chains are NaN rows; for unweighted draws this includes the lost chains
+            :func:`sciml.diagnostics.low_density_draws` flags at the end, one counted evaluation per
+            draw); ``diagnostics`` holds ``n_diverged``, ``n_low_density`` (of them, the lost
+            chains), ``stopped_at_step`` (``None``
             unless every chain diverged and the run stopped early), ``divergence_bound``,
             ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected),
             ``preconditioner`` (``"laplace"`` / ``"none"``), ``preconditioner_start`` (the Laplace
@@ -266,7 +290,8 @@ class DiffusionSamplerBase(Sampler):
             ``ess_tail`` ``(dim,)`` (:func:`sciml.diagnostics.draw_diagnostics`).
 
         Warns:
-            RuntimeWarning: when chains diverged or the target returned NaN / ``+inf`` values.
+            RuntimeWarning: when chains diverged or were lost (low density), the target returned
+                NaN / ``+inf`` values, or chains are stuck in minor modes.
 
         Raises:
             ValueError: non-positive ``num_samples``; ``init`` of the wrong shape or not finite; a
@@ -302,10 +327,16 @@ class DiffusionSamplerBase(Sampler):
             monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every, self.max_evals)
             x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
+        low = torch.zeros(num_samples, dtype=torch.bool, device=x.device)
+        if extras.get("log_weights") is None:
+            x, low = _drop_low_density(counted, x)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
         if message is not None:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
+        if bool(low.any()):
+            warnings.warn(_low_density_message(self.name, low, extras.get("diagnostics", {})), RuntimeWarning,
+                          stacklevel=2)
         diagnostics = dict(extras.pop("diagnostics", {}))
         if monitor.budget_spent_at is not None:
             extras.pop("log_weights", None)
@@ -329,6 +360,7 @@ class DiffusionSamplerBase(Sampler):
         diagnostics["budget_spent_at_step"] = monitor.budget_spent_at
         diagnostics["wall_time_s"] = time.perf_counter() - start
         diagnostics["n_diverged"] = int(diverged.sum())
+        diagnostics["n_low_density"] = int(low.sum())
         diagnostics["stopped_at_step"] = monitor.stopped_at
         diagnostics["divergence_bound"] = bound
         diagnostics["n_nonfinite_target_points"] = counted.n_bad_points
