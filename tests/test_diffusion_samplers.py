@@ -507,6 +507,16 @@ def test_start_points_outside_support_allowed(name: str) -> None:
         sampler.sample(_Truncated(), 64, generator=_gen(), init=torch.full((64, 1), 3.0, dtype=torch.float64))
 
 
+def test_a_run_stopped_by_its_budget_keeps_its_draws():
+    # an unfinished run's draws are not the target's: the final low-density check does not judge them
+    init = torch.randn(64, 1, dtype=torch.float64, generator=_gen(1))
+    init[:3] = 2.7  # outside the support (no gradient there: only ULA's noise moves them)
+    with pytest.warns(RuntimeWarning, match="max_evals"):
+        s = ULA(num_steps=100, max_evals=64 * 10, progress=False).sample(_Truncated(), 64, generator=_gen(), init=init)
+    assert s.diagnostics["n_low_density"] == 0 and not bool(s.diverged.any())
+    assert bool((s.x[:, 0].abs() >= 2.5).any())  # zero-density draws a finished run would have dropped
+
+
 class _KeyErrorTarget:
     dim, dtype, device = 2, torch.float64, torch.device("cpu")
 

@@ -275,7 +275,7 @@ class DiffusionSamplerBase(Sampler):
         Returns:
             :class:`~sciml.Samples` with ``x`` ``(num_samples, dim)`` in the target's dtype and on
             its device, per-point ``n_evals`` / ``n_grad_evals`` and the ``diverged`` mask (diverged
-            chains are NaN rows; for unweighted draws this includes the lost chains
+            chains are NaN rows; for unweighted draws of a finished run this includes the lost chains
             :func:`sciml.diagnostics.low_density_draws` flags at the end, one counted evaluation per
             draw); ``diagnostics`` holds ``n_diverged``, ``n_low_density`` (of them, the lost
             chains), ``stopped_at_step`` (``None``
@@ -328,7 +328,7 @@ class DiffusionSamplerBase(Sampler):
             x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         low = torch.zeros(num_samples, dtype=torch.bool, device=x.device)
-        if extras.get("log_weights") is None:
+        if extras.get("log_weights") is None and monitor.budget_spent_at is None:  # finished, unweighted
             x, low = _drop_low_density(counted, x)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
