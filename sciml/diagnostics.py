@@ -67,7 +67,9 @@ def low_density_draws(log_prob: Tensor) -> Tensor:
     at most 15 IQRs below the median in 1e5 draws, ``docs/benchmarks/posteriordb.md``); the margin
     grows with ``log n`` as the extremes of ``n`` such draws do. A chain a sampler lost (stuck where
     the density is thousands of nats down) is far beyond it. With fewer than 8 finite values only
-    non-finite values are flagged.
+    non-finite values are flagged. Known false alarm: a rare component much wider than the rest in
+    many dimensions (50-D, 1 % of the mass at 100x the scale: its draws sit d log 100 = 230 nats
+    below the others' and are flagged).
     """
     if not isinstance(log_prob, Tensor) or log_prob.ndim != 1:
         raise ValueError(f"log_prob must be a 1-D tensor, got "

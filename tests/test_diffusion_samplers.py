@@ -545,6 +545,8 @@ def test_divergence_factor_heavy_tails() -> None:
             torch.distributions.Independent(cauchy, 1), 16, generator=_gen(), init=init)
     assert not any("chains diverged" in str(w.message) for w in rec)
     assert s.diagnostics["n_low_density"] == 1 and s.diverged.tolist() == [True] + [False] * 15
+    assert torch.equal(s.diagnostics["low_density_chains"], s.diverged)  # the value is kept there
+    assert s.diagnostics["low_density_draws"].shape == (1, 1) and float(s.diagnostics["low_density_draws"]) > 4e6
 
 
 @pytest.mark.parametrize("cls", [MultALMC, MultCDiff])

@@ -207,6 +207,19 @@ def test_low_density_draws_flag_lost_chains_but_no_exact_draw():
         low_density_draws(torch.zeros(3, 2))
 
 
+def test_low_density_draws_known_false_alarm_a_rare_wide_component_in_high_dimension():
+    # the rule assumes no far lump in the draws' log-densities: a 50-D mixture with 1 % of its mass in
+    # a component 100x wider puts those draws d log 100 = 230 nats below the rest, and they are flagged
+    # (the samplers keep them in diagnostics["low_density_draws"]); at 10-D (46 nats) they are not
+    g = torch.Generator().manual_seed(0)
+    for d, flagged in ((10, False), (50, True)):
+        broad = torch.rand(1000, generator=g) < 0.01
+        x = torch.randn(1000, d, generator=g, dtype=torch.float64) * torch.where(broad, 1.0, 0.01)[:, None]
+        lp = torch.logaddexp(math.log(0.99) - d * math.log(0.01) - 0.5 * (x / 0.01).square().sum(-1),
+                             math.log(0.01) - 0.5 * x.square().sum(-1))
+        assert torch.equal(low_density_draws(lp), broad if flagged else torch.zeros_like(broad))
+
+
 def test_samples_carry_ess_and_rhat_and_convert_to_inference_data():
     post = load("eight_schools-eight_schools_noncentered")
     target = post.target()

@@ -83,15 +83,14 @@ def _minor_mode_message(name: str, counts: list[tuple[int, float, float]], finit
             "them: diagnostics['minor_mode_draws'] has the counts)")
 
 
-def _drop_low_density(target: CountedTarget, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Unweighted final draws ``x`` with those :func:`~sciml.diagnostics.low_density_draws` flags (NaN,
-    ``-inf`` or far below the other draws' log-density) set to NaN, and that mask. One counted
-    log-density evaluation per finite draw; rows already NaN are not flagged."""
+def _low_density_rows(target: CountedTarget, x: Tensor) -> Tensor:
+    """Mask of the finite final draws ``x`` that :func:`~sciml.diagnostics.low_density_draws` flags (NaN,
+    ``-inf`` or far below the other draws' log-density). One counted evaluation per finite draw."""
     finite = torch.isfinite(x).all(-1)
     low = torch.zeros_like(finite)
     if bool(finite.any()):
         low[finite] = low_density_draws(target.log_prob(x[finite], per_chain=False))
-    return torch.where(low.unsqueeze(-1), torch.full_like(x, math.nan), x), low
+    return low
 
 
 def _low_density_message(name: str, low: Tensor, diagnostics: dict[str, Any]) -> str:
@@ -101,7 +100,8 @@ def _low_density_message(name: str, low: Tensor, diagnostics: dict[str, Any]) ->
     return (f"{name}: {int(low.sum())} of {low.numel()} draws{also} ended where the target's log-density is "
             "non-finite or far below the other draws' (sciml.diagnostics.low_density_draws): chains the "
             "dynamics lost, not posterior draws. They are returned as diverged (NaN rows, marked in "
-            "Samples.diverged; diagnostics['n_low_density'])")
+            "Samples.diverged); diagnostics['low_density_draws'] keeps their values (rows "
+            "diagnostics['low_density_chains']) for a target whose posterior truly has such draws")
 
 
 def target_scale(target: Target) -> float:
@@ -278,7 +278,8 @@ class DiffusionSamplerBase(Sampler):
             chains are NaN rows; for unweighted draws of a finished run this includes the lost chains
             :func:`sciml.diagnostics.low_density_draws` flags at the end, one counted evaluation per
             draw); ``diagnostics`` holds ``n_diverged``, ``n_low_density`` (of them, the lost
-            chains), ``stopped_at_step`` (``None``
+            chains; ``low_density_chains`` their mask, ``low_density_draws`` their values
+            ``(n_low_density, dim)``), ``stopped_at_step`` (``None``
             unless every chain diverged and the run stopped early), ``divergence_bound``,
             ``n_nonfinite_target_points`` and ``n_nonfinite_proposals`` (NaN / +inf MALA proposals, rejected),
             ``preconditioner`` (``"laplace"`` / ``"none"``), ``preconditioner_start`` (the Laplace
@@ -329,7 +330,9 @@ class DiffusionSamplerBase(Sampler):
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         low = torch.zeros(num_samples, dtype=torch.bool, device=x.device)
         if extras.get("log_weights") is None and monitor.budget_spent_at is None:  # finished, unweighted
-            x, low = _drop_low_density(counted, x)
+            low = _low_density_rows(counted, x)
+        dropped = x[low]
+        x = torch.where(low.unsqueeze(-1), torch.full_like(x, math.nan), x)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
         if message is not None:
@@ -347,7 +350,7 @@ class DiffusionSamplerBase(Sampler):
                 warnings.warn(_minor_mode_message(self.name, diagnostics["minor_mode_draws"], int((~diverged).sum())),
                               RuntimeWarning, stacklevel=2)
         if pre is not None:
-            x = pre.to_x(x)
+            x, dropped = pre.to_x(x), pre.to_x(dropped)
             if extras.get("log_weights") is not None:  # p_z = pi(mean + scale z): Z_z = Z / |det scale|
                 extras["log_weights"] = extras["log_weights"] + pre.log_det
             if extras.get("log_z") is not None:
@@ -361,6 +364,7 @@ class DiffusionSamplerBase(Sampler):
         diagnostics["wall_time_s"] = time.perf_counter() - start
         diagnostics["n_diverged"] = int(diverged.sum())
         diagnostics["n_low_density"] = int(low.sum())
+        diagnostics["low_density_chains"], diagnostics["low_density_draws"] = low, dropped.detach()
         diagnostics["stopped_at_step"] = monitor.stopped_at
         diagnostics["divergence_bound"] = bound
         diagnostics["n_nonfinite_target_points"] = counted.n_bad_points
