@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -496,11 +497,15 @@ def test_start_points_outside_support_allowed(name: str) -> None:
     init = torch.randn(64, 1, dtype=torch.float64, generator=_gen(1))
     init[:3] = 2.7  # the first three starting points are outside |x| < 2.5
     sampler = sciml.load("sampler", name)(**SMALL, **kw)
-    s = sampler.sample(_Truncated(), 64, generator=_gen(), init=init)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        s = sampler.sample(_Truncated(), 64, generator=_gen(), init=init)
     assert s.x.shape == (64, 1)
     outside = ~s.diverged & (s.x[:, 0].abs() >= 2.5)
-    if s.log_weights is None:  # unweighted chains that end at zero density are lost: NaN rows, counted
+    if s.log_weights is None:  # unweighted chains that end at zero density are lost: NaN rows, counted, warned
         assert not bool(outside.any()) and s.diagnostics["n_low_density"] == int(s.diverged.sum())
+        lost = f"{s.diagnostics['n_low_density']} of 64 draws"
+        assert not s.diagnostics["n_low_density"] or any(lost in str(w.message) for w in rec)
     else:  # weighted ones carry zero weight
         assert bool((s.log_weights[outside] == -math.inf).all())
     with pytest.raises(ValueError, match="-inf"):
