@@ -1,12 +1,13 @@
 """Distribution transformer against exact posteriors and pyro SVI on 1000 fresh problems per task.
 
 Run as ``sciml bench distribution_transformer [--problems 1000] [--svi-steps 2000] [--npe-epochs 5]
-[--output FILE.md]``.
+[--tasks ...] [--model TASK=FILE] [--output FILE.md]``.
 Problems are drawn from each task's meta-prior with a benchmark seed no training run uses, in
 groups of 50 (one data-set size and component count per group, as the task simulates them). KL to
 the exact posterior: ``gmm-gaussian`` by Monte Carlo from the exact posterior (10^4 draws per
 problem, the paper's protocol; the standard error is over problems, Monte Carlo noise included),
-``normal-variance`` by quadrature. ``wider``: gmm-gaussian priors from a wider meta-prior than
+``normal-variance`` by quadrature, ``gp-lengthscale`` by the trapezoidal rule on the task's
+256-point grid of log l (its reference, whose time is given too). ``wider``: gmm-gaussian priors from a wider meta-prior than
 trained on (means ~ N(0, 4^2 I), covariances ~ InverseWishart(3, I), the paper's example), to show
 how the model degrades. Time: every group of the 1000 problems, summed, and one batch of 1000
 problems at the largest size (16 observations, 4 components). pyro SVI: a guide of the model's
@@ -370,6 +371,32 @@ def _variance_rows(model, problems: int, svi_steps: int, g: torch.Generator, npe
     return rows
 
 
+# -- gp-lengthscale -------------------------------------------------------------------------------
+
+
+def _lengthscale_rows(model, problems: int, g: torch.Generator) -> list[Row]:
+    """The model against the quadrature reference (256 points of log l): KL, and the time of each."""
+    from sciml_plugins.distribution_transformer.tasks import (
+        GPLengthscale,
+        gp_lengthscale_grid_posterior,
+        grid_kl,
+    )
+
+    task = GPLengthscale()
+    grid = task.grid()
+    kls, seconds, exact_seconds = [], 0.0, 0.0
+    for p in _groups(task, problems, g):
+        x, y = p.z[..., 0], p.z[..., 1]
+        log_p, s = _timed(lambda p=p, x=x, y=y: gp_lengthscale_grid_posterior(p.prior, x, y, grid, task.noise_var))
+        exact_seconds += s
+        q, s = _timed(lambda p=p: model.predict(p.prior, p.z))
+        seconds += s
+        kls.append(grid_kl(_base_mixture(q), grid, log_p))
+    return [_summary("gp-lengthscale", "distribution transformer", torch.cat(kls), seconds),
+            Row("gp-lengthscale", "quadrature on the grid (the reference)", math.nan, math.nan, math.nan,
+                exact_seconds, problems, "256 GP marginal likelihoods per problem")]
+
+
 def _variance_log_joint(p):
     from sciml_plugins.distribution_transformer.tasks import inverse_gamma_log_variance_log_prob
 
@@ -477,7 +504,10 @@ def to_markdown(rows: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``sciml bench distribution_transformer``); returns the exit code."""
     parser = argparse.ArgumentParser(prog="sciml bench distribution_transformer", description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="gmm-gaussian,normal-variance,wider,fusion")
+    parser.add_argument("--tasks", default="gmm-gaussian,normal-variance,wider,fusion",
+                        help="also gp-lengthscale (no shipped model: give one with --model)")
+    parser.add_argument("--model", action="append", default=[], metavar="TASK=FILE",
+                        help="score this saved model instead of the shipped one for TASK (repeatable)")
     parser.add_argument("--problems", type=int, default=1000, help="problems per task (a multiple of 50)")
     parser.add_argument("--svi-steps", type=int, default=2000, help="0 leaves SVI out")
     parser.add_argument("--nuts", type=int, default=20, help="problems of the NUTS subset (0 leaves NUTS out)")
@@ -488,10 +518,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     if ns.problems < GROUP or ns.problems % GROUP:
         parser.error(f"--problems must be a positive multiple of {GROUP}")
+    files = dict(m.partition("=")[::2] for m in ns.model)
+    if any(not task or not path for task, path in files.items()):
+        parser.error("--model takes TASK=FILE")
     import sciml
 
     torch.set_num_threads(ns.threads)
     DT = sciml.load("surrogate", "distribution-transformer")
+
+    def model_for(task: str):
+        if task in files:
+            return DT.load(files[task])
+        if task not in DT.pretrained():
+            parser.error(f"no shipped model for {task}: give one with --model {task}=FILE")
+        return DT.pretrained(task)
+
     g = torch.Generator().manual_seed(SEED)
     rows: list[Row] = []
     npe: dict[str, NPE] = {}
@@ -503,13 +544,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for task in [t.strip() for t in ns.tasks.split(",") if t.strip()]:
         if task in ("gmm-gaussian", "wider"):
-            new = _gmm_rows(DT.pretrained("gmm-gaussian"), ns.problems, ns.svi_steps, min(ns.nuts, ns.problems // GROUP),
+            new = _gmm_rows(model_for("gmm-gaussian"), ns.problems, ns.svi_steps, min(ns.nuts, ns.problems // GROUP),
                             g, wider=task == "wider", npe=npe_for("gmm-gaussian"))
         elif task == "normal-variance":
-            new = _variance_rows(DT.pretrained("normal-variance"), ns.problems, ns.svi_steps, g,
+            new = _variance_rows(model_for("normal-variance"), ns.problems, ns.svi_steps, g,
                                  npe_for("normal-variance"))
+        elif task == "gp-lengthscale":
+            new = _lengthscale_rows(model_for("gp-lengthscale"), ns.problems, g)
         elif task == "fusion":
-            new = _fusion_rows(DT.pretrained("gmm-gaussian"), g)
+            new = _fusion_rows(model_for("gmm-gaussian"), g)
         else:
             print(f"sciml bench distribution_transformer: unknown task {task!r}", file=sys.stderr)
             return 2
