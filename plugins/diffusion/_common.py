@@ -95,8 +95,8 @@ def _low_density_rows(target: CountedTarget, x: Tensor) -> Tensor:
 
 def _low_density_message(name: str, low: Tensor, diagnostics: dict[str, Any]) -> str:
     unresolved = diagnostics.get("unresolved_chains")
-    also = (f" ({int((low & unresolved.to(low.device)).sum())} of them unresolved at some step)"
-            if isinstance(unresolved, Tensor) and unresolved.shape == low.shape else "")
+    both = int((low & unresolved.to(low.device)).sum()) if isinstance(unresolved, Tensor) else 0
+    also = f" ({both} of them unresolved at some step)" if both else ""
     return (f"{name}: {int(low.sum())} of {low.numel()} draws{also} ended where the target's log-density is "
             "non-finite or far below the other draws' (sciml.diagnostics.low_density_draws): chains the "
             "dynamics lost, not posterior draws. They are returned as diverged (NaN rows, marked in "
