@@ -331,8 +331,7 @@ class DiffusionSamplerBase(Sampler):
         low = torch.zeros(num_samples, dtype=torch.bool, device=x.device)
         if extras.get("log_weights") is None and monitor.budget_spent_at is None:  # finished, unweighted
             low = _low_density_rows(counted, x)
-        dropped = x[low]
-        x = torch.where(low.unsqueeze(-1), torch.full_like(x, math.nan), x)
+        dropped, x = x[low], RunMonitor._nan_rows(x, low)
         diverged = ~torch.isfinite(x).all(dim=-1)
         message = monitor.report(num_samples, "log_weights" in extras)
         if message is not None:
