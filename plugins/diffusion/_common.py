@@ -305,21 +305,12 @@ class DiffusionSamplerBase(Sampler):
         num_samples = check_positive_int("num_samples", num_samples)
         check_generator("generator", generator)
         tgt = as_target(target)
-        if init is not None:
-            check_tensor("init", init, shape=(num_samples, tgt.dim), floating=False)
-            init = init.to(dtype=tgt.dtype, device=tgt.device)
-            check_tensor("init", init)  # finite in the target's dtype too
-            self._check_start(tgt, init)
+        init = self._checked_init(tgt, num_samples, init)
         start = time.perf_counter()
         fit_counts = CountedTarget(tgt, self.name, 0, 0, attribute=False)
         pre, fit = self._preconditioner(tgt, fit_counts, init)
         run_target = tgt if pre is None else pre
-        if init is None:
-            x0 = self.init_std * torch.randn(num_samples, tgt.dim, dtype=tgt.dtype, device=tgt.device,
-                                             generator=generator)
-            self._check_start(run_target, x0)
-        else:
-            x0 = init if pre is None else pre.to_z(init)
+        x0 = self._initial_states(run_target, pre, num_samples, init, generator)
         total = self._num_iterations()
         counted = CountedTarget(run_target, self.name, num_samples, total, self._attribute_failures)
         counted.n_evals, counted.n_grad_evals = fit_counts.n_evals, fit_counts.n_grad_evals
@@ -328,50 +319,72 @@ class DiffusionSamplerBase(Sampler):
             monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every, self.max_evals)
             x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
+        weighted = "log_weights" in extras
         low = torch.zeros(num_samples, dtype=torch.bool, device=x.device)
         if extras.get("log_weights") is None and monitor.budget_spent_at is None:  # finished, unweighted
             low = _low_density_rows(counted, x)
-        dropped, x = x[low], RunMonitor._nan_rows(x, low)
-        diverged = ~torch.isfinite(x).all(dim=-1)
-        message = monitor.report(num_samples, "log_weights" in extras)
-        if message is not None:
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        if bool(low.any()):
-            warnings.warn(_low_density_message(self.name, low, extras.get("diagnostics", {})), RuntimeWarning,
-                          stacklevel=2)
-        diagnostics = dict(extras.pop("diagnostics", {}))
-        if monitor.budget_spent_at is not None:
+        if monitor.budget_spent_at is not None:  # the weights of a cut-short annealing are not valid
             extras.pop("log_weights", None)
             extras.pop("log_z", None)
+        dropped, x = x[low], RunMonitor._nan_rows(x, low)
+        diverged = ~torch.isfinite(x).all(dim=-1)
+        diagnostics = dict(extras.pop("diagnostics", {}))
+        messages = [monitor.report(num_samples, weighted)]
+        if bool(low.any()):
+            messages.append(_low_density_message(self.name, low, diagnostics))
         if fit is not None and fit.other_modes and extras.get("log_weights") is None:
             diagnostics["minor_mode_draws"] = _minor_mode_draws(x, pre, fit)
             if any(c > a for c, a, _ in diagnostics["minor_mode_draws"]):
-                warnings.warn(_minor_mode_message(self.name, diagnostics["minor_mode_draws"], int((~diverged).sum())),
-                              RuntimeWarning, stacklevel=2)
-        if pre is not None:
-            x, dropped = pre.to_x(x), pre.to_x(dropped)
-            if extras.get("log_weights") is not None:  # p_z = pi(mean + scale z): Z_z = Z / |det scale|
-                extras["log_weights"] = extras["log_weights"] + pre.log_det
-            if extras.get("log_z") is not None:
-                extras["log_z"] = extras["log_z"] + pre.log_det
+                messages.append(_minor_mode_message(self.name, diagnostics["minor_mode_draws"],
+                                                    int((~diverged).sum())))
+        for message in filter(None, messages):
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        x, dropped = self._to_target_space(pre, x, dropped, extras)
         if extras.get("log_weights") is None:  # weighted draws: their ESS is the weights' (diagnostics["ess"])
             diagnostics.update(draw_diagnostics(x, diverged))
-        diagnostics["preconditioner"] = "none" if pre is None else "laplace"
-        diagnostics["preconditioner_evals"] = fit_counts.n_evals
-        diagnostics["preconditioner_start"] = None if fit is None else fit.start
-        diagnostics["budget_spent_at_step"] = monitor.budget_spent_at
-        diagnostics["wall_time_s"] = time.perf_counter() - start
-        diagnostics["n_diverged"] = int(diverged.sum())
-        diagnostics["n_low_density"] = int(low.sum())
-        diagnostics["low_density_chains"], diagnostics["low_density_draws"] = low, dropped.detach()
-        diagnostics["stopped_at_step"] = monitor.stopped_at
-        diagnostics["divergence_bound"] = bound
-        diagnostics["n_nonfinite_target_points"] = counted.n_bad_points
-        diagnostics["n_nonfinite_proposals"] = counted.n_bad_proposals
-        diagnostics["evals_per_chain"] = counted.n_evals / num_samples
-        diagnostics["grad_evals_per_chain"] = counted.n_grad_evals / num_samples
+        diagnostics.update(
+            preconditioner="none" if pre is None else "laplace", preconditioner_evals=fit_counts.n_evals,
+            preconditioner_start=None if fit is None else fit.start,
+            budget_spent_at_step=monitor.budget_spent_at, wall_time_s=time.perf_counter() - start,
+            n_diverged=int(diverged.sum()), n_low_density=int(low.sum()), low_density_chains=low,
+            low_density_draws=dropped.detach(), stopped_at_step=monitor.stopped_at, divergence_bound=bound,
+            n_nonfinite_target_points=counted.n_bad_points, n_nonfinite_proposals=counted.n_bad_proposals,
+            evals_per_chain=counted.n_evals / num_samples, grad_evals_per_chain=counted.n_grad_evals / num_samples)
         return Samples(x=x.detach(), n_evals=int(counted.n_evals), n_grad_evals=int(counted.n_grad_evals),
                        diverged=diverged, diagnostics=diagnostics, **extras)
+
+    def _checked_init(self, tgt: Target, num_samples: int, init: Tensor | None) -> Tensor | None:
+        """The user's ``init`` checked (shape, finite, usable start) and in the target's dtype / device."""
+        if init is None:
+            return None
+        check_tensor("init", init, shape=(num_samples, tgt.dim), floating=False)
+        init = init.to(dtype=tgt.dtype, device=tgt.device)
+        check_tensor("init", init)  # finite in the target's dtype too
+        self._check_start(tgt, init)
+        return init
+
+    def _initial_states(self, run_target: Target, pre: StandardisedTarget | None, num_samples: int,
+                        init: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        """``(num_samples, dim)`` starts in the run's coordinates: ``init`` (standardised when
+        preconditioned), else ``N(0, init_std^2 I)`` there, checked on the run's target."""
+        if init is not None:
+            return init if pre is None else pre.to_z(init)
+        x0 = self.init_std * torch.randn(num_samples, run_target.dim, dtype=run_target.dtype,
+                                         device=run_target.device, generator=generator)
+        self._check_start(run_target, x0)
+        return x0
+
+    @staticmethod
+    def _to_target_space(pre: StandardisedTarget | None, x: Tensor, dropped: Tensor,
+                         extras: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Map the run's draws (and the dropped ones) back from standardised coordinates, with the weights
+        and normaliser: ``p_z = pi(mean + scale z)``, so ``Z_z = Z / |det scale|``."""
+        if pre is None:
+            return x, dropped
+        for key in ("log_weights", "log_z"):
+            if extras.get(key) is not None:
+                extras[key] = extras[key] + pre.log_det
+        return pre.to_x(x), pre.to_x(dropped)
 
     def _preconditioner(self, tgt: Target, counted: CountedTarget, init: Tensor | None
                         ) -> tuple[StandardisedTarget | None, Laplace | None]:
