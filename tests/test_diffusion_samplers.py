@@ -629,3 +629,44 @@ def test_chain_control_redoes_only_the_chain_its_stages_do_not_cover() -> None:
     # stability polynomial may flip the sign of a stiff mode, so the check is the size, not the sign
     assert bool(torch.isfinite(out[3]).all()) and float(out[3].abs()) < 5.0
     torch.testing.assert_close(curv[3], 3.0 * out[3, 0] ** 2, rtol=1e-3, atol=0.0)  # curvature at the end state
+
+
+def test_chain_control_records_the_fast_time_a_truncated_chain_did_not_cover() -> None:
+    """With one sub-step try the stiff chain of a quartic (curvature 3 y^2 at y = 30) cannot cover the
+    step: it is unresolved, and the uncovered part of its time (at least 1 - 0.8 L_s / (h stiffness) of
+    the step) is what ``fast_time_lost`` reports, as a fraction of the checked time; the others lost none."""
+    from sciml_plugins.diffusion.multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics
+
+    class Quartic:
+        def grad(self, y: torch.Tensor) -> torch.Tensor:
+            return -(y**3)
+
+    class Process(FastProcess):
+        def drift(self, rows, path=None, track=False):  # type: ignore[no-untyped-def]
+            def f(z: torch.Tensor) -> torch.Tensor:
+                g = self.target.grad(z)
+                if path is not None:
+                    path.update(z, g)
+                return g / self.eps
+            return f
+
+        def stiffness(self, lip: torch.Tensor) -> torch.Tensor:
+            return lip / self.eps
+
+    y = torch.tensor([[0.5], [-0.4], [0.3], [30.0]], dtype=torch.float64)
+    h, stages = 0.1, 3
+    proc = Process(Quartic(), 1.0)  # type: ignore[arg-type]
+    lip = 2.0 * 3.0 * y[:, 0] ** 2
+    noise = math.sqrt(2.0 * h) * torch.randn(y.shape, generator=_gen(0), dtype=torch.float64)
+    path = PathSecants(4, y)
+    plain = skrock_step(y, proc.drift(None, path), h, noise, stages)
+    control = ChainControl(4, 1, y)
+    control.check_full(proc, torch.arange(4), y, plain, h, stages, path.value, torch.ones_like(y), lip, _gen(1))
+    lost = control_diagnostics(control)["fast_time_lost"]
+    assert control.truncated == 1 and control.unresolved.tolist() == [False, False, False, True]
+    covered_at_most = 0.8 * skrock_stability_length(stages) / float(proc.stiffness(lip[3]))
+    assert torch.equal(lost[:3], torch.zeros(3, dtype=torch.float64))
+    assert 1.0 - covered_at_most / h - 1e-12 <= float(lost[3]) <= 1.0
+    control.check_full(proc, torch.arange(3), y, plain, h, stages, path.value, torch.ones_like(y[:3]), lip[:3], _gen(2))
+    assert control.checked_time == 2 * h  # a second, fully covered step halves the fraction
+    torch.testing.assert_close(control_diagnostics(control)["fast_time_lost"][3], lost[3] / 2)

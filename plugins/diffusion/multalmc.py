@@ -95,7 +95,8 @@ class MultALMC(DiffusionSamplerBase):
         max_stages: cap on the adaptive number of stages.
         max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
             covered the step's time by then stops short (``diagnostics["truncated_chain_steps"]``,
-            ``["unresolved_chains"]``).
+            ``["unresolved_chains"]``; ``["fast_time_lost"]`` ``(n,)``: the fraction of each chain's
+            checked fast time not covered).
         fast_init_scale: the fast state starts at ``Y = sqrt(l) U``, ``U ~ N(c X, (c^2 - 1) I)`` with
             ``c = fast_init_scale`` (``c = 1/sqrt(l_delta)`` is the reference kernel itself): the
             spread, in target units, over which the fast process first looks for modes.

@@ -96,7 +96,8 @@ class MultCDiff(DiffusionSamplerBase):
         max_substeps: cap on the sub-step tries of a redone chain per step; a chain that has not
             covered the step's time by then stops short and is reported in
             ``diagnostics["unresolved_chains"]`` (mask) / ``["n_unresolved"]`` /
-            ``["truncated_chain_steps"]``, never hidden.
+            ``["truncated_chain_steps"]`` / ``["fast_time_lost"]`` (per chain, the fraction of its
+            checked fast time not covered), never hidden.
         fast_init_scale: the fast state starts from the likelihood kernel
             ``N(c x, (c^2 - 1) I)`` with ``c = min(e^T, fast_init_scale)`` (how far it looks for modes).
         fast_init_candidates: ``K``; if > 0 (default 256) the fast state starts from ``pi`` instead:

@@ -156,13 +156,17 @@ class ChainControl:
     ``redone``: chain-steps redone by sub-steps; ``rejected``: sub-steps rejected; ``truncated``:
     chain-steps that did not cover the step's time within ``max_substeps`` tries (their fast clock ran
     slower on that step, which keeps the fast process's law invariant); ``unresolved``: the ``(n,)``
-    mask of chains truncated at some step; ``substep_evals``: gradients spent on sub-steps.
+    mask of chains truncated at some step; ``lost_time``: ``(n,)`` the fast time each chain's
+    truncated steps did not cover, out of ``checked_time`` (the time of the steps checked);
+    ``substep_evals``: gradients spent on sub-steps.
     """
 
     def __init__(self, n: int, max_substeps: int, like: Tensor) -> None:
         self.max_substeps = max_substeps
         self.redone = self.rejected = self.truncated = self.substep_evals = 0
         self.unresolved = torch.zeros(n, dtype=torch.bool, device=like.device)
+        self.lost_time = torch.zeros(n, dtype=like.dtype, device=like.device)
+        self.checked_time = 0.0
 
     def check_path(self, proc: FastProcess, y_old: Tensor, y: Tensor, h: float, stages: int, path: Tensor,
                    direction: Tensor, lip: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -170,6 +174,7 @@ class ChainControl:
         the step computed): a chain that became non-finite or whose stages crossed a concave curvature
         beyond the stability interval (``path``, :class:`PathSecants`) is redone by :meth:`substeps`
         (start curvature estimate ``lip``, probe ``direction``)."""
+        self.checked_time += h
         rows = finite_rows(y_old)
         if rows.numel() == 0:
             return y
@@ -201,6 +206,7 @@ class ChainControl:
             ``(y, curvature, direction)``: the states, and for ``rows`` the curvature of ``log pi`` at
             their end states and its direction (the next step's start estimate).
         """
+        self.checked_time += h
         length = skrock_stability_length(stages)
         c1, d1 = local_curvature(proc.target.grad, y[rows] / proc.scale, direction, iterations=1)
         s0, s1, sp = proc.stiffness(lip0), proc.stiffness(2.0 * c1), proc.stiffness(path[rows])
@@ -263,14 +269,17 @@ class ChainControl:
         short = left > 1e-9 * h
         self.truncated += int(short.sum())
         self.unresolved[rows[short]] = True
+        self.lost_time[rows[short]] += left[short].to(self.lost_time.dtype)
         return y, curv, d
 
 
 def control_diagnostics(c: ChainControl) -> dict[str, Any]:
-    """The step control's counts as a sampler's diagnostics."""
+    """The step control's counts as a sampler's diagnostics; ``fast_time_lost`` ``(n,)`` is the
+    fraction of its checked fast time a chain did not cover (0 for a chain never truncated)."""
+    lost = c.lost_time / c.checked_time if c.checked_time > 0 else torch.zeros_like(c.lost_time)
     return {"redone_chain_steps": c.redone, "truncated_chain_steps": c.truncated, "substep_evals": c.substep_evals,
             "rejected_substeps": c.rejected, "unresolved_chains": c.unresolved.clone(),
-            "n_unresolved": int(c.unresolved.sum())}
+            "n_unresolved": int(c.unresolved.sum()), "fast_time_lost": lost}
 
 
 def _steady(proc: FastProcess, s_start: Tensor, s_end: Tensor, h: Tensor | float, length: float) -> Tensor:
