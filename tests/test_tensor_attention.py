@@ -21,6 +21,7 @@ from sciml.kernels import (
     khatri_rao,
     khatri_rao_gram,
     naive_tensor_attention,
+    num_monomials,
     poly_degree,
     poly_error_bound,
     tensor_attention,
@@ -125,6 +126,30 @@ def test_poly_stays_within_its_stated_bound(width):
         assert poly_error_bound(bound, g) <= tol and (g == 0 or poly_error_bound(bound, g - 1) > tol)
         err = float((tensor_attention(q, k1, k2, v1, v2, method="poly", tol=tol) - ref).abs().max())
         assert err <= tol * scale + 1e-14
+
+
+def test_poly_monomials_are_every_monomial_once_with_its_multinomial_weight(monkeypatch):
+    """The slice-built features of degree <= 5 in 4 variables against the sorted index tuples, each
+    product of x with 1 / alpha!; and the result does not depend on the chunking of the rows."""
+    import itertools
+
+    from sciml.kernels import attention
+
+    d, degree = 4, 5
+    x = torch.rand(1, 3, d, generator=torch.Generator().manual_seed(11), dtype=F64) + 0.5
+    starts, inv_fact = attention._monomial_tables(d, degree)
+    feats, inv = attention._features(x.mT, starts)[0], torch.cat(inv_fact)
+    combos = [c for p in range(degree + 1) for c in itertools.combinations_with_replacement(range(d), p)]
+    assert feats.shape == (num_monomials(d, degree), 3) == (len(combos), 3)
+    ref = torch.stack([x[0, :, list(c)].prod(-1) for c in combos])
+    ref_inv = torch.tensor([1.0 / math.prod(math.factorial(c.count(v)) for v in set(c)) for c in combos], dtype=F64)
+    order, ref_order = torch.sort(feats[:, 0]).indices, torch.sort(ref[:, 0]).indices  # distinct values
+    torch.testing.assert_close(feats[order], ref[ref_order], rtol=1e-14, atol=0.0)
+    torch.testing.assert_close(inv[order], ref_inv[ref_order], rtol=1e-14, atol=0.0)
+    small = _inputs((), 40, 30, 20, 3, 2, seed=12, low=-1.0, high=1.0)
+    whole = tensor_attention(*small, method="poly", degree=6)
+    monkeypatch.setattr(attention, "_POLY_BLOCK", 7 * num_monomials(3, 6))  # chunks of 7 rows
+    torch.testing.assert_close(tensor_attention(*small, method="poly", degree=6), whole, rtol=1e-12, atol=1e-15)
 
 
 def test_poly_gradients_follow_autograd():

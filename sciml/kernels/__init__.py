@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "entry_bound": "attention",
     "poly_error_bound": "attention",
     "poly_degree": "attention",
+    "num_monomials": "attention",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -26,7 +26,6 @@ For queries ``q`` ``(..., n, d)``, keys ``k1`` ``(..., m1, d)``, ``k2`` ``(..., 
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from typing import Any
 
@@ -49,6 +48,7 @@ __all__ = ["tensor_attention", "khatri_rao", "khatri_rao_gram", "entry_bound", "
 MAX_DEGREE = 24
 _METHODS = ("exact", "poly", "auto")
 _BLOCK = 2**17  # logits per block: ~1 MB in float64, cache-sized
+_POLY_BLOCK = 2**21  # monomial features per chunk of rows: ~16 MB in float64 (larger chunks leave the cache)
 
 
 def khatri_rao(a: Tensor, b: Tensor) -> Tensor:
@@ -310,21 +310,23 @@ def poly_degree(bound: float, tol: float) -> int | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _monomial_tables(d: int, degree: int) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]]:
-    """Monomials of ``d`` variables by degree ``p = 1 .. degree`` (sorted index tuples, lexicographic):
-    each one's parent (the tuple without its last index, in degree ``p - 1``) and last variable, and
-    ``1 / alpha!`` per degree (degree 0 first)."""
-    tables, inv_fact = [], [torch.ones(1, dtype=torch.float64)]
-    prev = {(): 0}
-    for p in range(1, degree + 1):
-        combos = list(itertools.combinations_with_replacement(range(d), p))
-        parent = torch.tensor([prev[c[:-1]] for c in combos], dtype=torch.long)
-        last = torch.tensor([c[-1] for c in combos], dtype=torch.long)
-        repeats = torch.tensor([c.count(c[-1]) for c in combos], dtype=torch.float64)
-        tables.append((parent, last))
-        inv_fact.append(inv_fact[-1][parent] / repeats)
-        prev = {c: i for i, c in enumerate(combos)}
-    return tables, inv_fact
+def _monomial_tables(d: int, degree: int) -> tuple[list[list[int]], list[Tensor]]:
+    """Monomials of ``d`` variables by degree, ordered by their smallest variable: degree ``p``'s
+    monomials with smallest variable ``i`` are ``x_i`` times the degree ``p - 1`` monomials of the
+    variables ``i .. d - 1``, which form a suffix of that degree (so each block is one slice). Returns
+    per degree ``p = 1 .. degree`` the ``d`` suffix starts, and ``1 / alpha!`` per degree (degree 0 first)."""
+    starts: list[list[int]] = []
+    inv_fact = [torch.ones(1, dtype=torch.float64)]
+    lead = torch.full((1,), d, dtype=torch.long)  # smallest variable of each monomial (d: none)
+    lead_count = torch.zeros(1, dtype=torch.long)  # its power
+    for _ in range(degree):
+        st = torch.searchsorted(lead, torch.arange(d)).tolist()  # lead is non-decreasing
+        counts = [1 + torch.where(lead[s:] == i, lead_count[s:], 0) for i, s in enumerate(st)]
+        inv_fact.append(torch.cat([inv_fact[-1][s:] / c for s, c in zip(st, counts)]))
+        lead = torch.cat([torch.full_like(c, i) for i, c in enumerate(counts)])
+        lead_count = torch.cat(counts)
+        starts.append(st)
+    return starts, inv_fact
 
 
 def num_monomials(d: int, degree: int) -> int:
@@ -332,33 +334,34 @@ def num_monomials(d: int, degree: int) -> int:
     return math.comb(d + degree, degree)
 
 
-def _features(x: Tensor, tables: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """Every monomial of degree ``0 .. g`` of the rows of ``x`` ``(b, rows, d)`` -> ``(b, rows, r)``."""
-    feats = [torch.ones(*x.shape[:2], 1, dtype=x.dtype, device=x.device)]
-    for parent, last in tables:
-        feats.append(feats[-1][..., parent] * x[..., last])
-    return torch.cat(feats, -1)
+def _features(xt: Tensor, starts: list[list[int]]) -> Tensor:
+    """Every monomial of degree ``0 .. g`` of the columns of ``xt`` ``(b, d, rows)`` -> ``(b, r, rows)``
+    (in the order of :func:`_monomial_tables`: contiguous slices, no gathers)."""
+    prev = torch.ones(xt.shape[0], 1, xt.shape[-1], dtype=xt.dtype, device=xt.device)
+    feats = [prev]
+    for st in starts:
+        prev = torch.cat([xt[:, i:i + 1] * prev[:, s:] for i, s in enumerate(st)], 1)
+        feats.append(prev)
+    return torch.cat(feats, 1)
 
 
-def _poly(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, degree: int,
-          budget: int) -> Tensor:
+def _poly(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, degree: int) -> Tensor:
     """Polynomial attention on flattened inputs ``(b, ., .)`` -> ``(b, n, e)`` (autograd through torch).
 
     ``sum_{j,k} <q_i, k1_j * k2_k>^p (w1_j * w2_k) = sum_{|alpha| = p} p! / alpha! q_i^alpha
     (sum_j k1_j^alpha w1_j) * (sum_k k2_k^alpha w2_k)``, with ``w = (v, 1)`` so the last column is the
-    normaliser; rows are taken in chunks of at most ``budget`` feature entries.
+    normaliser; rows are taken in chunks of about :data:`_POLY_BLOCK` feature entries.
     """
-    tables, inv_fact = _monomial_tables(q.shape[-1], degree)
-    tables = [(p.to(q.device), last.to(q.device)) for p, last in tables]
+    starts, inv_fact = _monomial_tables(q.shape[-1], degree)
     coef = torch.cat([f * scale**p for p, f in enumerate(inv_fact)]).to(dtype=q.dtype, device=q.device)
-    rows = max(1, budget // max(1, q.shape[0] * coef.shape[0]))
+    rows = max(1, _POLY_BLOCK // max(1, q.shape[0] * coef.shape[0]))
 
     def moments(k: Tensor, v: Tensor) -> Tensor:  # sum_j k_j^alpha (v_j, 1): (b, r, e + 1)
         w = _with_ones(v)
-        return sum(_features(kc, tables).mT @ wc for kc, wc in zip(k.split(rows, 1), w.split(rows, 1)))
+        return sum(_features(kc.mT, starts) @ wc for kc, wc in zip(k.split(rows, 1), w.split(rows, 1)))
 
     m = moments(k1, v1) * moments(k2, v2) * coef[:, None]
-    acc = torch.cat([_features(qc, tables) @ m for qc in q.split(rows, 1)], 1)
+    acc = torch.cat([_features(qc.mT, starts).mT @ m for qc in q.split(rows, 1)], 1)
     return acc[..., :-1] / acc[..., -1:]
 
 
@@ -387,7 +390,7 @@ def tensor_attention(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, 
     n, e = q.shape[-2], v1.shape[-1]
     g = None if method == "exact" or mask is not None else _poly_plan(qf, k1f, k2f, v1f, s, degree, tol, method)
     if g is not None:
-        return _poly(qf, k1f, k2f, v1f, v2f, s, g, block_elements).reshape(*lead, n, e)
+        return _poly(qf, k1f, k2f, v1f, v2f, s, g).reshape(*lead, n, e)
     out = _ExactTensorAttention.apply(qf, k1f, k2f, v1f, v2f, s, maskf, block_elements)
     return out.reshape(*lead, n, e)
 
