@@ -130,7 +130,8 @@ def test_poly_stays_within_its_stated_bound(width):
 
 def test_poly_monomials_are_every_monomial_once_with_its_multinomial_weight(monkeypatch):
     """The slice-built features of degree <= 5 in 4 variables against the sorted index tuples, each
-    product of x with 1 / alpha!; and the result does not depend on the chunking of the rows."""
+    product of x with 1 / alpha!, on the buffered (no-grad) and the autograd path; and the result does
+    not depend on the chunking of the rows."""
     import itertools
 
     from sciml.kernels import attention
@@ -146,6 +147,8 @@ def test_poly_monomials_are_every_monomial_once_with_its_multinomial_weight(monk
     order, ref_order = torch.sort(feats[:, 0]).indices, torch.sort(ref[:, 0]).indices  # distinct values
     torch.testing.assert_close(feats[order], ref[ref_order], rtol=1e-14, atol=0.0)
     torch.testing.assert_close(inv[order], ref_inv[ref_order], rtol=1e-14, atol=0.0)
+    tracked = attention._features(x.mT.clone().requires_grad_(), starts)[0]  # the autograd path: same order
+    torch.testing.assert_close(tracked.detach(), feats, rtol=1e-15, atol=0.0)
     small = _inputs((), 40, 30, 20, 3, 2, seed=12, low=-1.0, high=1.0)
     whole = tensor_attention(*small, method="poly", degree=6)
     monkeypatch.setattr(attention, "_POLY_BLOCK", 7 * num_monomials(3, 6))  # chunks of 7 rows

@@ -336,13 +336,29 @@ def num_monomials(d: int, degree: int) -> int:
 
 def _features(xt: Tensor, starts: list[list[int]]) -> Tensor:
     """Every monomial of degree ``0 .. g`` of the columns of ``xt`` ``(b, d, rows)`` -> ``(b, r, rows)``
-    (in the order of :func:`_monomial_tables`: contiguous slices, no gathers)."""
-    prev = torch.ones(xt.shape[0], 1, xt.shape[-1], dtype=xt.dtype, device=xt.device)
-    feats = [prev]
+    (in the order of :func:`_monomial_tables`: contiguous slices, no gathers). Without autograd the
+    slices are written into one buffer: per-slice temporaries fragment the heap (~0.9 GB of RSS at
+    ``n = 4096, d = 32``)."""
+    if torch.is_grad_enabled() and xt.requires_grad:
+        prev = torch.ones(xt.shape[0], 1, xt.shape[-1], dtype=xt.dtype, device=xt.device)
+        feats = [prev]
+        for st in starts:
+            prev = torch.cat([xt[:, i:i + 1] * prev[:, s:] for i, s in enumerate(st)], 1)
+            feats.append(prev)
+        return torch.cat(feats, 1)
+    sizes = [1]
     for st in starts:
-        prev = torch.cat([xt[:, i:i + 1] * prev[:, s:] for i, s in enumerate(st)], 1)
-        feats.append(prev)
-    return torch.cat(feats, 1)
+        sizes.append(sum(sizes[-1] - s for s in st))
+    out = xt.new_empty(xt.shape[0], sum(sizes), xt.shape[-1])
+    out[:, 0] = 1.0
+    lo = pos = 0
+    for st, size in zip(starts, sizes):
+        hi, pos = lo + size, lo + size
+        for i, s in enumerate(st):
+            torch.mul(xt[:, i:i + 1], out[:, lo + s:hi], out=out[:, pos:pos + size - s])
+            pos += size - s
+        lo = hi
+    return out
 
 
 def _poly(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, degree: int) -> Tensor:
@@ -357,8 +373,12 @@ def _poly(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: floa
     rows = max(1, _POLY_BLOCK // max(1, q.shape[0] * coef.shape[0]))
 
     def moments(k: Tensor, v: Tensor) -> Tensor:  # sum_j k_j^alpha (v_j, 1): (b, r, e + 1)
-        w = _with_ones(v)
-        return sum(_features(kc.mT, starts) @ wc for kc, wc in zip(k.split(rows, 1), w.split(rows, 1)))
+        chunks = zip(k.split(rows, 1), _with_ones(v).split(rows, 1))
+        kc, wc = next(chunks)
+        total = _features(kc.mT, starts) @ wc
+        for kc, wc in chunks:  # in place: a new (r, e + 1) table per chunk fragments the heap (~0.9 GB RSS)
+            total.add_(_features(kc.mT, starts) @ wc)
+        return total
 
     m = moments(k1, v1) * moments(k2, v2) * coef[:, None]
     acc = torch.cat([_features(qc.mT, starts).mT @ m for qc in q.split(rows, 1)], 1)
