@@ -589,12 +589,10 @@ def test_obabo_step_has_the_scheme_stationary_law() -> None:
         assert abs(got - want) < 5 * want * math.sqrt(2.0 / n), (got, want)
 
 
-def test_chain_control_redoes_only_the_chain_its_stages_do_not_cover() -> None:
-    """A fast Langevin step on log pi = -y^4 / 4 (curvature 3 y^2) with the stages of the typical chains:
-    one chain at y = 30 (stiffness 5400 against a stability interval of 17 / h) explodes without the
-    control; the control redoes that chain alone by sub-steps (it stays finite, near the flow's 2.2) and
-    leaves the others' states as the plain step computed them."""
-    from sciml_plugins.diffusion.multiscale import ChainControl, FastProcess, PathSecants
+def _quartic_fast_step():  # type: ignore[no-untyped-def]
+    """A plain fast Langevin step (SK-ROCK, 3 stages, h = 0.1) on log pi = -y^4 / 4 (curvature 3 y^2) for
+    chains at 0.5, -0.4, 0.3 and 30: ``(process, y, plain step, h, stages, path, start curvature)``."""
+    from sciml_plugins.diffusion.multiscale import FastProcess, PathSecants
 
     class Quartic:
         def grad(self, y: torch.Tensor) -> torch.Tensor:
@@ -616,10 +614,21 @@ def test_chain_control_redoes_only_the_chain_its_stages_do_not_cover() -> None:
     h, stages = 0.1, 3
     proc = Process(Quartic(), 1.0)  # type: ignore[arg-type]
     lip = 2.0 * 3.0 * y[:, 0] ** 2
-    assert h * float(proc.stiffness(lip[:3]).max()) < 0.8 * skrock_stability_length(stages) < h * float(lip[3])
     noise = math.sqrt(2.0 * h) * torch.randn(y.shape, generator=_gen(0), dtype=torch.float64)
     path = PathSecants(4, y)
     plain = skrock_step(y, proc.drift(None, path), h, noise, stages)
+    return proc, y, plain, h, stages, path, lip
+
+
+def test_chain_control_redoes_only_the_chain_its_stages_do_not_cover() -> None:
+    """A fast Langevin step on log pi = -y^4 / 4 (curvature 3 y^2) with the stages of the typical chains:
+    one chain at y = 30 (stiffness 5400 against a stability interval of 17 / h) explodes without the
+    control; the control redoes that chain alone by sub-steps (it stays finite, near the flow's 2.2) and
+    leaves the others' states as the plain step computed them."""
+    from sciml_plugins.diffusion.multiscale import ChainControl
+
+    proc, y, plain, h, stages, path, lip = _quartic_fast_step()
+    assert h * float(proc.stiffness(lip[:3]).max()) < 0.8 * skrock_stability_length(stages) < h * float(lip[3])
     assert not bool(torch.isfinite(plain[3]).all()) or float(plain[3].abs()) > 1e3  # the uncovered chain explodes
     control = ChainControl(4, 64, y)
     direction = torch.ones_like(y)
@@ -635,31 +644,9 @@ def test_chain_control_records_the_fast_time_a_truncated_chain_did_not_cover() -
     """With one sub-step try the stiff chain of a quartic (curvature 3 y^2 at y = 30) cannot cover the
     step: it is unresolved, and the uncovered part of its time (at least 1 - 0.8 L_s / (h stiffness) of
     the step) is what ``fast_time_lost`` reports, as a fraction of the checked time; the others lost none."""
-    from sciml_plugins.diffusion.multiscale import ChainControl, FastProcess, PathSecants, control_diagnostics
+    from sciml_plugins.diffusion.multiscale import ChainControl, control_diagnostics
 
-    class Quartic:
-        def grad(self, y: torch.Tensor) -> torch.Tensor:
-            return -(y**3)
-
-    class Process(FastProcess):
-        def drift(self, rows, path=None, track=False):  # type: ignore[no-untyped-def]
-            def f(z: torch.Tensor) -> torch.Tensor:
-                g = self.target.grad(z)
-                if path is not None:
-                    path.update(z, g)
-                return g / self.eps
-            return f
-
-        def stiffness(self, lip: torch.Tensor) -> torch.Tensor:
-            return lip / self.eps
-
-    y = torch.tensor([[0.5], [-0.4], [0.3], [30.0]], dtype=torch.float64)
-    h, stages = 0.1, 3
-    proc = Process(Quartic(), 1.0)  # type: ignore[arg-type]
-    lip = 2.0 * 3.0 * y[:, 0] ** 2
-    noise = math.sqrt(2.0 * h) * torch.randn(y.shape, generator=_gen(0), dtype=torch.float64)
-    path = PathSecants(4, y)
-    plain = skrock_step(y, proc.drift(None, path), h, noise, stages)
+    proc, y, plain, h, stages, path, lip = _quartic_fast_step()
     control = ChainControl(4, 1, y)
     control.check_full(proc, torch.arange(4), y, plain, h, stages, path.value, torch.ones_like(y), lip, _gen(1))
     lost = control_diagnostics(control)["fast_time_lost"]
