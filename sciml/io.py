@@ -5,11 +5,15 @@ A file written by :func:`save_state` is a ``torch.save`` of a plain dict whose `
 object's payload: tensors, numbers, strings, lists and dicts only, so :func:`load_state` reads it with
 ``weights_only=True``. Loading checks, in order, that the path exists, that it is a readable torch
 file, that it is a sciml file, that it holds the asked-for kind, and that its version is one this
-sciml reads. Every failure is a :class:`SaveFileError` naming the file and what is wrong.
+sciml reads; a file whose bytes were changed after writing fails the CRC-32 check of the zip
+container ``torch.save`` writes. Every failure is a :class:`SaveFileError` naming the file and what
+is wrong.
 
 The object's own checks of the payload (shapes, finiteness, hyper-parameters) run inside
 :func:`reading`, which turns the ``ValueError`` / ``TypeError`` / ``KeyError`` of the
-:mod:`sciml.validation` checks into a :class:`SaveFileError` that names the file too.
+:mod:`sciml.validation` checks into a :class:`SaveFileError` that names the file too;
+:func:`load_module_state` puts saved weights into a module (every entry a finite tensor, the keys and
+shapes the module's).
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import zipfile
 from collections.abc import Collection, Iterator
 from typing import Any
 
 import torch
 
-from .validation import check_device
+from .validation import check_device, check_tensor
 
-__all__ = ["SaveFileError", "save_state", "load_state", "reading"]
+__all__ = ["SaveFileError", "save_state", "load_state", "reading", "load_module_state"]
 
 _FORMAT_KEY = "format"
 _FORMAT_RE = re.compile(r"^sciml\.(?P<kind>[A-Za-z0-9_.\-]+)/(?P<version>[0-9]+)$")
@@ -90,12 +95,15 @@ def load_state(
     name = _path_name(path)
     if isinstance(map_location, (str, torch.device)):  # dict / callable forms are torch.load's own
         check_device("map_location", map_location)
+    elif map_location is not None and not isinstance(map_location, dict) and not callable(map_location):
+        raise TypeError(f"map_location must be a device, a str, a dict or a callable, got {type(map_location).__name__}")
     if not os.path.exists(name):
         raise FileNotFoundError(f"no such file: {name!r}")
     if os.path.isdir(name):
         raise SaveFileError(f"{name!r} is a directory, not a sciml save file")
     if os.path.getsize(name) == 0:
         raise SaveFileError(f"{name!r} is empty, not a sciml save file")
+    _check_crc(name)
     try:
         blob = torch.load(name, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch / pickle / zip raise many types for a damaged file
@@ -118,6 +126,34 @@ def load_state(
             f"{name!r} holds {kind} format version {version}; this sciml reads versions {known}{newer}"
         )
     return version, {k: v for k, v in blob.items() if k != _FORMAT_KEY}
+
+
+def _check_crc(name: str) -> None:
+    """A ``torch.save`` zip whose stored CRC-32 of a member does not match its bytes was changed on disk."""
+    try:
+        with zipfile.ZipFile(name) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return  # not a readable zip: torch.load reports it (legacy formats, truncation)
+    if bad is not None:
+        raise SaveFileError(f"{name!r} is corrupted: the bytes of its entry {bad!r} do not match the "
+                            "checksum written with them (the file was damaged after it was saved)")
+
+
+def load_module_state(module: torch.nn.Module, state: object) -> torch.nn.Module:
+    """``module.load_state_dict(state)`` for saved weights: ``state`` a dict of tensors, the floating
+    ones finite, with the module's keys and shapes (``ValueError`` / ``TypeError`` otherwise, which
+    :func:`reading` names the file in)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"the weights must be a dict of tensors, got {type(state).__name__}")
+    for key, value in state.items():
+        check_tensor(f"weight {key!r}", value, floating=False)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # missing / unexpected keys, wrong shapes
+        detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])
+        raise ValueError(f"the weights do not fit the model: {detail[:300]}") from exc
+    return module
 
 
 @contextlib.contextmanager

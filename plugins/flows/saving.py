@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.io import load_state, reading, save_state
+from sciml.io import load_module_state, load_state, reading, save_state
 from sciml.targets import as_target
 from sciml.validation import check_positive_int, check_tensor
 
@@ -73,14 +73,6 @@ def _check_state(state: Any) -> dict[str, Tensor]:
     return {k: check_tensor(f"state[{k!r}]", v, floating=False) for k, v in state.items()}
 
 
-def _load_module(module: torch.nn.Module, state: dict[str, Tensor]) -> torch.nn.Module:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:  # missing / unexpected keys, wrong shapes
-        raise ValueError(f"the parameters do not fit the saved architecture: {str(exc).splitlines()[0]}") from exc
-    return module
-
-
 def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.device | str | None = None) -> FlowDistribution:
     """Read a flow written by :func:`save_flow`, for ``target`` (anything :func:`sciml.targets.as_target` accepts).
 
@@ -101,7 +93,7 @@ def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.dev
         if name == "mixflow":
             q: FlowDistribution = _mixflow(config, state, tgt)
         elif name in _MODULES:
-            q = ModuleFlowDistribution(_load_module(_MODULES[name](config, tgt.dtype, tgt.device), state), tgt, name)
+            q = ModuleFlowDistribution(load_module_state(_MODULES[name](config, tgt.dtype, tgt.device), state), tgt, name)
         else:
             raise ValueError(f"unknown flow {name!r}; this sciml reads {sorted([*_MODULES, 'mixflow'])}")
         diag = payload.get("diagnostics", {})
@@ -112,7 +104,7 @@ def load_flow(path: str | os.PathLike[str], target: Any, map_location: torch.dev
 def _mixflow(config: dict[str, Any], state: dict[str, Tensor], target: Any) -> MixFlowDistribution:
     dim = config["dim"]
     q0 = LayeredFlow(dim, [], dtype=target.dtype, device=target.device)
-    _load_module(q0, {"loc": state["loc"], "log_scale": state["log_scale"]})
+    load_module_state(q0, {"loc": state["loc"], "log_scale": state["log_scale"]})
     return MixFlowDistribution(target, q0, state["eps"], check_positive_int("config['num_leapfrog']", config["num_leapfrog"]),
                                check_positive_int("config['num_maps']", config["num_maps"]),
                                num_momenta=check_positive_int("config['num_momenta']", config["num_momenta"]))

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from sciml import Solution
-from sciml.io import load_state, reading, save_state
+from sciml.io import load_module_state, load_state, reading, save_state
 from sciml.validation import (
     check_bool,
     check_device,
@@ -311,7 +311,7 @@ class Bridge(Solution):
             if version == 1 and config["covariance"] == "full":
                 _load_cayley_state(pot, state)
             else:
-                pot.load_state_dict(state)
+                load_module_state(pot, state)
             return cls(pot, payload.get("loss_history"), payload.get("diagnostics"))
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sciml
-from sciml.io import SaveFileError, load_state, reading, save_state
+from sciml.io import SaveFileError, load_module_state, load_state, reading, save_state
 from sciml.progress import check_progress, progress_bar, resolve_progress
 from sciml.validation import DeviceUnavailableError, check_device, check_positive
 
@@ -84,6 +84,36 @@ def test_damaged_files_name_the_file(tmp_path, damage, message):
     assert repr(path) in str(info.value)
 
 
+def test_changed_bytes_fail_the_checksum(tmp_path):
+    path = str(tmp_path / "w.pt")
+    save_state(path, "demo.Thing", 1, {"w": torch.linspace(0, 1, 4096, dtype=torch.float64)})
+    data = bytearray(open(path, "rb").read())
+    middle = len(data) // 2  # inside the 32 kB of tensor data: the zip stays readable, the values change
+    data[middle:middle + 8] = bytes(b ^ 0xFF for b in data[middle:middle + 8])
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(SaveFileError, match="is corrupted: the bytes of its entry .* do not match the checksum"):
+        load_state(path, "demo.Thing", [1])
+
+
+def test_load_module_state_checks_the_weights():
+    lin = torch.nn.Linear(2, 3)
+    good = {k: v.clone() for k, v in lin.state_dict().items()}
+    load_module_state(lin, good)
+    with pytest.raises(ValueError, match=r"weight 'bias' has 1 non-finite entry"):
+        load_module_state(lin, {**good, "bias": torch.tensor([0.0, float("nan"), 0.0])})
+    with pytest.raises(ValueError, match="the weights do not fit the model: .*size mismatch"):
+        load_module_state(lin, {**good, "weight": torch.zeros(3, 5)})
+    with pytest.raises(ValueError, match="the weights do not fit the model: .*Missing key"):
+        load_module_state(lin, {"weight": good["weight"]})
+    with pytest.raises(TypeError, match="weight 'bias' must be a torch.Tensor, got list"):
+        load_module_state(lin, {**good, "bias": [0.0, 0.0, 0.0]})
+    with pytest.raises(TypeError, match="the weights must be a dict of tensors, got str"):
+        load_module_state(lin, "weights")
+    with pytest.raises(SaveFileError, match="'f.pt' holds invalid content: the weights do not fit"):
+        with reading("f.pt"):
+            load_module_state(lin, {"weight": good["weight"]})
+
+
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_state(tmp_path / "nope.pt", "demo.Thing", [1])
@@ -91,6 +121,8 @@ def test_missing_file_and_directory(tmp_path):
         load_state(tmp_path, "demo.Thing", [1])
     with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
         load_state(123, "demo.Thing", [1])
+    with pytest.raises(TypeError, match="map_location must be a device, a str, a dict or a callable, got int"):
+        load_state(_saved(tmp_path), "demo.Thing", [2], map_location=3)
     if not torch.cuda.is_available():  # the device is checked before the file is read
         with pytest.raises(DeviceUnavailableError, match="map_location='cuda'"):
             load_state(tmp_path / "nope.pt", "demo.Thing", [1], map_location="cuda")
