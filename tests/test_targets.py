@@ -416,3 +416,12 @@ def test_targets_on_cuda_match_cpu(name):
     lp, g = gpu.log_prob_and_grad(y)
     assert torch.allclose(lp.cpu(), cpu.log_prob(x), rtol=1e-10) and torch.allclose(
         g.cpu(), cpu.grad_log_prob(x), rtol=1e-10, atol=1e-10)
+
+
+def test_a_log_prob_autograd_cannot_trace_is_an_error_not_a_zero_gradient():
+    untraced = as_target(lambda x: torch.as_tensor(-0.5 * (x.detach().numpy() ** 2).sum(-1)), dim=2)
+    with pytest.raises(ValueError, match="autograd cannot trace back to its input"):
+        untraced.log_prob_and_grad(torch.ones(3, 2, dtype=torch.float64))
+    nowhere = as_target(lambda x: torch.full(x.shape[:-1], -math.inf, dtype=x.dtype), dim=2)
+    lp, g = nowhere.log_prob_and_grad(torch.ones(3, 2))  # zero density everywhere: no gradient to give
+    assert torch.equal(g, torch.zeros(3, 2)) and bool(torch.isinf(lp).all())

@@ -115,6 +115,11 @@ class Target(abc.ABC):
         """Return ``(log_prob(x), grad_log_prob(x))`` in one pass (autograd by default).
 
         The results are detached from any graph ``x`` belongs to.
+
+        Raises:
+            ValueError: ``log_prob`` returned finite values that autograd cannot trace back to ``x``
+                (it detaches ``x``, goes through numpy, or ignores it): the gradient would silently
+                be zero. Override this method (or :meth:`grad_log_prob`) to supply the gradient.
         """
         self._check_x(x)
         with torch.enable_grad():
@@ -130,7 +135,13 @@ class Target(abc.ABC):
             else:
                 g = None
         if g is None:
-            g = torch.zeros_like(x)
+            if bool(torch.isfinite(lp).any()):
+                raise ValueError(
+                    f"{type(self).__name__}.log_prob returned values that autograd cannot trace back to its "
+                    "input (it detaches x, converts to numpy, or does not use x), so its gradient is "
+                    "unknown, not zero: write log_prob in torch operations on x, or supply the gradient "
+                    "by overriding grad_log_prob / log_prob_and_grad")
+            g = torch.zeros_like(x)  # -inf / NaN everywhere: no gradient to give, the samplers' checks act on the values
         return lp.detach(), g.detach()
 
     # ------------------------------------------------------------------ sampling
