@@ -11,7 +11,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from sciml.interfaces import Surrogate
-from sciml.io import load_state, reading, save_state
+from sciml.io import load_module_state, load_state, reading, save_state
 from sciml.training import fit_simulated
 from sciml.validation import check_choice, check_device, check_positive_int
 
@@ -114,15 +114,21 @@ class DistributionTransformer(Surrogate, nn.Module):
         if int(self.steps_trained) == 0:
             raise RuntimeError("this model is not trained: call fit() or load a pretrained one")
         prior, z, extras = self.task.inputs(prior, z, **extras)
+        if z.shape[0] == 0:
+            raise ValueError("the batch is empty (B = 0): give at least one (prior, data set) pair")
         device = next(self.network.parameters()).device
         dtype = next(self.network.parameters()).dtype
-        to = {"device": device, "dtype": dtype}
+        to = {"device": device, "dtype": torch.float64}
+        # standardise in float64 and only then cast: data far from the origin (1e6 and more) keep their
+        # digits through the centring, which float32 inputs would lose
         enc = self.task.encode(_move(prior, to), z.to(**to), {k: v.to(**to) for k, v in extras.items()})
         was = self.network.training
         self.network.eval()
-        mix = enc.undo(self.network(enc.prior, enc.obs, enc.context))
+        out = self.network(enc.prior.to(dtype), enc.obs.to(dtype), enc.context.to(dtype))
         self.network.train(was)
-        return self.task.output(mix.to(torch.float64))
+        mix = enc.undo(out.to(torch.float64))
+        _check_finite_output(mix)
+        return self.task.output(mix)
 
     # -- save / load ------------------------------------------------------------------------------
 
@@ -133,8 +139,10 @@ class DistributionTransformer(Surrogate, nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], map_location: torch.device | str | None = None,
-             task: Task | None = None) -> DistributionTransformer:
-        """A saved model (``task``: the :class:`Task` it was trained on, needed unless it is a ready-made one)."""
+             task: Task | str | None = None) -> DistributionTransformer:
+        """A saved model (``task``: the :class:`Task` it was trained on, or a ready-made task's name;
+        needed unless it is a ready-made one)."""
+        task = None if task is None else _task(task)
         _, payload = load_state(path, _SAVE_KIND, (_SAVE_VERSION,), map_location=map_location)
         with reading(path):
             saved = payload["task"]
@@ -145,7 +153,7 @@ class DistributionTransformer(Surrogate, nn.Module):
             elif task.name != saved["name"]:
                 raise ValueError(f"it was trained on the task {saved['name']!r}, not {task.name!r}")
             model = cls(task, **payload["config"])
-            model.load_state_dict(payload["state"])
+            load_module_state(model, payload["state"])
         model.eval()
         return model
 
@@ -159,6 +167,16 @@ class DistributionTransformer(Surrogate, nn.Module):
         check_choice("name", name, tuple(shipped))
         with resources.as_file(resources.files(__package__).joinpath("pretrained", f"{name}.pt")) as path:
             return cls.load(path)
+
+
+def _check_finite_output(mix: Mixture) -> None:
+    bad = ~(torch.isfinite(mix.log_weights).all(-1) & torch.isfinite(mix.means).flatten(1).all(-1)
+            & torch.isfinite(mix.scale_tril).flatten(1).all(-1))
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"the model's posterior is not finite for batch rows {rows[:10]}"
+                         f"{' ...' if len(rows) > 10 else ''}: their inputs (data magnitudes against the noise "
+                         "scale, prior scales) are too far outside what the model was trained on")
 
 
 def _move(prior: Any, to: dict[str, Any]) -> Any:

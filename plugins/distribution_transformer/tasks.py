@@ -270,6 +270,10 @@ class GMMGaussian(Task):
         z = self._data(z, b)
         if noise_scale is None:
             raise TypeError("the gmm-gaussian task needs noise_scale= (the observation noise sd, a float or (B,))")
+        if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float, Tensor)) or (
+                isinstance(noise_scale, Tensor) and (noise_scale.is_complex() or noise_scale.dtype == torch.bool)):
+            raise TypeError("noise_scale must be a real float or a real tensor of shape (B,), got "
+                            f"{getattr(noise_scale, 'dtype', type(noise_scale).__name__)}")
         sigma = check_tensor("noise_scale", torch.as_tensor(noise_scale, dtype=torch.float64), finite=True)
         if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] != b):
             raise ValueError(f"noise_scale must be a float or of shape (B={b},), got {tuple(sigma.shape)}")

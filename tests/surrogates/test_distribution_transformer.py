@@ -227,6 +227,13 @@ def test_bad_queries_get_clear_errors_and_out_of_range_ones_a_warning(tiny):
         tiny.predict(prior, z, noise_scale=5.0)
     with pytest.warns(UserWarning, match="40 observations"):
         tiny.predict(prior, torch.zeros(3, 40, 2, dtype=torch.float64), noise_scale=sigma)
+    for bad in ("0.5", 1j, torch.tensor([0.5j] * 3), True):
+        with pytest.raises(TypeError, match="noise_scale must be a real float or a real tensor"):
+            tiny.predict(prior, z, noise_scale=bad)
+    far = Mixture(torch.zeros(3, 1, dtype=torch.float64), torch.full((3, 1, 2), 1e30, dtype=torch.float64),
+                  torch.eye(2, dtype=torch.float64).expand(3, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"not finite for batch rows \[0, 1, 2\]"):
+        tiny.predict(far.distribution(), z, noise_scale=sigma)  # standardised 1e30 overflows float32
     with pytest.raises(RuntimeError, match="not trained"):
         DT().predict(prior, z, noise_scale=sigma)
     with pytest.raises(ValueError, match="task"):
@@ -245,6 +252,28 @@ def test_save_load_round_trip_and_foreign_files(tiny, tmp_path):
         DT.load(tmp_path / "foreign.pt")
     with pytest.raises(SaveFileError, match="trained on the task 'gmm-gaussian'"):
         DT.load(path, task=NormalVariance())
+    assert DT.load(path, task="gmm-gaussian").task.name == "gmm-gaussian"
+    state = torch.load(path, weights_only=True)
+    state["state"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                      for k, v in state["state"].items()}
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(SaveFileError, match="non-finite"):
+        DT.load(tmp_path / "nan.pt")
+
+
+def test_predictions_follow_a_shift_of_prior_and_data_far_from_the_origin(tiny):
+    """Centring in float64 before the network's float32: a shift of 1e7 moves the means by the shift
+    and leaves the rest alone (float32 centring lost the digits: KL 3.6 at 1e7)."""
+    prior, z, sigma = _query()
+    mix = from_distribution("prior", prior)
+    shift = 1e7
+    moved = Mixture(mix.log_weights, mix.means + shift, mix.scale_tril).distribution()
+    a, b = tiny.predict(prior, z, noise_scale=sigma), tiny.predict(moved, z + shift, noise_scale=sigma)
+    # float32 network outputs, scaled back by the posterior scale (<= 2): differences of float32 round-off
+    tol = 1e-5 * (1 + float(a.component_distribution.loc.abs().max()))
+    assert torch.allclose(b.component_distribution.loc - shift, a.component_distribution.loc, atol=tol)
+    assert torch.allclose(b.component_distribution.scale_tril, a.component_distribution.scale_tril, atol=tol)
+    assert torch.allclose(b.mixture_distribution.logits, a.mixture_distribution.logits, atol=1e-5)
 
 
 def test_normal_variance_queries_return_a_distribution_over_the_variance():
