@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -48,6 +49,7 @@ __all__ = ["tensor_attention", "khatri_rao", "khatri_rao_gram", "entry_bound", "
 MAX_DEGREE = 24
 _METHODS = ("exact", "poly", "auto")
 _BLOCK = 2**17  # logits per block: ~1 MB in float64, cache-sized
+_MAX_MONOMIALS = 2**24  # columns of the polynomial method's moment tables (~1 GB per batch row and value column)
 _POLY_BLOCK = 2**21  # monomial features per chunk of rows: ~16 MB in float64 (larger chunks leave the cache)
 
 
@@ -68,6 +70,13 @@ def khatri_rao_gram(a: Tensor, b: Tensor, c: Tensor, e: Tensor) -> Tensor:
     if a.shape[-2] != c.shape[-2] or b.shape[-2] != e.shape[-2]:
         raise ValueError(f"shapes {tuple(a.shape)}, {tuple(b.shape)}, {tuple(c.shape)}, {tuple(e.shape)} do not "
                          "pair: a, c must share rows and b, e must share rows")
+    if a.dtype != c.dtype or a.device != c.device:
+        raise TypeError(f"a and c must share dtype and device, got {a.dtype} on {a.device} and {c.dtype} on {c.device}")
+    try:
+        torch.broadcast_shapes(*(x.shape[:-2] for x in (a, b, c, e)))
+    except RuntimeError as exc:
+        raise ValueError("the leading (batch) dimensions of a, b, c, e do not broadcast: "
+                         f"{[tuple(x.shape[:-2]) for x in (a, b, c, e)]}") from exc
     return (a.mT @ c) * (b.mT @ e)
 
 
@@ -79,8 +88,17 @@ def _check_pair(a: Tensor, b: Tensor, an: str = "a", bn: str = "b") -> None:
     for name, x in ((an, a), (bn, b)):
         if not isinstance(x, Tensor) or x.ndim < 2:
             raise ValueError(f"{name} must be a tensor of shape (..., rows, columns), got {_shape(x)}")
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(f"{name} must be a floating or complex tensor, got {x.dtype}")
+    if a.dtype != b.dtype or a.device != b.device:
+        raise TypeError(f"{an} and {bn} must share dtype and device, got {a.dtype} on {a.device} and {b.dtype} on {b.device}")
     if a.shape[-1] != b.shape[-1]:
         raise ValueError(f"{an} and {bn} must have the same number of columns, got {tuple(a.shape)} and {tuple(b.shape)}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(f"the leading (batch) dimensions of {an} {tuple(a.shape)} and {bn} {tuple(b.shape)} "
+                         "do not broadcast") from exc
 
 
 # ---------------------------------------------------------------- the reference
@@ -210,13 +228,24 @@ def _forward_chunk(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, sc
             run = run * torch.exp(run_max - safe)[..., None] + (_mm(p, w2) * w1[:, None, js]).sum(2)
             run_max = new_max
         total = run[..., -1]
-        if bool((total == 0).any()):
-            bad = (total == 0).nonzero()[0]
-            raise ValueError("tensor_attention: the mask leaves a query with no (j, k) pair to attend to "
-                             f"(batch row {row0 + int(bad[0])}, query {q0 + int(bad[1])})")
+        _check_rows(run_max, total, mask is not None, row0, q0)
         outs.append(run[..., :-1] / total[..., None])
         lses.append(run_max + torch.log(total))
     return torch.cat(outs, 1), torch.cat(lses, 1)
+
+
+def _check_rows(run_max: Tensor, total: Tensor, masked: bool, row0: int, q0: int) -> None:
+    """Each query's running maximum and weight sum are finite and the sum positive, else: every pair
+    masked (a mask that leaves the query nothing), or logits that overflow the dtype (inf, or inf - inf)."""
+    broken = ~torch.isfinite(run_max) | ~torch.isfinite(total) | (total == 0)
+    if not bool(broken.any()):
+        return
+    b, i = (int(t) for t in broken.nonzero()[0])
+    where = f"batch row {row0 + b}, query {q0 + i}"
+    if masked and bool(run_max[b, i] == -math.inf):
+        raise ValueError(f"tensor_attention: the mask leaves a query with no (j, k) pair to attend to ({where})")
+    raise ValueError(f"tensor_attention: the logits scale * <q_i, k1_j * k2_k> overflow {run_max.dtype} "
+                     f"(max {torch.finfo(run_max.dtype).max:.1e}; {where}): use float64 or a smaller scale")
 
 
 def _exact_backward(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, scale: float, mask: Tensor | None,
@@ -280,6 +309,13 @@ def entry_bound(q: Tensor, k1: Tensor, k2: Tensor, scale: float | None = None) -
     """``B >= |scale <q_i, k1_j * k2_k>|`` for every ``i, j, k`` (batch included), ``O((n + m1 + m2) d)``:
     the least of ``sum_t max_i |q_it| max_j |k1_jt| max_k |k2_kt|`` and the Cauchy-Schwarz bounds
     ``max |q_i|_2 max |k1_j|_2 max |k2_k|_inf`` (and with ``k1``, ``k2`` swapped), times ``|scale|``."""
+    for name, x in (("q", q), ("k1", k1), ("k2", k2)):
+        check_tensor(name, x)
+        if x.ndim < 2 or 0 in x.shape[-2:]:
+            raise ValueError(f"{name} must have shape (..., rows >= 1, d >= 1), got {tuple(x.shape)}")
+    if not q.shape[-1] == k1.shape[-1] == k2.shape[-1]:
+        raise ValueError(f"q, k1, k2 must share their last dimension d, got {tuple(q.shape)}, {tuple(k1.shape)}, "
+                         f"{tuple(k2.shape)}")
     s = _scale(scale, q.shape[-1])
     rows = [x.detach().reshape(-1, x.shape[-1]) for x in (q, k1, k2)]
     per = [x.abs().amax(0) for x in rows]
@@ -331,6 +367,7 @@ def _monomial_tables(d: int, degree: int) -> tuple[list[list[int]], list[Tensor]
 
 def num_monomials(d: int, degree: int) -> int:
     """``C(d + degree, degree)``: monomials of degree at most ``degree`` in ``d`` variables."""
+    d, degree = check_nonnegative_int("d", d), check_nonnegative_int("degree", degree)
     return math.comb(d + degree, degree)
 
 
@@ -398,10 +435,16 @@ def tensor_attention(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, v2: Tensor, 
     ``tol``, the guaranteed error relative to ``max |v1_j * v2_k|``). ``mask``: bool, broadcastable to
     ``(..., n, m1, m2)``, ``True`` where a pair may be attended (exact only; a query left with no pair
     is an error). ``block_elements``: the most logits held at once by the exact method.
+
+    Raises ``ValueError`` for logits that overflow the dtype (exact), a degree above ``MAX_DEGREE`` or
+    with more than ``2**24`` monomials (poly); warns when a given degree guarantees nothing (its Taylor
+    error bound is infinite at the inputs' entry bound).
     """
     method = check_choice("method", method, _METHODS)
     block_elements = check_positive_int("block_elements", block_elements)
     degree = None if degree is None else check_nonnegative_int("degree", degree)
+    if degree is not None and degree > MAX_DEGREE:
+        raise ValueError(f"degree must be <= MAX_DEGREE = {MAX_DEGREE}, got {degree}")
     tol = check_positive("tol", tol)
     if method == "poly" and mask is not None:
         raise ValueError("method='poly' does not take a mask (the reordered sums see no (j, k) pair); use 'exact'")
@@ -426,6 +469,15 @@ def _poly_plan(q: Tensor, k1: Tensor, k2: Tensor, v1: Tensor, scale: float, degr
             raise ValueError(f"method='poly': no degree <= {MAX_DEGREE} meets tol = {tol} at entry bound "
                              f"{bound:.3g} (the bound grows like e^B B^(g+1) / (g+1)!); use 'exact', a larger "
                              "tol, or give degree")
+        r = num_monomials(q.shape[-1], g)
+        if r > _MAX_MONOMIALS:
+            raise ValueError(f"method='poly': degree {g} in d = {q.shape[-1]} variables has {r:.3g} monomials (at most "
+                             f"{_MAX_MONOMIALS} are allowed: each is a column of the moment tables); use 'exact' "
+                             "or a lower degree")
+        if math.isinf(poly_error_bound(bound, g)):
+            warnings.warn(f"tensor_attention: degree {g} guarantees nothing at entry bound {bound:.3g} (its Taylor "
+                          "error e^B B^(g+1) / (g+1)! is >= 1): the result may be far from the exact one; use "
+                          "method='exact', or degree=None to have it chosen from tol", RuntimeWarning, stacklevel=3)
         return g
     if g is None or poly_error_bound(bound, g) > tol:
         return None
