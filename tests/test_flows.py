@@ -131,6 +131,20 @@ def test_log_prob_rejects_bad_points():
         q.log_prob(torch.zeros(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="value"):
         q.log_prob(torch.tensor([[0.0, float("nan")]], dtype=torch.float64))
+    with pytest.raises(TypeError, match="value must be a real tensor, got torch.complex128"):
+        q.log_prob(torch.zeros(4, 2, dtype=torch.complex128))
+    assert q.log_prob(torch.zeros(0, 2, dtype=torch.float64)).shape == (0,)
+
+
+@pytest.mark.parametrize("name", ["planar-flow", "nsf-flow"])
+def test_sample_shapes_are_checked_and_empty_queries_are_empty(name):
+    q = sciml.load("sampler", name)(num_steps=3).fit(banana(), generator=torch.Generator().manual_seed(0))
+    assert q.sample((2, 3)).shape == (2, 3, 2) and q.sample((0,)).shape == (0, 2)
+    assert q.log_prob(torch.zeros(0, 2, dtype=torch.float64)).shape == (0,)
+    with pytest.raises(ValueError, match=r"non-negative sizes, got \(2, -1\)"):
+        q.sample((2, -1))
+    with pytest.raises(TypeError, match="sample_shape must be a tuple of ints such as \\(n,\\), got 3"):
+        q.sample(3)
 
 
 # ---------------------------------------------------------------------------------- targets

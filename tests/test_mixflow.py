@@ -193,6 +193,11 @@ def test_bad_settings_and_a_failing_target_get_clear_errors():
         _flow(2).log_prob_augmented(torch.zeros(3, 2, dtype=F64))
     with pytest.raises(ValueError, match="shape"):
         _flow(2).log_prob(torch.zeros(3, 5, dtype=F64))
+    box = as_target(lambda x: torch.where((x.abs() < 3).all(-1), -0.5 * (x * x).sum(-1), -math.inf), dim=2)
+    boxed = MixFlowDistribution(box, _flow(2).q0, torch.full((2,), 0.1, dtype=F64), 3, 4)
+    with pytest.raises(ValueError, match=r"log q_N is not available at these points.*\[6.0, 0.0\]"):
+        boxed.log_prob(torch.tensor([[0.0, 0.0], [6.0, 0.0]], dtype=F64))  # outside the target's support
+    assert torch.isfinite(boxed.log_prob(torch.zeros(1, 2, dtype=F64))).all()
     bad = as_target(lambda x: torch.where(x[..., 0] > 0.5, torch.nan, -0.5 * (x * x).sum(-1)), dim=2)
     with pytest.raises(TargetError, match="mixflow"):
         flow_cls(10, step_size=0.1, num_leapfrog=3, ref_steps=20, progress=False).fit(bad)

@@ -69,6 +69,8 @@ def flat_points(value: Any, target: Target) -> Tensor:
     d = target.dim
     if value.ndim == 0 or value.shape[-1] != d:
         raise ValueError(f"value must have shape (..., {d}), got {tuple(value.shape)}")
+    if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"value must be a real tensor, got {value.dtype}")
     flat = value.reshape(-1, d).to(dtype=target.dtype, device=target.device)
     check_tensor("value", flat)
     return flat
@@ -98,6 +100,11 @@ class FlowDistribution(Distribution):
         """``log q(x)`` for ``x`` of shape ``(n, d)`` (finite, target dtype)."""
 
     def _count(self, sample_shape: torch.Size | tuple[int, ...]) -> tuple[torch.Size, int]:
+        if not isinstance(sample_shape, (tuple, list, torch.Size)) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in sample_shape):
+            raise TypeError(f"sample_shape must be a tuple of ints such as (n,), got {sample_shape!r}")
+        if any(s < 0 for s in sample_shape):
+            raise ValueError(f"sample_shape must have non-negative sizes, got {tuple(sample_shape)}")
         shape = torch.Size(sample_shape)
         return shape, math.prod(shape)
 
@@ -125,6 +132,8 @@ class FlowDistribution(Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         """``log q(value)`` for ``value`` of shape ``(..., d)`` -> ``(...)``; any finite point (no graph)."""
         flat = flat_points(value, self.target)
+        if flat.shape[0] == 0:
+            return flat.new_zeros(value.shape[:-1])
         with torch.no_grad():
             return self._log_prob(flat).reshape(value.shape[:-1])
 

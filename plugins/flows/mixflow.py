@@ -19,8 +19,11 @@ out over a scrambled Sobol set, and the unbiased ELBO from one forward and one b
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -126,6 +129,22 @@ class HamiltonianMap:
         return (x, mid, u, lp, g), log_det
 
 
+@contextlib.contextmanager
+def _at_query_points() -> Iterator[None]:
+    """A target value that is not finite on the orbit of a query point: an error about the query."""
+    try:
+        yield
+    except TargetError as exc:
+        raise ValueError("mixflow: log q_N is not available at these points: the inverse maps from them reach a "
+                         "point where the target's log-density or gradient is not finite, and the maps need both "
+                         f"(the first such point: {_first_point(str(exc))})") from exc
+
+
+def _first_point(message: str) -> str:
+    found = re.search(r"point (\[[^\]]*\])", message)
+    return found.group(1)[:200] if found else "unknown"
+
+
 class MixFlowDistribution(FlowDistribution):
     """A fitted MixFlow ``q_N``: a distribution on ``R^d`` (``x``) with the exact density on the augmented space.
 
@@ -208,7 +227,7 @@ class MixFlowDistribution(FlowDistribution):
     def log_prob_augmented(self, value: Tensor) -> Tensor:
         """Exact ``log q_N(s)`` for states ``(..., 2d + 1)`` -> ``(...)`` (``N - 1`` inverse maps each)."""
         flat = flat_points(value, self.augmented)
-        with torch.no_grad():
+        with torch.no_grad(), _at_query_points():
             return self._augmented_log_prob(flat).reshape(value.shape[:-1])
 
     def _augmented_log_prob(self, s: Tensor) -> Tensor:
@@ -237,7 +256,7 @@ class MixFlowDistribution(FlowDistribution):
         rho, u = laplace_icdf(v[:, :d]), v[:, d]
         block = max(1, 2**18 // m)
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), _at_query_points():
             for xb in flat.split(block):
                 s = torch.cat([xb[:, None, :].expand(-1, m, d), rho.expand(xb.shape[0], m, d),
                                u.expand(xb.shape[0], m)[..., None]], -1).reshape(-1, 2 * d + 1)
