@@ -27,6 +27,7 @@ __all__ = [
     "check_generator",
     "check_device",
     "check_dtype",
+    "check_module_dtype",
     "check_choice",
     "check_probability",
     "as_tensor",
@@ -196,6 +197,21 @@ def check_dtype(name: str, dtype: object, *, allow_none: bool = False) -> torch.
         allowed = "a floating torch.dtype or None" if allow_none else "a floating torch.dtype"
         raise TypeError(f"{name} must be {allowed}, got {dtype!r}")
     return dtype
+
+
+_CASTS = {torch.float16: ".half()", torch.bfloat16: ".bfloat16()", torch.float32: ".float()",
+          torch.float64: ".double()"}
+
+
+def check_module_dtype(name: str, x: Tensor, module: torch.nn.Module) -> Tensor:
+    """``x`` unchanged, or ``TypeError`` naming ``name`` and both dtypes when ``x``'s dtype is not that of
+    ``module``'s floating parameters (a module without any takes every dtype)."""
+    weight = next((p for p in module.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.dtype != weight.dtype:
+        raise TypeError(f"{name} is {x.dtype} but the model's parameters are {weight.dtype}: convert the data "
+                        f"({name}{_CASTS.get(weight.dtype, f'.to({weight.dtype})')}) or the model "
+                        f"(model{_CASTS.get(x.dtype, f'.to({x.dtype})')})")
+    return x
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from sciml import Operator
-from sciml.io import load_state, reading, save_state
-from sciml.validation import check_int, check_positive_int
+from sciml.io import load_module_state, load_state, reading, save_state
+from sciml.validation import check_int, check_module_dtype, check_positive_int, check_tensor
 
 __all__ = ["GridOperator"]
 
@@ -35,13 +37,29 @@ class GridOperator(Operator):
             raise ValueError(f"n_dims must be {allowed}, got {n_dims}")
 
     def check_input(self, a: object) -> Tensor:
-        """``a`` as a ``(batch, in_channels, *grid)`` floating tensor, else ``TypeError`` / ``ValueError``."""
+        """``a`` as a ``(batch, in_channels, *grid)`` finite floating tensor of the parameters' dtype, at
+        least one point per grid dimension, else ``TypeError`` / ``ValueError`` naming ``a``."""
         if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"a must be a floating tensor, got {type(a).__name__}")
+            got = f"a {a.dtype} tensor" if isinstance(a, Tensor) else type(a).__name__
+            raise TypeError(f"a must be a floating tensor, got {got}")
         if a.ndim != self.n_dims + 2 or a.shape[1] != self.in_channels:
             raise ValueError(f"a must be (batch, {self.in_channels}, *grid) with {self.n_dims} grid dimension(s), "
                              f"got shape {tuple(a.shape)}")
-        return a
+        if 0 in a.shape[2:]:
+            raise ValueError(f"a must have at least one point per grid dimension, got shape {tuple(a.shape)}")
+        return check_tensor("a", check_module_dtype("a", a, self))
+
+    def empty_output(self, a: Tensor) -> Tensor:
+        """The ``(0, out_channels, *grid)`` output of an empty batch ``a`` (layers cannot reshape 0 samples)."""
+        return a.new_zeros((0, self.out_channels, *a.shape[2:]))
+
+    def check_padded(self, name: str, grid: Sequence[int], padded: Sequence[int]) -> None:
+        """``ValueError`` naming ``name`` when padding blows ``grid`` up to more than 16 times its points
+        and more than 2 ** 16 points: a setting meant for far finer grids, which would only exhaust memory."""
+        before, after = math.prod(grid), math.prod(padded)
+        if after > 16 * before and after > 2**16:
+            raise ValueError(f"{name}: the grid {tuple(grid)} would be padded to {tuple(padded)} ({after // before}x "
+                             f"the points); use a smaller {name} for this grid or a finer grid")
 
     @staticmethod
     def with_coordinates(a: Tensor) -> Tensor:
@@ -60,5 +78,5 @@ class GridOperator(Operator):
         _, payload = load_state(path, cls.save_kind, (1,), map_location=map_location)
         with reading(path):
             model = cls(**payload["config"])
-            model.load_state_dict(payload["state"])
-        return model
+            load_module_state(model, payload["state"])
+        return model.eval()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sciml.validation import check_choice, check_nonnegative, check_positive_int
+from sciml.validation import check_bool, check_choice, check_nonnegative, check_positive_int
 
 from ._base import GridOperator
 from .spectral import Pointwise, SpectralConv, fast_fft_size
@@ -37,7 +37,8 @@ class FNO(GridOperator):
         padding: zeros appended at the end of every grid dimension, as a fraction of its size
             (at least ``ceil(padding * n)`` points, up to the next size with prime factors 2, 3, 5, 7,
             where FFTs are fast), so a non-periodic problem sees about the same padded domain at every
-            resolution; 0 for periodic data.
+            resolution; 0 for periodic data, at most 1 (doubling the domain already removes every
+            wrap-around of a kernel as wide as the grid).
         activation: "gelu" (the current scripts; the paper used ReLU) | "relu" | "tanh".
         coordinates: append the grid coordinates as input channels (the paper does).
     """
@@ -54,7 +55,10 @@ class FNO(GridOperator):
         super().__init__()
         self._set_io(in_channels, out_channels, n_dims, 3)
         self.padding = check_nonnegative("padding", padding)
-        self.coordinates = bool(coordinates)
+        if self.padding > 1:
+            raise ValueError(f"padding is a fraction of the grid size and must be <= 1 (1 doubles the domain), "
+                             f"got {padding}")
+        self.coordinates = check_bool("coordinates", coordinates)
         self.config = {"in_channels": self.in_channels, "out_channels": self.out_channels, "n_dims": self.n_dims,
                        "width": check_positive_int("width", width), "modes": check_positive_int("modes", modes),
                        "n_layers": check_positive_int("n_layers", n_layers),
@@ -82,6 +86,8 @@ class FNO(GridOperator):
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
         self._check_input(a)
+        if a.shape[0] == 0:
+            return self.empty_output(a)
         grid = a.shape[2:]
         v = self.lift(self.with_coordinates(a) if self.coordinates else a)
         v = F.pad(v, [p for n in reversed(grid) for p in (0, self._pad(n))])

@@ -198,9 +198,17 @@ class LSM(GridOperator):
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
         self.check_input(a)
+        if a.shape[0] == 0:
+            return self.empty_output(a)
         grid = a.shape[2:]
+        padded = [n + (-n) % self.multiple for n in grid]
+        self.check_padded("patch", grid, padded)
+        if self.training and a.shape[0] * math.prod(n // 16 for n in padded) == 1:
+            raise ValueError(f"in training mode LSM's batch norm needs more than one value per channel, but a batch "
+                             f"of 1 on the grid {tuple(grid)} leaves one point at the coarsest scale: train with "
+                             "batches of at least 2 (or patch >= 2), or call model.eval() to evaluate")
         v = self.lift(self.with_coordinates(a))
-        v = F.pad(v, [p for n in reversed(grid) for p in (0, (-n) % self.multiple)])
+        v = F.pad(v, [p for n, m in zip(reversed(grid), reversed(padded)) for p in (0, m - n)])
         scales = [self.inc(v)]
         for down in self.down:
             scales.append(down(scales[-1]))

@@ -17,6 +17,7 @@ __all__ = ["MgNO", "VCycle"]
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
 _PADDING_MODES = ("zeros", "circular", "reflect")
+_MAX_LEVELS = 12  # a multiple of 2 ** 11 = 2048 points per dimension: more than any grid here coarsens to
 
 
 def _conv(n_dims: int, cin: int, cout: int, *, stride: int = 1, padding_mode: str = "zeros") -> nn.Module:
@@ -102,7 +103,7 @@ class MgNO(GridOperator):
         n_dims: grid dimensions (1 or 2).
         width: channels of the hidden fields.
         n_layers: V-cycle layers.
-        levels: multigrid levels per V-cycle (grids down to ``n / 2 ** (levels - 1)``).
+        levels: multigrid levels per V-cycle (grids down to ``n / 2 ** (levels - 1)``), at most 12.
         smoothing: steps per level, finest first (default ``1, ..., 1, 2``).
         padding_mode: "zeros" (Dirichlet-like boundaries) | "circular" (periodic) | "reflect".
         activation: "gelu" | "relu" | "tanh" | "silu".
@@ -123,6 +124,12 @@ class MgNO(GridOperator):
         super().__init__()
         self._set_io(in_channels, out_channels, n_dims, 2)
         levels = check_positive_int("levels", levels)
+        if levels > _MAX_LEVELS:
+            raise ValueError(f"levels must be <= {_MAX_LEVELS} (grids are padded to a multiple of 2 ** (levels - 1)), "
+                             f"got {levels}")
+        if smoothing is not None and not isinstance(smoothing, Sequence):
+            raise TypeError(f"smoothing must be a sequence of {levels} ints (one per level), got "
+                            f"{type(smoothing).__name__}")
         smoothing = (1,) * (levels - 1) + (2,) if smoothing is None else tuple(smoothing)
         if len(smoothing) != levels or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in smoothing):
             raise ValueError(f"smoothing must be {levels} ints >= 1 (one per level), got {smoothing!r}")
@@ -151,8 +158,11 @@ class MgNO(GridOperator):
     def forward(self, a: Tensor) -> Tensor:
         """``(B, in_channels, *grid)`` -> ``(B, out_channels, *grid)``."""
         self.check_input(a)
+        if a.shape[0] == 0:
+            return self.empty_output(a)
         grid = tuple(a.shape[2:])
         pads = self._padding(grid)
+        self.check_padded("levels", grid, [n + p for n, p in zip(grid, pads)])
         spec = [p for pad in reversed(pads) for p in (0, pad)]
         u = F.pad(a, spec, mode="reflect") if self.padding_mode == "reflect" and any(pads) else F.pad(a, spec)
         for cycle, linear in zip(self.cycles, self.linear):

@@ -67,6 +67,9 @@ class PDEData:
         if self.a.shape[0] != self.u.shape[0]:
             raise ValueError(f"a and u must hold the same number of samples, got {self.a.shape[0]} and "
                              f"{self.u.shape[0]}")
+        if self.a.shape[2:] != self.u.shape[2:]:
+            raise ValueError(f"a and u must be on the same grid, got shapes {tuple(self.a.shape)} and "
+                             f"{tuple(self.u.shape)}")
         if not isinstance(self.recipe, dict):
             raise TypeError(f"recipe must be a dict, got {type(self.recipe).__name__}")
 
@@ -305,6 +308,11 @@ def generate(recipe: dict, compute: Compute, *, block: int, cache: bool, progres
                 raise
     a = torch.from_numpy(np.concatenate([results[s][0] for s in starts])[:n])
     u = torch.from_numpy(np.concatenate([results[s][1] for s in starts])[:n])
+    for name, x in (("a", a), ("u", u)):  # never return (or cache) overflowed data
+        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero()[:, 0].tolist()
+        if bad:
+            raise ValueError(f"{recipe['name']}: {name} came out non-finite in sample(s) {bad[:10]}: the parameters "
+                             "are outside the range the solver handles in float32")
     data = PDEData(a.contiguous(), u.contiguous(), dict(recipe))
     if cache:
         try:

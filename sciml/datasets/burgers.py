@@ -19,7 +19,7 @@ from torch import Tensor
 from sciml.validation import check_int, check_positive, check_positive_int, check_tensor
 
 from ._base import PDEData, check_common, check_divides, generate, sample_generator
-from .fields import periodic_grf
+from .fields import check_scale, periodic_grf
 
 __all__ = ["burgers", "solve_burgers", "RECIPE_VERSION"]
 
@@ -49,7 +49,7 @@ def burgers(n: int, resolution: int = 1024, *, solve_resolution: int = 8192, nu:
         seed: data-set seed (>= 0).
         sigma, tau, gamma: covariance of the initial condition (> 0).
         time: final time (> 0).
-        step_size: largest time step; the solver takes ``ceil(time / step_size)`` equal steps.
+        step_size: largest time step; the solver takes ``ceil(time / step_size)`` equal steps (at least one).
         cache, progress, workers: as for :func:`~sciml.datasets.darcy`.
 
     Returns:
@@ -62,10 +62,10 @@ def burgers(n: int, resolution: int = 1024, *, solve_resolution: int = 8192, nu:
         raise ValueError(f"solve_resolution must be even, got {solve_resolution}")
     check_divides("resolution", resolution, "solve_resolution", solve_resolution, nodes=False)
     time = check_positive("time", time)
-    num_steps = math.ceil(time / check_positive("step_size", step_size) - 1e-9)
+    num_steps = max(1, math.ceil(time / check_positive("step_size", step_size) - 1e-9))
     recipe = {"name": "burgers", "recipe_version": RECIPE_VERSION, "n": n, "seed": seed,
               "resolution": resolution, "solve_resolution": solve_resolution, "nu": check_positive("nu", nu),
-              "sigma": check_positive("sigma", sigma), "tau": check_positive("tau", tau),
+              "sigma": check_scale("sigma", sigma), "tau": check_scale("tau", tau),
               "gamma": check_positive("gamma", gamma), "time": time, "num_steps": num_steps}
     return generate(recipe, _compute, block=_BLOCK, cache=cache, progress=progress, workers=workers)
 
@@ -75,7 +75,10 @@ def _compute(recipe: dict, start: int, stop: int) -> tuple[np.ndarray, np.ndarra
     r = size // recipe["resolution"]
     u0 = torch.stack([periodic_grf(sample_generator(recipe["seed"], i), (size,), sigma=recipe["sigma"],
                                    tau=recipe["tau"], gamma=recipe["gamma"]) for i in range(start, stop)])
-    u = solve_burgers(u0, nu=recipe["nu"], time=recipe["time"], num_steps=recipe["num_steps"])[:, 0]
+    try:
+        u = solve_burgers(u0, nu=recipe["nu"], time=recipe["time"], num_steps=recipe["num_steps"])[:, 0]
+    except ValueError as exc:  # in the names burgers() takes
+        raise ValueError(f"{exc}; for burgers(): decrease step_size or sigma") from None
     return (u0[:, None, ::r].numpy().astype(np.float32), u[:, None, ::r].numpy().astype(np.float32))
 
 
@@ -94,7 +97,8 @@ def solve_burgers(u0: Tensor, *, nu: float, time: float, num_steps: int, num_fra
         num_frames: number of equally spaced times returned, ``time * (j + 1) / num_frames``.
 
     Returns:
-        ``(batch, num_frames, s)`` float64; the last frame is ``u(., time)``.
+        ``(batch, num_frames, s)`` float64; the last frame is ``u(., time)``. An empty batch gives an
+        empty result; a solution that becomes non-finite (a time step too large for ``u0``) a ``ValueError``.
     """
     check_tensor("u0", u0, ndim=2)
     size = u0.shape[-1]
@@ -104,6 +108,8 @@ def solve_burgers(u0: Tensor, *, nu: float, time: float, num_steps: int, num_fra
     num_steps, num_frames = check_positive_int("num_steps", num_steps), check_positive_int("num_frames", num_frames)
     if num_steps % num_frames:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of num_frames ({num_frames})")
+    if u0.shape[0] == 0:
+        return u0.new_zeros((0, num_frames, size), dtype=torch.float64)
     dt = time / num_steps
     k = torch.arange(size // 2 + 1, dtype=torch.float64)
     # d/dx of u^2 / 2, dealiased; zero at k = 0, so the mean never changes.
@@ -119,7 +125,11 @@ def solve_burgers(u0: Tensor, *, nu: float, time: float, num_steps: int, num_fra
         v = _etdrk4_step(v, rhs, coef)
         if step % (num_steps // num_frames) == 0:
             frames.append(torch.fft.irfft(v, n=size))
-    return torch.stack(frames, dim=1)
+    out = torch.stack(frames, dim=1)
+    if not bool(torch.isfinite(out).all()):  # NaN / inf persist through the FFTs: the end tells
+        raise ValueError(f"the solution became non-finite: the time step time / num_steps = {dt:.3g} is too large "
+                         "for this u0; increase num_steps or lower the amplitude of u0")
+    return out
 
 
 def _etdrk4(lin: Tensor, dt: float, points: int = 32) -> tuple[Tensor, ...]:

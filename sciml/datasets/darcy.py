@@ -21,7 +21,7 @@ from torch import Tensor
 from sciml.validation import check_choice, check_int, check_positive, check_real
 
 from ._base import PDEData, check_common, check_divides, generate, sample_generator
-from .fields import neumann_grf
+from .fields import check_scale, neumann_grf
 
 __all__ = ["darcy", "solve_darcy", "darcy_coefficient", "RECIPE_VERSION"]
 
@@ -29,6 +29,7 @@ RECIPE_VERSION = 1
 """Bumped whenever the Darcy algorithm changes the numbers (invalidates cached files)."""
 
 _METHODS = ("nd", "mmd", "colamd", "cg")
+_FLOAT32_RANGE = (1e-30, 1e30)  # coefficients whose a and u = O(1 / a) are normal float32 numbers
 
 
 def darcy(n: int, resolution: int = 85, *, solve_resolution: int = 421, seed: int = 0,
@@ -64,7 +65,7 @@ def darcy(n: int, resolution: int = 85, *, solve_resolution: int = 421, seed: in
     high, low = _check_coefficients(coefficients)
     recipe = {"name": "darcy", "recipe_version": RECIPE_VERSION, "n": n, "seed": seed,
               "resolution": resolution, "solve_resolution": solve_resolution, "coefficients": [high, low],
-              "alpha": check_positive("alpha", alpha), "tau": check_positive("tau", tau), "rhs": 1.0}
+              "alpha": check_positive("alpha", alpha), "tau": check_scale("tau", tau), "rhs": 1.0}
     return generate(recipe, _compute, block=1, cache=cache, progress=progress, workers=workers)
 
 
@@ -73,7 +74,13 @@ def _check_coefficients(coefficients: object) -> tuple[float, float]:
         raise TypeError(f"coefficients must be a pair of positive numbers, got {type(coefficients).__name__}")
     if len(coefficients) != 2:  # type: ignore[arg-type]
         raise ValueError(f"coefficients must hold two values, got {len(coefficients)}")  # type: ignore[arg-type]
-    return tuple(check_positive(f"coefficients[{k}]", c) for k, c in enumerate(coefficients))  # type: ignore
+    values = tuple(check_positive(f"coefficients[{k}]", c) for k, c in enumerate(coefficients))  # type: ignore
+    low, high = _FLOAT32_RANGE
+    for k, c in enumerate(values):  # the data are float32, and u scales like 1 / a
+        if not low <= c <= high:
+            raise ValueError(f"coefficients[{k}] must lie in [{low:g}, {high:g}] (the data are float32 and u "
+                             f"scales like 1 / a), got {c:g}")
+    return values
 
 
 def darcy_coefficient(g: Tensor, coefficients: Sequence[float] = (12.0, 3.0)) -> Tensor:

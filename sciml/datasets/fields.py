@@ -21,7 +21,18 @@ from torch import Tensor
 
 from sciml.validation import check_generator, check_int, check_positive
 
-__all__ = ["periodic_grf", "periodic_grf_eigenvalues", "neumann_grf"]
+__all__ = ["periodic_grf", "periodic_grf_eigenvalues", "neumann_grf", "check_scale"]
+
+_MAX_SCALE = 1e150  # its square is still a finite float64
+
+
+def check_scale(name: str, value: object) -> float:
+    """``value`` as a float in ``(0, 1e150]`` (its square stays a finite float), else ``TypeError`` /
+    ``ValueError`` naming ``name``: the check of a field's ``sigma`` and ``tau``."""
+    v = check_positive(name, value)
+    if v > _MAX_SCALE:
+        raise ValueError(f"{name} must be <= {_MAX_SCALE:g} (its square must be a finite float), got {v:g}")
+    return v
 
 
 def _wavenumbers(size: int) -> Tensor:
@@ -71,7 +82,7 @@ def periodic_grf(generator: torch.Generator, shape: tuple[int, ...] | int, *, si
     check_generator("generator", generator)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     shape = tuple(check_int("shape", s, minimum=2) for s in shape)
-    sigma, tau, gamma = (check_positive(k, v) for k, v in (("sigma", sigma), ("tau", tau), ("gamma", gamma)))
+    sigma, tau, gamma = check_scale("sigma", sigma), check_scale("tau", tau), check_positive("gamma", gamma)
     noise = torch.randn((2, *shape), generator=generator, dtype=torch.float64)
     coef = torch.complex(noise[0], noise[1]) * periodic_grf_eigenvalues(shape, sigma=sigma, tau=tau,
                                                                         gamma=gamma).sqrt()
@@ -92,7 +103,7 @@ def neumann_grf(generator: torch.Generator, size: int, *, alpha: float, tau: flo
     """
     check_generator("generator", generator)
     size = check_int("size", size, minimum=2)
-    alpha, tau = check_positive("alpha", alpha), check_positive("tau", tau)
+    alpha, tau = check_positive("alpha", alpha), check_scale("tau", tau)
     k = np.arange(size, dtype=np.float64)
     coef = (np.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + tau**2) ** (-alpha / 2.0)
     coef[0, 0] = 0.0

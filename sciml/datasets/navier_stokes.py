@@ -20,7 +20,7 @@ from torch import Tensor
 from sciml.validation import check_bool, check_int, check_positive, check_positive_int, check_tensor
 
 from ._base import PDEData, check_common, check_divides, generate, sample_generator
-from .fields import periodic_grf
+from .fields import check_scale, periodic_grf
 
 __all__ = ["navier_stokes", "solve_navier_stokes", "fno_forcing", "RECIPE_VERSION"]
 
@@ -80,11 +80,11 @@ def navier_stokes(n: int, resolution: int = 64, *, solve_resolution: int | None 
     if input_steps >= frames:
         raise ValueError(f"input_steps ({input_steps}) must leave output frames: less than time / record_every "
                          f"= {frames}")
-    steps_per_frame = math.ceil(record_every / check_positive("step_size", step_size) - 1e-9)
+    steps_per_frame = max(1, math.ceil(record_every / check_positive("step_size", step_size) - 1e-9))
     recipe = {"name": "navier_stokes", "recipe_version": RECIPE_VERSION, "n": n, "seed": seed,
               "resolution": resolution, "solve_resolution": solve_resolution, "nu": check_positive("nu", nu),
               "time": time, "record_every": record_every, "input_steps": input_steps,
-              "sigma": check_positive("sigma", sigma), "tau": check_positive("tau", tau),
+              "sigma": check_scale("sigma", sigma), "tau": check_scale("tau", tau),
               "gamma": check_positive("gamma", gamma), "forcing": check_bool("forcing", forcing),
               "steps_per_frame": steps_per_frame}
     return generate(recipe, _compute, block=_BLOCK, cache=cache, progress=progress, workers=workers)

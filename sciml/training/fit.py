@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..io import load_state, reading
+from ..io import load_module_state, load_state, reading
 from ..progress import check_progress, progress_bar
 from ..validation import (
     check_bool,
     check_choice,
     check_generator,
+    check_module_dtype,
     check_nonnegative,
     check_positive,
     check_positive_int,
@@ -32,7 +33,15 @@ from . import distributed
 from .losses import LOSSES
 from .normalise import ChannelNormaliser, NormalisedOperator
 from .schedules import SCHEDULES
-from .state import CHECKPOINT_KIND, CHECKPOINT_VERSION, TrainingState, fingerprint
+from .state import (
+    CHECKPOINT_KIND,
+    CHECKPOINT_VERSION,
+    TrainingState,
+    check_checkpoint,
+    check_schedule,
+    fingerprint,
+    finite_parameters,
+)
 
 __all__ = ["fit", "evaluate", "TrainResult", "count_parameters", "load_checkpoint_model", "DEFAULTS",
            "CHECKPOINT_KIND"]
@@ -66,7 +75,8 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _pair(name: str, data: object) -> tuple[Tensor, Tensor]:
-    """``(a, u)`` from a data set with ``.a`` / ``.u`` (``sciml.datasets.PDEData``) or an ``(a, u)`` pair."""
+    """``(a, u)`` from a data set with ``.a`` / ``.u`` (``sciml.datasets.PDEData``) or an ``(a, u)`` pair: finite
+    floating tensors of the same samples and grid, no target ``u`` identically zero."""
     if hasattr(data, "a") and hasattr(data, "u"):
         a, u = data.a, data.u  # type: ignore[attr-defined]
     elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -85,18 +95,23 @@ def _pair(name: str, data: object) -> tuple[Tensor, Tensor]:
     if a.shape[0] != u.shape[0] or a.shape[2:] != u.shape[2:]:
         raise ValueError(f"{name}.a {tuple(a.shape)} and {name}.u {tuple(u.shape)} must have the same number of "
                          "samples and the same grid")
+    zero = (u.flatten(1) == 0).all(1).nonzero()[:, 0].tolist()
+    if zero:  # every loss is relative: it divides by the target's norm
+        raise ValueError(f"{name}.u is zero in sample(s) {zero[:10]}{' ...' if len(zero) > 10 else ''}: the "
+                         "relative error divides by each target's norm; leave those samples out")
     return a, u
 
 
-def _check_model(model: nn.Module, a: Tensor, u: Tensor) -> None:
+def _check_model(model: nn.Module, a: Tensor, u: Tensor, name: str) -> None:
+    """``model`` an ``nn.Module`` whose channels, grid dimensions and parameter dtype fit the data ``name``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for attr, got, part in (("in_channels", a.shape[1], "a"), ("out_channels", u.shape[1], "u"),
-                            ("n_dims", a.ndim - 2, "a")):
-        want = getattr(model, attr, None)
+    for attr, x, part in (("in_channels", a, "a"), ("out_channels", u, "u"), ("n_dims", a, "a")):
+        want, got = getattr(model, attr, None), (x.ndim - 2 if attr == "n_dims" else x.shape[1])
         if want is not None and want != got:
             what = "grid dimensions" if attr == "n_dims" else "channels"
-            raise ValueError(f"model has {attr}={want} but train.{part} has {got} {what} (shape {tuple(a.shape)})")
+            raise ValueError(f"model has {attr}={want} but {name}.{part} has {got} {what} (shape {tuple(x.shape)})")
+    check_module_dtype(f"{name}.a", a, model)
 
 
 @dataclass
@@ -123,6 +138,7 @@ def _settings(model: nn.Module, epochs: object, batch_size: object, given: dict[
     chosen = {k: (defaults[k] if v is None else v) for k, v in given.items()}
     schedule = chosen["schedule"]
     if callable(schedule):
+        check_schedule(schedule)
         factor, schedule_name = schedule, getattr(schedule, "__name__", "custom")
     else:
         schedule_name = check_choice("schedule", schedule, tuple(SCHEDULES))
@@ -178,6 +194,9 @@ def _step(run: TrainingState, ddp: nn.Module, a: Tensor, u: Tensor, idx: Tensor,
     run.opt.zero_grad(set_to_none=True)
     (total * size / idx.numel()).backward()
     run.opt.step()
+    if not finite_parameters(run.net):
+        raise FloatingPointError(f"the parameters became non-finite at {where} (lr {run.lr:.3g}): a NaN / inf "
+                                 "gradient; lower lr, or check the model")
     run.sched.step()
     return float(total.detach())
 
@@ -208,10 +227,11 @@ def fit(
         train, test: ``sciml.datasets`` data sets (``.a``, ``.u``) or ``(a, u)`` tensor pairs.
         epochs, batch_size: passes over ``train`` and the global batch (split across processes).
         lr, loss ("l2" | "h1" relative error), optimizer ("adam" | "adamw"), schedule ("step" | "cosine"
-            | "onecycle" | "constant", or a function of the fraction of steps done -> factor),
+            | "onecycle" | "constant", or a function of the fraction of steps done -> a finite factor >= 0),
             weight_decay: ``None`` takes the model's ``training_defaults``, else :data:`DEFAULTS`.
         normalise: fit per-channel normalisers to ``train`` and fold them into the result.
-        checkpoint: file written after every epoch (atomically); with ``resume=True`` an existing file
+        checkpoint: file written after every epoch (atomically; its folder must exist, checked up front);
+            with ``resume=True`` an existing file
             is continued (same model and settings, else :class:`sciml.SaveFileError`) and the result is
             bit-for-bit that of an uninterrupted run.
         generator: seeds the shuffling (``None``: torch's global generator).
@@ -220,12 +240,14 @@ def fit(
     """
     a, u = _pair("train", train)
     test_pair = None if test is None else _pair("test", test)
-    _check_model(model, a, u)
+    _check_model(model, a, u, "train")
+    if test_pair is not None:
+        _check_model(model, *test_pair, "test")
     settings, factor = _settings(model, epochs, batch_size, {"lr": lr, "loss": loss, "optimizer": optimizer,
                                                             "schedule": schedule, "weight_decay": weight_decay},
                                  normalise)
     generator, progress = check_generator("generator", generator), check_progress(progress)
-    resume = check_bool("resume", resume)
+    resume, checkpoint = check_bool("resume", resume), check_checkpoint(checkpoint)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
     device = distributed.local_device(next(iter(model.parameters()), torch.empty(0)).device)
@@ -234,7 +256,7 @@ def fit(
         raise ValueError(f"amp=True needs a CUDA model, this one is on {device}")
     with distributed.process_group(device) as world:
         return _fit(model, (a, u), test_pair, settings, factor, device, world, generator, progress, amp,
-                    None if checkpoint is None else os.fspath(checkpoint), resume)
+                    checkpoint, resume)
 
 
 def _fit(model: nn.Module, train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor] | None, settings: _Settings,
@@ -299,6 +321,6 @@ def load_checkpoint_model(path: str | os.PathLike[str], model: nn.Module,
         net = NormalisedOperator(model, *norms)
         if payload["fingerprint"] != _fingerprint(net):
             raise ValueError(f"it holds a {payload['fingerprint']['model']} of other shapes than the model given")
-        net.load_state_dict(state)
+        load_module_state(net, state)
     return net.eval()
 

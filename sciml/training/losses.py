@@ -11,6 +11,8 @@ __all__ = ["relative_l2", "relative_h1", "LOSSES"]
 def _check_pair(pred: Tensor, true: Tensor) -> None:
     if not isinstance(pred, Tensor) or not isinstance(true, Tensor):
         raise TypeError(f"pred and true must be tensors, got {type(pred).__name__}, {type(true).__name__}")
+    if not pred.is_floating_point() or not true.is_floating_point():
+        raise TypeError(f"pred and true must be floating tensors, got {pred.dtype}, {true.dtype}")
     if pred.shape != true.shape:
         raise ValueError(f"pred and true must have the same shape, got {tuple(pred.shape)} and {tuple(true.shape)}")
     if pred.ndim < 2 or pred.shape[0] == 0:

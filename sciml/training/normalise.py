@@ -36,6 +36,13 @@ class ChannelNormaliser(nn.Module):
         return norm
 
     def _shape(self, v: Tensor, x: Tensor) -> Tensor:
+        """``v`` (per channel) broadcastable against ``x``; ``TypeError`` / ``ValueError`` unless ``x`` is a
+        floating ``(n, channels, *grid)`` tensor (an integer one would truncate the statistics)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = f"a {x.dtype} tensor" if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"the normaliser needs a floating tensor, got {got}")
+        if x.ndim < 2 or x.shape[1] != v.numel():
+            raise ValueError(f"the normaliser needs (n, {v.numel()}, *grid) fields, got shape {tuple(x.shape)}")
         return v.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
 
     def encode(self, x: Tensor) -> Tensor:
@@ -49,7 +56,8 @@ class NormalisedOperator(nn.Module):
     """``operator`` between raw fields: inputs encoded, outputs decoded, at any grid size.
 
     ``forward(a)`` takes ``(batch, in_channels, *grid)`` raw inputs and returns raw outputs
-    ``(batch, out_channels, *grid)``. ``operator`` is the trained model; the normalisers are buffers,
+    ``(batch, out_channels, *grid)``; ``a`` goes through the operator's ``check_input`` (if it has one)
+    before it is normalised. ``operator`` is the trained model; the normalisers are buffers,
     so ``state_dict`` holds everything.
     """
 
@@ -64,6 +72,9 @@ class NormalisedOperator(nn.Module):
                 setattr(self, attr, getattr(operator, attr))
 
     def forward(self, a: Tensor) -> Tensor:
+        check = getattr(self.operator, "check_input", None)
+        if callable(check):  # the operator's own message for a bad input, not the normaliser's
+            check(a)
         x = self.inputs.encode(a) if self.inputs is not None else a
         y = self.operator(x)
         return self.outputs.decode(y) if self.outputs is not None else y

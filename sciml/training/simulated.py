@@ -34,7 +34,7 @@ from ..validation import (
 )
 from . import distributed
 from .schedules import SCHEDULES, cosine
-from .state import TrainingState, fingerprint
+from .state import TrainingState, check_checkpoint, check_schedule, fingerprint, finite_parameters
 
 __all__ = ["fit_simulated", "SimulationResult"]
 
@@ -106,6 +106,7 @@ def fit_simulated(
     if warmup >= 1:
         raise ValueError(f"warmup is a fraction of the steps in [0, 1), got {warmup}")
     if callable(schedule):
+        check_schedule(schedule)
         factor, schedule_name = schedule, getattr(schedule, "__name__", "custom")
     else:
         schedule_name = check_choice("schedule", schedule, tuple(SCHEDULES))
@@ -117,7 +118,8 @@ def fit_simulated(
                 "warmup": warmup, "grad_clip": None if grad_clip is None else check_positive("grad_clip", grad_clip)}
     every = check_positive_int("checkpoint_every", checkpoint_every)
     generator, progress = check_generator("generator", generator), check_progress(progress)
-    if check_bool("resume", resume) and checkpoint is None:
+    path = check_checkpoint(checkpoint)
+    if check_bool("resume", resume) and path is None:
         raise ValueError("resume=True needs a checkpoint path")
     device = distributed.local_device(next(iter(model.parameters()), torch.empty(0)).device)
     with distributed.process_group(device) as world:
@@ -126,7 +128,6 @@ def fit_simulated(
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         run = TrainingState(model, "fit_simulated", settings, fingerprint(model), factor, settings["num_steps"],
                             seed, ("step", "loss", "lr"))
-        path = None if checkpoint is None else os.fspath(checkpoint)
         resumed_from = 0
         if resume and path is not None and os.path.exists(path):
             run.restore(path, device)
@@ -157,6 +158,9 @@ def _train(run: TrainingState, loss: LossFn, device: torch.device, world: tuple[
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(run.net.parameters(), clip)
         run.opt.step()
+        if not finite_parameters(net):
+            raise FloatingPointError(f"the parameters became non-finite at step {step} (lr {run.lr:.3g}): a NaN / "
+                                     "inf gradient; lower lr, or check the simulator and the model")
         run.sched.step()
         run.done = step + 1
         run.record(step=run.done, loss=float(value.detach()), lr=run.lr)

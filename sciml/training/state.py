@@ -13,9 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..io import load_state, reading, save_state
+from ..io import load_module_state, load_state, reading, save_state
+from ..validation import check_nonnegative
 
-__all__ = ["TrainingState", "optimiser", "fingerprint", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
+__all__ = ["TrainingState", "optimiser", "fingerprint", "check_checkpoint", "check_schedule", "schedule_factor",
+           "finite_parameters", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_KIND = "training.Checkpoint"
 CHECKPOINT_VERSION = 2  # 2: progress counted as "done" (epochs or steps), the trainer named
@@ -34,15 +36,60 @@ def fingerprint(model: nn.Module, state_of: nn.Module | None = None) -> dict[str
             "parameters": {k: list(v.shape) for k, v in held.state_dict().items()}}
 
 
+def check_checkpoint(checkpoint: object) -> str | None:
+    """``checkpoint`` as a str (``None`` stays ``None``), checked before any training: a path that is not a
+    folder, in a folder that exists."""
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a str or os.PathLike path or None, got {type(checkpoint).__name__}")
+    path = os.fsdecode(checkpoint)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"checkpoint={path!r} is a directory, not a file to write")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"checkpoint={path!r}: the folder {parent!r} does not exist")
+    return path
+
+
+def schedule_factor(schedule: Callable[[float], float], t: float, where: str) -> float:
+    """``schedule(t)`` as a float, else ``TypeError`` / ``ValueError`` naming ``schedule`` and ``where``:
+    a learning-rate factor must be a finite real >= 0."""
+    value = schedule(t)
+    try:
+        return check_nonnegative("schedule's factor", value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{exc} ({where}, t = {t:.4g})") from None
+
+
+def check_schedule(schedule: Callable[[float], float]) -> None:
+    """Call a custom ``schedule`` at ``t = 0`` before any work; its failure is a ``TypeError`` naming it."""
+    try:
+        schedule(0.0)
+    except Exception as exc:
+        raise TypeError(f"schedule must be a function of the fraction of steps done (a float in [0, 1]) returning "
+                        f"a factor of lr; schedule(0.0) raised {type(exc).__name__}: {exc}") from exc
+    schedule_factor(schedule, 0.0, "at the start")
+
+
+def finite_parameters(net: nn.Module) -> bool:
+    """Whether every parameter of ``net`` is finite: one sum of sums (finite proves it), exact only if not."""
+    params = [p.detach() for p in net.parameters()]
+    return not params or bool(torch.isfinite(sum(p.sum() for p in params))) or \
+        all(bool(torch.isfinite(p).all()) for p in params)
+
+
 class TrainingState:
-    """Optimiser, ``LambdaLR`` schedule (stepped per optimiser step over ``total_steps``), ``done``
+    """Optimiser, ``LambdaLR`` schedule (stepped per optimiser step over ``total_steps``; every factor
+    checked by :func:`schedule_factor`), ``done``
     (epochs or steps finished), ``seed`` and ``history`` of one training run of ``net``."""
 
     def __init__(self, net: nn.Module, trainer: str, settings: dict[str, Any], fingerprint: dict[str, Any],
                  factor: Callable[[float], float], total_steps: int, seed: int, history_keys: Sequence[str]) -> None:
         self.net, self.trainer, self.settings, self.fingerprint, self.seed = net, trainer, settings, fingerprint, seed
         self.opt = optimiser(net.parameters(), settings["optimizer"], settings["lr"], settings["weight_decay"])
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: factor(step / total_steps))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda step: schedule_factor(factor, step / total_steps, f"at step {step}"))
         self.history: dict[str, list[float]] = {k: [] for k in history_keys}
         self.done = 0
 
@@ -76,7 +123,7 @@ class TrainingState:
             if diff:
                 raise ValueError("it was written with other settings (given, saved): "
                                  + ", ".join(f"{k}={a!r} vs {b!r}" for k, (a, b) in diff.items()))
-            self.net.load_state_dict(payload["model"])
+            load_module_state(self.net, payload["model"])
             self.opt.load_state_dict(payload["optimizer"])
             self.sched.load_state_dict(payload["scheduler"])
             self.done, self.seed, self.history = int(payload["done"]), int(payload["seed"]), payload["history"]

@@ -217,6 +217,28 @@ def test_periodic_field_2d_spectrum():
     assert float(lam[0, 0]) == 0.0 and float(lam[16, 3]) == 0.0  # constant and Nyquist modes
 
 
+def test_a_blown_up_burgers_solution_is_an_error_not_nan_data(monkeypatch):
+    with pytest.raises(ValueError, match="became non-finite.*increase num_steps"):
+        solve_burgers(1e6 * torch.randn(2, 16, dtype=torch.float64), nu=0.1, time=1.0, num_steps=10)
+    with pytest.raises(ValueError, match="became non-finite.*decrease step_size or sigma"):
+        burgers(4, 8, solve_resolution=32, sigma=300, step_size=0.05, workers=1)
+    assert not os.path.exists(data_dir()) or not os.listdir(data_dir())  # nothing cached
+    assert solve_burgers(torch.randn(0, 16), nu=0.1, time=1.0, num_steps=3, num_frames=3).shape == (0, 3, 16)
+    assert burgers(1, 8, solve_resolution=32, time=1e-12, cache=False, workers=1).u.shape == (1, 1, 8)  # one step
+
+
+def test_non_finite_computed_data_is_never_returned_or_cached(monkeypatch):
+    def overflowed(recipe, start, stop):
+        u = np.ones((stop - start, 1, 11, 11), np.float32)
+        u[:, 0, 2, 2] = np.inf if start == 1 else 1.0
+        return np.ones_like(u), u
+
+    monkeypatch.setattr(darcy_module, "_compute", overflowed)
+    with pytest.raises(ValueError, match=r"darcy: u came out non-finite in sample\(s\) \[1\]"):
+        darcy(2, workers=1, **SMALL_DARCY)
+    assert not os.path.exists(data_dir()) or not os.listdir(data_dir())
+
+
 def test_burgers_data_layout():
     data = burgers(3, cache=False, **SMALL_BURGERS)
     assert data.a.shape == data.u.shape == (3, 1, 64) and data.u.dtype == torch.float32
@@ -417,6 +439,8 @@ def test_pdedata_indexing_and_grid():
     assert periodic.shape == (1, 64) and float(periodic[0, -1]) == pytest.approx(63 / 64)
     with pytest.raises(ValueError, match="same number"):
         PDEData(torch.zeros(2, 1, 3), torch.zeros(3, 1, 3), {})
+    with pytest.raises(ValueError, match="same grid"):
+        PDEData(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 5), {})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -434,6 +458,11 @@ def test_pdedata_indexing_and_grid():
     (lambda: darcy(2, coefficients=(12.0, -3.0)), ValueError, r"coefficients\[1\]"),
     (lambda: darcy(2, coefficients=(12.0, math.inf)), ValueError, "coefficients"),
     (lambda: darcy(2, coefficients=12.0), TypeError, "coefficients"),
+    (lambda: darcy(2, coefficients=(1e300, 1e-300)), ValueError, r"coefficients\[0\] must lie in"),
+    (lambda: darcy(2, coefficients=(1e-320, 1e-320)), ValueError, r"coefficients\[0\] must lie in"),
+    (lambda: darcy(2, tau=1e300), ValueError, "tau must be <= 1e"),
+    (lambda: burgers(2, tau=1e200), ValueError, "tau must be <= 1e"),
+    (lambda: burgers(2, sigma=1e200), ValueError, "sigma must be <= 1e"),
     (lambda: darcy(2, tau=0.0), ValueError, "tau"),
     (lambda: darcy(2, alpha=-1.0), ValueError, "alpha"),
     (lambda: darcy(2, workers=0), ValueError, "workers"),

@@ -70,6 +70,18 @@ def test_check_tensor_finite_entries_whose_sum_overflows():
     assert check_tensor("x", big) is big
 
 
+def test_check_module_dtype_names_both_dtypes_and_the_cast():
+    from torch import nn
+
+    from sciml.validation import check_module_dtype
+
+    x = torch.ones(2, 3)
+    assert check_module_dtype("x", x, nn.Linear(3, 1)) is x
+    assert check_module_dtype("x", x.double(), nn.Identity()) is not None  # no parameters: any dtype
+    with pytest.raises(TypeError, match=r"x is torch.float64 .* torch.float32: .*x.float\(\).*model.double\(\)"):
+        check_module_dtype("x", x.double(), nn.Linear(3, 1))
+
+
 def test_check_int_accepts_integer_kinds_only():
     import numpy as np
 

@@ -106,6 +106,25 @@ def test_bad_inputs():
         FNO(padding=-0.1)
 
 
+def test_bad_inputs_are_refused_before_any_work():
+    model = FNO(1, 1, 2, width=8, modes=4, n_layers=2, projection=16)
+    with pytest.raises(TypeError, match=r"a is torch.float64 but the model's parameters are torch.float32.*a.float\(\)"):
+        model(torch.randn(2, 1, 16, 16, dtype=torch.float64))
+    with pytest.raises(TypeError, match="a is torch.float16"):
+        model(torch.randn(2, 1, 16, 16).half())
+    bad = torch.randn(2, 1, 16, 16)
+    bad[1, 0, 3, 3] = math.inf
+    with pytest.raises(ValueError, match="a has 1 non-finite entry"):
+        model(bad)
+    with pytest.raises(ValueError, match="at least one point per grid dimension"):
+        model(torch.randn(2, 1, 0, 16))
+    assert model(torch.randn(0, 1, 16, 16)).shape == (0, 1, 16, 16)  # an empty batch: an empty output
+    with pytest.raises(ValueError, match="padding .* must be <= 1"):
+        FNO(1, 1, 1, padding=1e20)  # fast_fft_size would search forever near 1.6e21
+    with pytest.raises(TypeError, match="coordinates must be a bool"):
+        FNO(coordinates="no")
+
+
 def test_save_load_round_trip_and_foreign_files(tmp_path):
     model = FNO(1, 2, 1, width=8, modes=4, n_layers=2).eval()
     model.save(tmp_path / "fno.pt")

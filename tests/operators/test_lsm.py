@@ -87,3 +87,20 @@ def test_save_load_and_errors(tmp_path):
         model(torch.randn(1, 2, 20))
     with pytest.raises(TypeError, match="floating"):
         model(torch.ones(1, 1, 20, dtype=torch.long))
+
+
+def test_training_mode_inputs_that_would_break_batch_norm_are_refused():
+    torch.manual_seed(0)
+    model = LSM(1, 1, 1, width=8, patch=1, heads=4, basis=4, projection=16).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = torch.randn(3, 1, 16)
+    bad[0, 0, 4] = float("nan")
+    with pytest.raises(ValueError, match="a has 1 non-finite entry"):
+        model(bad)  # would spread to the other samples and into the running statistics
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="batch norm .* batch of 1"):
+        model(torch.randn(1, 1, 16))
+    assert model.eval()(torch.randn(1, 1, 16)).shape == (1, 1, 16)  # fine in eval mode
+    assert model(torch.randn(0, 1, 16)).shape == (0, 1, 16)
+    with pytest.raises(ValueError, match=r"patch: the grid \(16, 16\) would be padded to \(3200, 3200\)"):
+        LSM(patch=200)(torch.randn(1, 1, 16, 16))

@@ -98,3 +98,18 @@ def test_save_load_round_trip_and_errors(tmp_path):
         MgNO(1, 1, 2)(torch.randn(1, 1, 8))
     with pytest.raises(ValueError, match="too small to reflect-pad"):
         MgNO(1, 1, 1, levels=4, padding_mode="reflect")(torch.randn(1, 1, 3))
+
+
+def test_absurd_levels_empty_batches_and_bad_smoothing_get_clear_errors():
+    with pytest.raises(ValueError, match="levels must be <= 12"):
+        MgNO(levels=16)
+    with pytest.raises(ValueError, match=r"levels: the grid \(16, 16\) would be padded to \(2048, 2048\)"):
+        MgNO(1, 1, 2, width=4, n_layers=1, levels=12)(torch.randn(1, 1, 16, 16))
+    with pytest.raises(TypeError, match="smoothing must be a sequence of 2 ints"):
+        MgNO(levels=2, smoothing=5)
+    model = MgNO(1, 1, 2, width=4, n_layers=1, levels=3)
+    assert model(torch.randn(0, 1, 16, 16)).shape == (0, 1, 16, 16)
+    with pytest.raises(ValueError, match="at least one point per grid dimension"):
+        model(torch.randn(2, 1, 0, 16))
+    with pytest.raises(TypeError, match="torch.float64 but the model's parameters are torch.float32"):
+        model(torch.randn(2, 1, 16, 16, dtype=torch.float64))

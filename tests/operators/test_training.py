@@ -55,6 +55,8 @@ def test_losses_reject_bad_shapes():
         relative_l2(torch.ones(2, 1, 4), torch.ones(2, 1, 5))
     with pytest.raises(TypeError, match="tensors"):
         relative_h1([1.0], torch.ones(1, 1, 2))
+    with pytest.raises(TypeError, match="floating tensors, got torch.int64"):
+        relative_l2(torch.ones(2, 1, 3, dtype=torch.long), torch.ones(2, 1, 3, dtype=torch.long))
 
 
 def test_normaliser_is_resolution_free_and_inverts():
@@ -67,6 +69,23 @@ def test_normaliser_is_resolution_free_and_inverts():
     wrapped = NormalisedOperator(nn.Identity(), norm, norm)
     y = torch.randn(4, 2, 33, dtype=torch.float64)  # another grid size
     assert torch.allclose(wrapped(y), y, atol=1e-12)
+    with pytest.raises(TypeError, match="floating tensor, got a torch.int64"):  # would truncate std to 0
+        norm.encode(y.long())
+    with pytest.raises(ValueError, match=r"\(n, 2, \*grid\)"):
+        norm.encode(y[:, :1])
+
+
+def test_a_trained_model_checks_its_input_before_normalising():
+    a, u = helmholtz_1d(8)
+    net = fit(_small_fno(), (a, u), epochs=1, batch_size=8, progress=False).model
+    with pytest.raises(TypeError, match="a must be a floating tensor, got a torch.int64"):
+        net((3 * a).long())
+    with pytest.raises(ValueError, match=r"a must be \(batch, 1, \*grid\)"):
+        net(torch.cat([a, a], 1))
+    with pytest.raises(TypeError, match="got list"):
+        net([1.0])
+    with pytest.raises(TypeError, match="a is torch.float64"):
+        net(a.double())
 
 
 def test_fit_learns_the_helmholtz_solution_operator():
@@ -164,12 +183,64 @@ def test_bad_inputs_get_clear_errors():
         fit(model, (a, u), epochs=1, schedule="linear")
     with pytest.raises(ValueError, match="epochs"):
         fit(model, (a, u), epochs=0)
+    with pytest.raises(ValueError, match=r"in_channels=1 but test\.a has 2 channels"):
+        fit(model, (a, u), (torch.cat([a, a], 1), u), epochs=1)
+    zero = u.clone()
+    zero[[2, 5]] = 0.0
+    with pytest.raises(ValueError, match=r"train\.u is zero in sample\(s\) \[2, 5\]"):
+        fit(model, (a, zero), epochs=1)
+    with pytest.raises(ValueError, match=r"test\.u is zero in sample\(s\) \[2, 5\]"):
+        fit(model, (a, u), (a, zero), epochs=1)
+    with pytest.raises(TypeError, match=r"train\.a is torch.float64 .*train\.a\.float\(\)"):
+        fit(model, (a.double(), u.double()), epochs=1)
+    with pytest.raises(TypeError, match=r"train\.a is torch.float32 .*torch.float64"):
+        fit(_small_fno().double(), (a, u), epochs=1)
+
+
+@pytest.mark.parametrize(("schedule", "error", "match"), [
+    (lambda t: -1.0, ValueError, r"schedule's factor must be >= 0, got -1.0 \(at the start"),
+    (lambda t: "x", TypeError, "schedule's factor must be a real number, got str"),
+    (lambda: 1.0, TypeError, r"schedule must be a function .*schedule\(0.0\) raised TypeError"),
+    (lambda t: 1.0 if t < 0.5 else math.nan, ValueError, r"must be finite, got nan \(at step 2, t = 0.5\)"),
+])
+def test_a_bad_schedule_is_named(schedule, error, match):
+    a, u = helmholtz_1d(8)
+    with pytest.raises(error, match=match):
+        fit(_small_fno(), (a, u), epochs=1, batch_size=2, schedule=schedule, progress=False)
+
+
+def test_checkpoint_paths_are_checked_before_training(tmp_path):
+    a, u = helmholtz_1d(8)
+    model = _small_fno()
+    start = [p.clone() for p in model.parameters()]
+    with pytest.raises(IsADirectoryError, match="checkpoint=.* is a directory"):
+        fit(model, (a, u), epochs=1, checkpoint=tmp_path, progress=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fit(model, (a, u), epochs=1, checkpoint=tmp_path / "missing" / "ck.pt", progress=False)
+    with pytest.raises(TypeError, match="checkpoint must be a str or os.PathLike"):
+        fit(model, (a, u), epochs=1, checkpoint=3, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no stray temporary file
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), start))  # no epoch was run
 
 
 def test_a_diverging_loss_names_the_step():
     a, u = helmholtz_1d(16)
     with pytest.raises(FloatingPointError, match="not finite at epoch 0, batch 1"):
         fit(_small_fno(), (a, u), epochs=1, batch_size=8, lr=1e30, normalise=False, progress=False)
+
+
+def test_non_finite_parameters_after_the_last_step_are_reported():
+    class NaNGradient(nn.Module):  # finite loss, NaN gradient: d/dw sqrt(w - 1) at w = 1
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return x * self.w + torch.sqrt(self.w - 1)
+
+    a, u = helmholtz_1d(16)
+    with pytest.raises(FloatingPointError, match="parameters became non-finite at epoch 0, batch 0"):
+        fit(NaNGradient(), (a, u), epochs=1, batch_size=16, normalise=False, progress=False)
 
 
 def test_sciml_train_command(tmp_path, monkeypatch, capsys):
