@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .validation import check_positive_int, check_tensor
+
 __all__ = ["chain_diagnostics", "draw_diagnostics", "low_density_draws"]
 
 
@@ -49,6 +51,12 @@ def draw_diagnostics(x: Tensor, diverged: Tensor | None = None, groups: int = 4)
     duplicates resampling leaves next to each other). Neither can see a bias shared by every chain:
     compare against reference draws for that. Empty dict when fewer than ``4 groups`` draws are finite.
     """
+    check_tensor("x", x, ndim=2, finite=False)
+    groups = check_positive_int("groups", groups)
+    if diverged is not None:
+        check_tensor("diverged", diverged, shape=(x.shape[0],), floating=False, finite=False)
+        if diverged.dtype != torch.bool:  # an integer mask would index rows
+            raise TypeError(f"diverged must be a bool mask, got {diverged.dtype}")
     keep = torch.isfinite(x).all(-1) if diverged is None else ~diverged & torch.isfinite(x).all(-1)
     finite = x[keep]
     per = finite.shape[0] // groups

@@ -63,8 +63,9 @@ def _hist(name: str, w: Tensor | None, n: int, like: Tensor) -> Tensor:
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     w = check_tensor(name, torch.as_tensor(w), shape=(n,)).to(dtype=like.dtype, device=like.device)
-    if bool((w < 0).any()) or float(w.sum()) <= 0:
+    if bool((w < 0).any()) or float(w.max()) <= 0:
         raise ValueError(f"{name} must be nonnegative with a positive sum")
+    w = w / w.max()  # first by the largest: a sum of huge finite weights would overflow
     return w / w.sum()
 
 
@@ -117,6 +118,10 @@ def sinkhorn(cost: Tensor, reg: float, a: Tensor | None = None, b: Tensor | None
     a = _hist("a", a, n, cost)
     b = _hist("b", b, m, cost)
     first = max(float(cost.max()), reg) if start is None else max(check_positive("start", start), reg)
+    stages = math.ceil(math.log(reg / first) / math.log(scaling)) if first > reg else 0
+    if stages > 10_000:
+        raise ValueError(f"epsilon scaling from {first:.3g} down to reg = {reg:.3g} by scaling = {scaling} takes "
+                         f"{stages} stages (at most 10000): use a smaller scaling, a larger reg or a smaller start")
     regs = []
     r = first
     while r > reg:
@@ -174,7 +179,7 @@ def entropic_w2(x: Tensor, y: Tensor, reg: float = 0.05, *, weights_x: Tensor | 
     a = _hist("weights_x", weights_x, x.shape[0], x)
     b = _hist("weights_y", weights_y, y.shape[0], x)
     tol = check_positive("tol", tol)
-    cost = torch.cdist(x, y) ** 2
+    cost = _squared_distances(x, y)
     res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol / 10, scaling=scaling, stage_iter=stage_iter)
     if not res.marginal_error <= tol:
         warnings.warn(f"entropic_w2: Sinkhorn marginal violation {res.marginal_error:.2e} > tol={tol:.1e} after "
@@ -210,8 +215,17 @@ def wasserstein2(x: Tensor, y: Tensor, *, weights_x: Tensor | None = None,
     x, y = _pair(x, y)
     a = _hist("weights_x", weights_x, x.shape[0], x)
     b = _hist("weights_y", weights_y, y.shape[0], x)
-    cost = torch.cdist(x, y) ** 2
+    cost = _squared_distances(x, y)
     return math.sqrt(max(float(ot.emd2(a, b, cost, numItermax=10_000_000)), 0.0))
+
+
+def _squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    """``|x_i - y_j|^2`` ``(n, m)``, ``ValueError`` when they overflow the dtype (an OT solver would return 0)."""
+    cost = torch.cdist(x, y) ** 2
+    if not bool(torch.isfinite(cost).all()):
+        raise ValueError(f"the squared distances between x and y overflow {x.dtype} (largest |entry| "
+                         f"{max(float(x.abs().max()), float(y.abs().max())):.3g}): rescale the samples or use float64")
+    return cost
 
 
 def _median_bandwidth(x: Tensor, y: Tensor, max_points: int = 2000) -> float:

@@ -185,6 +185,10 @@ def test_schedules() -> None:
         assert bool((s[1:] >= s[:-1]).all())
     with pytest.raises(ValueError):
         annealing_schedule("nope", 5, 0.1, 1.0)
+    assert float(annealing_schedule(lambda t: t**2, 5, 0.1, 1.0)[-1]) == 1.0
+    for stops_short in (lambda t: t / 2, lambda t: 0.5 + t / 2, torch.zeros_like):  # never reach, or skip, an end
+        with pytest.raises(ValueError, match="must map tau = 0 to 0 and tau = 1 to 1"):
+            annealing_schedule(stops_short, 5, 0.1, 1.0)
 
 
 def test_student_t_variant_heavy_tails() -> None:

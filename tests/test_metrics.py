@@ -205,3 +205,18 @@ def test_sqrtm_psd_and_batched_gaussian_w2_sq():
     d1, d2 = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64)), torch.eye(3, dtype=torch.float64)
     z = torch.zeros(3, dtype=torch.float64)
     assert float(gaussian_w2_sq(z, d1, z, d2)) == pytest.approx((0 + 1 + 4), rel=1e-13)
+
+
+def test_overflowing_inputs_and_endless_stages_are_named():
+    from sciml.metrics import sinkhorn
+
+    x, y = torch.randn(5, 2, generator=_gen()), torch.randn(6, 2, generator=_gen(1))
+    with pytest.raises(ValueError, match="squared distances between x and y overflow torch.float32"):
+        wasserstein2(x * 1e20, y)  # POT returned 0.0 for the overflowed costs
+    with pytest.raises(ValueError, match="squared distances between x and y overflow"):
+        entropic_w2(x * 1e20, y, reg=0.1)
+    # weights whose sum overflows are normalised by their largest first: uniform, as they should be
+    huge = torch.full((5,), 3e38)
+    assert wasserstein2(x, y, weights_x=huge) == pytest.approx(wasserstein2(x, y), rel=1e-6)
+    with pytest.raises(ValueError, match="takes .* stages \\(at most 10000\\)"):
+        sinkhorn(torch.rand(3, 3, generator=_gen()), 0.1, scaling=1 - 1e-9)  # hung before

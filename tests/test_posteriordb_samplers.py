@@ -182,6 +182,14 @@ def test_draw_diagnostics_see_copied_neighbours():
     assert float(draw_diagnostics(fresh)["ess_bulk"].min()) > 600
     assert float(draw_diagnostics(copies)["ess_bulk"].max()) < 300
     assert draw_diagnostics(fresh[:10]) == {}
+    with pytest.raises(TypeError, match="diverged must be a bool mask, got torch.int64"):
+        draw_diagnostics(fresh, torch.zeros(1000, dtype=torch.long))  # ~0 = -1 indexed rows
+    with pytest.raises(ValueError, match="diverged must have shape"):
+        draw_diagnostics(fresh, torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="groups must be >= 1"):
+        draw_diagnostics(fresh, groups=0)
+    with pytest.raises(ValueError, match="x must have 2 dimensions"):
+        draw_diagnostics(fresh[:, 0])
 
 
 def test_low_density_draws_flag_lost_chains_but_no_exact_draw():

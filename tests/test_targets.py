@@ -425,3 +425,24 @@ def test_a_log_prob_autograd_cannot_trace_is_an_error_not_a_zero_gradient():
     nowhere = as_target(lambda x: torch.full(x.shape[:-1], -math.inf, dtype=x.dtype), dim=2)
     lp, g = nowhere.log_prob_and_grad(torch.ones(3, 2))  # zero density everywhere: no gradient to give
     assert torch.equal(g, torch.zeros(3, 2)) and bool(torch.isinf(lp).all())
+
+
+def test_integer_points_are_refused_not_truncated():
+    t = as_target(torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2)))
+    with pytest.raises(TypeError, match="x must be a real floating tensor, got torch.int64"):
+        t.log_prob(torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(TypeError, match="got torch.complex64"):
+        funnel().log_prob(torch.zeros(3, 10, dtype=torch.complex64))
+
+
+def test_a_continuous_site_that_follows_an_enumerated_discrete_one_is_refused():
+    import pyro
+    import pyro.distributions as dist
+
+    def model():
+        z = pyro.sample("z", dist.Categorical(torch.ones(3) / 3))
+        x = pyro.sample("x", dist.Normal(z.float(), 1.0))  # x's shape follows z's enumeration
+        pyro.sample("y", dist.Normal(x, 1.0), obs=torch.tensor(1.0))
+
+    with pytest.raises(ValueError, match="continuous site 'x' has shape \\(\\) in a plain run"):
+        from_pyro_model(model)

@@ -44,7 +44,7 @@ def annealing_schedule(schedule: str | Callable[[Tensor], Tensor], n: int, low: 
 
     Args:
         schedule: a name from :data:`SCHEDULES` or a callable mapping ``tau`` (a float64 tensor of
-            ``n`` points in [0, 1]) to non-decreasing values in [0, 1].
+            ``n`` points in [0, 1]) to non-decreasing values in [0, 1], 0 at ``tau = 0`` and 1 at ``tau = 1``.
         n: number of values (>= 1; ``n = 1`` gives ``[high]``).
         low: first value; for ``"geometric"`` it must be > 0.
         high: last value (>= ``low``).
@@ -60,6 +60,10 @@ def annealing_schedule(schedule: str | Callable[[Tensor], Tensor], n: int, low: 
             raise ValueError("a callable schedule must map the (n,) tensor tau to n finite values")
         if bool((s < 0).any() or (s > 1).any() or (s[1:] < s[:-1]).any()):
             raise ValueError("a callable schedule must be non-decreasing with values in [0, 1]")
+        ends_ok = abs(float(s[-1]) - 1.0) <= 1e-9 and (n == 1 or abs(float(s[0])) <= 1e-9)
+        if not ends_ok:  # else the path never reaches the target (or never starts at the reference)
+            raise ValueError(f"a callable schedule must map tau = 0 to 0 and tau = 1 to 1, got {float(s[0]):.6g} "
+                             f"and {float(s[-1]):.6g}: the path must run from the reference to the target")
         return low + (high - low) * s
     if not isinstance(schedule, str):
         raise TypeError(f"schedule must be a str or a callable, got {type(schedule).__name__}")

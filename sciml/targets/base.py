@@ -167,6 +167,8 @@ class Target(abc.ABC):
     def _check_x(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():  # an integer x would give a truncated integer log-density
+            raise TypeError(f"x must be a real floating tensor, got {x.dtype}")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(x.shape)}")
 

@@ -60,6 +60,8 @@ class PyroModelTarget(Target):
         self.site_names = list(init.keys())
         self.site_shapes = {k: tuple(v.shape) for k, v in init.items()}
         self.constrained_shapes = {k: tuple(trace.nodes[k]["value"].shape) for k in self.site_names}
+        if not _has_only_continuous_latents(trace):
+            _check_enumeration_safe(model, model_args, model_kwargs, self.constrained_shapes)
         self._sizes = [max(1, math.prod(self.site_shapes[k])) for k in self.site_names]
         first = init[self.site_names[0]]
         self.native_dtype, self.native_device = first.dtype, first.device
@@ -197,6 +199,21 @@ def _max_batch_dims(trace: Any) -> int:
     frames = [-f.dim for site in trace.nodes.values() if site["type"] == "sample"
               for f in site["cond_indep_stack"] if f.dim is not None]
     return max(dims + frames + [0])
+
+
+def _check_enumeration_safe(model: Any, args: tuple, kwargs: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+    """A continuous site whose shape grows when the discrete sites are enumerated (its parameters follow
+    the enumerated values) would add coordinates no density confines: refuse it."""
+    import pyro
+
+    plain = pyro.poutine.trace(model).get_trace(*args, **kwargs)
+    for name, shape in shapes.items():
+        own = tuple(plain.nodes[name]["value"].shape)
+        if own != shape:
+            raise ValueError(f"the continuous site {name!r} has shape {own} in a plain run of the model but {shape} "
+                             "when its discrete sites are enumerated out: its shape follows an enumerated value, "
+                             "which this target does not support (marginalise the discrete site by hand, or "
+                             "write the model so that enumerated values broadcast from the left)")
 
 
 def _has_only_continuous_latents(trace: Any) -> bool:
