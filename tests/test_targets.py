@@ -446,3 +446,16 @@ def test_a_continuous_site_that_follows_an_enumerated_discrete_one_is_refused():
 
     with pytest.raises(ValueError, match="continuous site 'x' has shape \\(\\) in a plain run"):
         from_pyro_model(model)
+
+
+def test_duck_dims_are_not_coerced_and_discrete_distributions_are_refused():
+    class Duck:
+        dim = 2.5
+
+        def log_prob(self, x):
+            return -0.5 * (x * x).sum(-1)
+
+    with pytest.raises(TypeError, match="Duck.dim must be an int, got float"):
+        as_target(Duck())  # int() made it 2
+    with pytest.raises(TypeError, match="Bernoulli is a discrete distribution"):
+        as_target(torch.distributions.Bernoulli(0.3))

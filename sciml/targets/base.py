@@ -254,9 +254,11 @@ class DuckTarget(Target):
 
     def __init__(self, obj: Any, dim: int | None = None) -> None:
         odim = getattr(obj, "dim", None)
-        if dim is not None and odim is not None and int(odim) != dim:
+        if odim is not None:
+            odim = check_positive_int(f"{type(obj).__name__}.dim", odim)
+        if dim is not None and odim is not None and odim != dim:
             raise ValueError(f"dim={dim} does not match the object's dim attribute {odim}")
-        dim = int(odim if odim is not None else dim)
+        dim = odim if odim is not None else dim
         dtype = getattr(obj, "dtype", torch.float64)
         if not isinstance(dtype, torch.dtype):
             dtype = torch.float64
@@ -288,6 +290,8 @@ class DistributionTarget(Target):
     """
 
     def __init__(self, dist: torch.distributions.Distribution) -> None:
+        if getattr(dist.support, "is_discrete", False):
+            raise TypeError(f"{type(dist).__name__} is a discrete distribution: a target is a density on R^d")
         if tuple(dist.batch_shape) != ():
             raise ValueError(
                 f"distribution must have batch_shape (), got {tuple(dist.batch_shape)}; "
