@@ -56,6 +56,8 @@ def _pair(x: Tensor, y: Tensor, xname: str = "x", yname: str = "y") -> tuple[Ten
     if x.shape[0] < 1 or y.shape[0] < 1:
         raise ValueError(f"{xname} and {yname} must hold at least one sample each")
     dtype = torch.promote_types(x.dtype, y.dtype)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{xname} and {yname} must be float32 or float64, got {x.dtype} and {y.dtype}")
     return x.to(dtype), y.to(device=x.device, dtype=dtype)
 
 
@@ -438,7 +440,7 @@ def sqrtm_psd(a: Tensor, *, inverse: bool = False) -> Tensor:
     """Symmetric square root (or inverse square root) of symmetric PSD matrices ``(..., d, d)``.
 
     ``a`` (floating, square) is symmetrised and its negative eigenvalues (round-off) are set to 0
-    (the inverse of a singular matrix is then infinite); PSD is not checked: see
+    (``inverse=True`` of a singular matrix is then a ``ValueError``); PSD is not checked: see
     :func:`sciml.validation.check_covariance`.
     """
     check_tensor("a", a, finite=False)
@@ -447,6 +449,8 @@ def sqrtm_psd(a: Tensor, *, inverse: bool = False) -> Tensor:
     a = 0.5 * (a + a.transpose(-1, -2))
     vals, vecs = torch.linalg.eigh(a)
     vals = vals.clamp_min(0.0)
+    if inverse and bool((vals == 0).any()):
+        raise ValueError("a is singular: its inverse square root is infinite")
     f = vals.rsqrt() if inverse else vals.sqrt()
     return (vecs * f[..., None, :]) @ vecs.transpose(-1, -2)
 
@@ -466,6 +470,11 @@ def _gaussian_args(m1: object, s1: object, m2: object, s2: object) -> tuple[Tens
         out += [m.to(torch.float64), check_covariance(sname, s.to(torch.float64), eps=eps)]
     if out[0].shape[-1] != out[2].shape[-1]:
         raise ValueError(f"m1 and m2 must have the same dimension, got {out[0].shape[-1]} and {out[2].shape[-1]}")
+    try:
+        torch.broadcast_shapes(out[0].shape[:-1], out[1].shape[:-2], out[2].shape[:-1], out[3].shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError("the batch shapes of m1, S1, m2, S2 do not broadcast: "
+                         f"{[tuple(t.shape) for t in out]}") from exc
     return out[0], out[1], out[2], out[3]
 
 

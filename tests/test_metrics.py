@@ -220,3 +220,16 @@ def test_overflowing_inputs_and_endless_stages_are_named():
     assert wasserstein2(x, y, weights_x=huge) == pytest.approx(wasserstein2(x, y), rel=1e-6)
     with pytest.raises(ValueError, match="takes .* stages \\(at most 10000\\)"):
         sinkhorn(torch.rand(3, 3, generator=_gen()), 0.1, scaling=1 - 1e-9)  # hung before
+
+
+def test_half_precision_singular_roots_and_unbroadcastable_batches_are_named():
+    from sciml.metrics import gaussian_w2_sq, sqrtm_psd
+
+    x = torch.randn(5, 2, generator=_gen())
+    with pytest.raises(TypeError, match="x and y must be float32 or float64, got torch.float16"):
+        wasserstein2(x.half(), x.half())  # cdist has no half kernel
+    with pytest.raises(ValueError, match="a is singular: its inverse square root is infinite"):
+        sqrtm_psd(torch.zeros(2, 2), inverse=True)  # returned NaN
+    eye = torch.eye(2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="batch shapes of m1, S1, m2, S2 do not broadcast"):
+        gaussian_w2_sq(torch.zeros(3, 2), eye.expand(3, 2, 2), torch.zeros(4, 2), eye.expand(4, 2, 2))
