@@ -476,3 +476,17 @@ def test_mode_products_against_dense_kron(d: int) -> None:
     _assert_close(rowwise_kron_apply(rows, x), want, rtol=1e-13, atol=1e-13)
     _assert_close(rowwise_kron_apply(rows, x, chunk=3), want, rtol=1e-13, atol=1e-13)
     assert rowwise_kron_apply([r[:0] for r in rows], x).shape == (0,)
+
+
+def test_kron_apply_refuses_sizes_that_do_not_multiply_to_n() -> None:
+    from sciml.kernels import kron_apply, rowwise_kron_apply
+
+    a = torch.eye(2, dtype=DT)
+    with pytest.raises(ValueError, match=r"multiply to N = 4, but x has 12 rows"):
+        kron_apply([a, a], torch.ones(12, 1, dtype=DT))  # read 12 rows as another grid before
+    with pytest.raises(ValueError, match="sizes is required"):
+        kron_apply([None, a], torch.ones(4, 1, dtype=DT))
+    with pytest.raises(TypeError, match=r"mats\[1\] is torch.float32"):
+        kron_apply([a, a.float()], torch.ones(4, 1, dtype=DT))
+    with pytest.raises(ValueError, match="chunk must be an int >= 1"):
+        rowwise_kron_apply([a, a], torch.ones(2, 2, dtype=DT), chunk=0)

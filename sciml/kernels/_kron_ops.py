@@ -43,8 +43,7 @@ def kron_apply(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | 
     Returns:
         ``(..., N, c)`` (a transposed view when ``c > 1``).
     """
-    if sizes is None:
-        sizes = [m.shape[-1] for m in mats]  # type: ignore[union-attr]
+    sizes = _checked_sizes(mats, x, sizes)
     n_tot = x.shape[-2]
     c = x.shape[-1]
     y = x.mT.contiguous() if c > 1 else x.reshape(*x.shape[:-2], 1, n_tot)  # (..., c, N)
@@ -65,6 +64,32 @@ def kron_apply(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | 
             batch = y.shape[: y.ndim - (2 if post == 1 or pre == 1 else 3)]
         pre *= n
     return y.reshape(*batch, n_tot).mT
+
+
+def _checked_sizes(mats: Sequence[Tensor | None], x: Tensor, sizes: Sequence[int] | None) -> list[int]:
+    """The factor sizes, ``ValueError`` / ``TypeError`` unless the factors are square, of ``x``'s dtype,
+    and multiply to ``x``'s ``N`` (a mismatch would be read as another grid, silently)."""
+    if not isinstance(x, Tensor) or x.ndim < 2:
+        raise ValueError(f"x must be a tensor of shape (..., N, c), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if sizes is None and any(m is None for m in mats):
+        raise ValueError("sizes is required when a factor is None (an identity of unknown size)")
+    for k, m in enumerate(mats):
+        if m is None:
+            continue
+        if not isinstance(m, Tensor) or m.ndim < 2 or m.shape[-1] != m.shape[-2]:
+            raise ValueError(f"mats[{k}] must be a square matrix (*b, n, n), got "
+                             f"{tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__}")
+        if m.dtype != x.dtype:
+            raise TypeError(f"mats[{k}] is {m.dtype} but x is {x.dtype}")
+    out = [m.shape[-1] for m in mats] if sizes is None else [int(n) for n in sizes]  # type: ignore[union-attr]
+    if len(out) != len(mats) or any(m is not None and m.shape[-1] != n for m, n in zip(mats, out)):
+        raise ValueError(f"sizes {out} do not match the factors {[None if m is None else tuple(m.shape) for m in mats]}")
+    total = 1
+    for n in out:
+        total *= n
+    if total != x.shape[-2]:
+        raise ValueError(f"the factors' sizes {out} multiply to N = {total}, but x has {x.shape[-2]} rows")
+    return out
 
 
 def kron_dense(mats: Sequence[Tensor]) -> Tensor:
@@ -134,6 +159,10 @@ def rowwise_kron_apply(rows: Sequence[Tensor], x: Tensor, chunk: int = 4096) -> 
     (The face-splitting product of the rows applied to ``x``; evaluates a tensor-product expansion with
     coefficients ``x`` at ``P`` points. Blocks of ``chunk`` rows bound memory to ``chunk * n_2 * ... * n_d``.)
     """
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+    if not rows or any(r.ndim != 2 or r.shape[0] != rows[0].shape[0] for r in rows):
+        raise ValueError(f"rows must be (P, n_k) matrices with the same P, got {[tuple(r.shape) for r in rows]}")
     n = rows[0].shape[0]
     outs = []
     for s in range(0, n, chunk):
