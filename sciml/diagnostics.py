@@ -27,6 +27,8 @@ def chain_diagnostics(draws: Tensor) -> dict[str, Tensor]:
     if not isinstance(draws, Tensor) or draws.ndim != 3:
         raise ValueError(f"draws must be a tensor of shape (chains, draws, dim), got "
                          f"{tuple(draws.shape) if isinstance(draws, Tensor) else type(draws).__name__}")
+    if draws.shape[0] < 1 or draws.shape[2] < 1:
+        raise ValueError(f"draws must hold at least one chain and one parameter, got shape {tuple(draws.shape)}")
     if draws.shape[1] < 4:
         raise ValueError(f"R-hat and ESS need at least 4 draws per chain, got {draws.shape[1]}")
     if not bool(torch.isfinite(draws).all()):

@@ -190,6 +190,8 @@ def test_draw_diagnostics_see_copied_neighbours():
         draw_diagnostics(fresh, groups=0)
     with pytest.raises(ValueError, match="x must have 2 dimensions"):
         draw_diagnostics(fresh[:, 0])
+    with pytest.raises(ValueError, match="at least one chain"):
+        chain_diagnostics(torch.zeros(0, 10, 2))  # NaN figures before
 
 
 def test_low_density_draws_flag_lost_chains_but_no_exact_draw():
@@ -246,6 +248,8 @@ def test_samples_carry_ess_and_rhat_and_convert_to_inference_data():
     torch.testing.assert_close(torch.as_tensor(trace[:, 0]), target.to_constrained(res.x[~res.diverged])["mu"])
     with pytest.raises(ValueError, match="chains, draws"):
         target.to_inference_data(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="no finite draws to convert"):
+        target.to_inference_data(torch.full((3, target.dim), float("nan")))  # an empty InferenceData before
 
 
 @pytest.mark.parametrize("name", ["kidiq-kidscore_momiq", "sblrc-blr", "eight_schools-eight_schools_noncentered"])

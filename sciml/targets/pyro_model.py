@@ -111,6 +111,8 @@ class PyroModelTarget(Target):
             x = x[torch.isfinite(x).all(-1)].unsqueeze(1)
         elif not bool(torch.isfinite(x).all()):
             raise ValueError("the (chains, draws, dim) draws contain NaN / inf")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError("no finite draws to convert (every row is NaN / inf, or none was given)")
         values = self.to_constrained(x.detach())
         with warnings.catch_warnings():  # "more chains than draws": one draw per chain is what it is
             warnings.simplefilter("ignore", UserWarning)
