@@ -198,6 +198,13 @@ def test_bad_settings_and_a_failing_target_get_clear_errors():
     with pytest.raises(ValueError, match=r"log q_N is not available at these points.*\[6.0, 0.0\]"):
         boxed.log_prob(torch.tensor([[0.0, 0.0], [6.0, 0.0]], dtype=F64))  # outside the target's support
     assert torch.isfinite(boxed.log_prob(torch.zeros(1, 2, dtype=F64))).all()
+
+    def raises(x):
+        raise RuntimeError("the user's bug")
+
+    failing = MixFlowDistribution(as_target(raises, dim=2), _flow(2).q0, torch.full((2,), 0.1, dtype=F64), 3, 4)
+    with pytest.raises(TargetError, match="the user's bug"):  # not relabelled as a support problem
+        failing.log_prob(torch.zeros(1, 2, dtype=F64))
     bad = as_target(lambda x: torch.where(x[..., 0] > 0.5, torch.nan, -0.5 * (x * x).sum(-1)), dim=2)
     with pytest.raises(TargetError, match="mixflow"):
         flow_cls(10, step_size=0.1, num_leapfrog=3, ref_steps=20, progress=False).fit(bad)

@@ -422,7 +422,7 @@ def test_targets_on_cuda_match_cpu(name):
 def test_a_log_prob_autograd_cannot_trace_is_an_error_not_a_zero_gradient():
     untraced = as_target(lambda x: torch.as_tensor(-0.5 * (x.detach().numpy() ** 2).sum(-1)), dim=2)
     with pytest.raises(ValueError, match="autograd cannot trace back to its input"):
-        untraced.log_prob_and_grad(torch.ones(3, 2, dtype=torch.float64))
+        untraced.log_prob_and_grad(torch.arange(6, dtype=torch.float64).reshape(3, 2))  # values that differ
     nowhere = as_target(lambda x: torch.full(x.shape[:-1], -math.inf, dtype=x.dtype), dim=2)
     lp, g = nowhere.log_prob_and_grad(torch.ones(3, 2))  # zero density everywhere: no gradient to give
     assert torch.equal(g, torch.zeros(3, 2)) and bool(torch.isinf(lp).all())
@@ -485,3 +485,19 @@ def test_student_t_normaliser_for_any_df(df):
     lp = float(StudentTMixture(torch.zeros(1, 2, dtype=torch.float64), df=df).log_prob(torch.zeros(1, 2,
                                                                                               dtype=torch.float64)))
     assert lp == pytest.approx(2 * ref, abs=1e-11)  # lgamma's absolute error near 1e3 is ~1e-12
+
+
+def test_a_constant_density_has_zero_gradient_and_a_distribution_need_not_declare_its_support():
+    box = as_target(torch.distributions.Independent(torch.distributions.Uniform(torch.zeros(2), torch.ones(2)), 1))
+    _, g = box.log_prob_and_grad(torch.full((4, 2), 0.5))  # log_prob has no path to x: constant, not a bug
+    assert torch.equal(g, torch.zeros(4, 2))
+
+    class Bare(torch.distributions.Distribution):  # no support declared: torch raises NotImplementedError
+        def __init__(self):
+            super().__init__(event_shape=torch.Size([2]), validate_args=False)
+
+        def log_prob(self, x):
+            return -0.5 * (x * x).sum(-1)
+
+    assert as_target(Bare()).dim == 2
+    assert math.isfinite(DoubleWell(1, 1, 1e-160).log_z)  # delta^2 / 2 underflows: the delta = 0 value

@@ -270,11 +270,14 @@ class GMMGaussian(Task):
         z = self._data(z, b)
         if noise_scale is None:
             raise TypeError("the gmm-gaussian task needs noise_scale= (the observation noise sd, a float or (B,))")
-        if isinstance(noise_scale, bool) or not isinstance(noise_scale, (int, float, Tensor)) or (
-                isinstance(noise_scale, Tensor) and (noise_scale.is_complex() or noise_scale.dtype == torch.bool)):
-            raise TypeError("noise_scale must be a real float or a real tensor of shape (B,), got "
-                            f"{getattr(noise_scale, 'dtype', type(noise_scale).__name__)}")
-        sigma = check_tensor("noise_scale", torch.as_tensor(noise_scale, dtype=torch.float64), finite=True)
+        try:  # floats, ints, numpy scalars / arrays and tensors of a real dtype
+            raw = torch.as_tensor(noise_scale)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"noise_scale must be a real float or a real tensor of shape (B,), got "
+                            f"{type(noise_scale).__name__}") from exc
+        if raw.is_complex() or raw.dtype == torch.bool:
+            raise TypeError(f"noise_scale must be a real float or a real tensor of shape (B,), got {raw.dtype}")
+        sigma = check_tensor("noise_scale", raw.to(torch.float64), finite=True)
         if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] != b):
             raise ValueError(f"noise_scale must be a float or of shape (B={b},), got {tuple(sigma.shape)}")
         if (sigma <= 0).any():

@@ -50,12 +50,16 @@ class TargetLogProb(torch.autograd.Function):
         return grad_out[:, None] * g, None
 
 
+class NonFiniteTargetError(TargetError):
+    """The target's value (or gradient) was not finite at a point the flow needed it at."""
+
+
 def check_finite_target(name: str, step: int, x: Tensor, lp: Tensor, what: str = "target log-density") -> None:
     """Raise :class:`TargetError` naming the step and the first point where ``lp`` is not finite."""
     bad = ~torch.isfinite(lp)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise TargetError(
+        raise NonFiniteTargetError(
             f"{name}: the {what} is {float(lp[i])} at step {step}, point {x[i].tolist()} "
             f"({int(bad.sum())} of {x.shape[0]} points of the batch); reverse-KL fitting needs a finite "
             "log-density wherever the flow puts mass (a target defined on part of R^d must be written "

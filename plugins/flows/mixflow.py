@@ -33,7 +33,14 @@ from sciml.interfaces import Samples
 from sciml.targets import CountedTarget, Target, TargetError, as_target
 from sciml.validation import check_generator, check_positive, check_positive_int, check_tensor
 
-from .base import FlowDistribution, FlowSampler, check_finite_target, fit_reverse_kl, flat_points
+from .base import (
+    FlowDistribution,
+    FlowSampler,
+    NonFiniteTargetError,
+    check_finite_target,
+    fit_reverse_kl,
+    flat_points,
+)
 from .layered import LayeredFlow
 
 __all__ = ["MixFlow", "MixFlowDistribution", "HamiltonianMap", "AugmentedTarget"]
@@ -134,7 +141,7 @@ def _at_query_points() -> Iterator[None]:
     """A target value that is not finite on the orbit of a query point: an error about the query."""
     try:
         yield
-    except TargetError as exc:
+    except NonFiniteTargetError as exc:  # other target failures keep their type and cause
         raise ValueError("mixflow: log q_N is not available at these points: the inverse maps from them reach a "
                          "point where the target's log-density or gradient is not finite, and the maps need both "
                          f"(the first such point: {_first_point(str(exc))})") from exc

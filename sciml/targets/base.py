@@ -117,9 +117,10 @@ class Target(abc.ABC):
         The results are detached from any graph ``x`` belongs to.
 
         Raises:
-            ValueError: ``log_prob`` returned finite values that autograd cannot trace back to ``x``
-                (it detaches ``x``, goes through numpy, or ignores it): the gradient would silently
-                be zero. Override this method (or :meth:`grad_log_prob`) to supply the gradient.
+            ValueError: ``log_prob`` returned finite values that differ across the batch but that
+                autograd cannot trace back to ``x`` (it detaches ``x`` or goes through numpy): the
+                gradient would silently be zero. Override this method (or :meth:`grad_log_prob`) to
+                supply it. A constant density (no path to ``x``, equal values) has gradient zero.
         """
         self._check_x(x)
         with torch.enable_grad():
@@ -135,13 +136,14 @@ class Target(abc.ABC):
             else:
                 g = None
         if g is None:
-            if bool(torch.isfinite(lp).any()):
+            finite = lp[torch.isfinite(lp)]
+            if finite.numel() > 1 and bool(finite.amax() > finite.amin()):  # varies, yet no path to x
                 raise ValueError(
                     f"{type(self).__name__}.log_prob returned values that autograd cannot trace back to its "
                     "input (it detaches x, converts to numpy, or does not use x), so its gradient is "
                     "unknown, not zero: write log_prob in torch operations on x, or supply the gradient "
                     "by overriding grad_log_prob / log_prob_and_grad")
-            g = torch.zeros_like(x)  # -inf / NaN everywhere: no gradient to give, the samplers' checks act on the values
+            g = torch.zeros_like(x)  # constant (a uniform density) or not finite: zero gradient
         return lp.detach(), g.detach()
 
     # ------------------------------------------------------------------ sampling
@@ -290,7 +292,11 @@ class DistributionTarget(Target):
     """
 
     def __init__(self, dist: torch.distributions.Distribution) -> None:
-        if getattr(dist.support, "is_discrete", False):
+        try:
+            discrete = getattr(dist.support, "is_discrete", False)
+        except NotImplementedError:  # a user's Distribution need not declare its support
+            discrete = False
+        if discrete:
             raise TypeError(f"{type(dist).__name__} is a discrete distribution: a target is a density on R^d")
         if tuple(dist.batch_shape) != ():
             raise ValueError(

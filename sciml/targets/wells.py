@@ -119,9 +119,9 @@ def double_well_log_z(delta: float) -> float:
     are narrower than its spacing (``delta >= 1e4``: off by 0.56 nats)."""
     from scipy.special import ive, kve
 
-    if delta == 0:
-        return math.log(2 * math.gamma(1.25))
     z = 0.5 * delta * delta
+    if z < 1e-300:  # delta = 0, or so small that K_{1/4}(z) overflows: the integral moves by O(delta) from there
+        return math.log(2 * math.gamma(1.25))
     if z > 1e6:  # e^-z I_nu(z) = (1 - (4 nu^2 - 1) / (8 z) + O(z^-2)) / sqrt(2 pi z); e^-2z K underflows
         scaled_i = (1 + 0.75 / (8 * z)) / math.sqrt(2 * math.pi * z)
         return math.log(math.pi / 2 * math.sqrt(delta) * 2 * scaled_i)

@@ -40,7 +40,7 @@ from .state import (
     check_checkpoint,
     check_schedule,
     fingerprint,
-    finite_parameters,
+    finite_gradients,
 )
 
 __all__ = ["fit", "evaluate", "TrainResult", "count_parameters", "load_checkpoint_model", "DEFAULTS",
@@ -193,10 +193,10 @@ def _step(run: TrainingState, ddp: nn.Module, a: Tensor, u: Tensor, idx: Tensor,
                                  "; lower lr, or check the data and the model")
     run.opt.zero_grad(set_to_none=True)
     (total * size / idx.numel()).backward()
+    if not finite_gradients(run.net):
+        raise FloatingPointError(f"the gradient is not finite at {where} (lr {run.lr:.3g}), the step was not "
+                                 "applied; check the model (a square root or log at 0, say) and the data")
     run.opt.step()
-    if not finite_parameters(run.net):
-        raise FloatingPointError(f"the parameters became non-finite at {where} (lr {run.lr:.3g}): a NaN / inf "
-                                 "gradient; lower lr, or check the model")
     run.sched.step()
     return float(total.detach())
 

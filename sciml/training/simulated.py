@@ -34,7 +34,7 @@ from ..validation import (
 )
 from . import distributed
 from .schedules import SCHEDULES, cosine
-from .state import TrainingState, check_checkpoint, check_schedule, fingerprint, finite_parameters
+from .state import TrainingState, check_checkpoint, check_schedule, fingerprint, finite_gradients
 
 __all__ = ["fit_simulated", "SimulationResult"]
 
@@ -155,12 +155,12 @@ def _train(run: TrainingState, loss: LossFn, device: torch.device, world: tuple[
         run.opt.zero_grad(set_to_none=True)
         (value * share * size / run.settings["batch_size"]).backward()
         distributed.average_gradients(net)
+        if not finite_gradients(net):
+            raise FloatingPointError(f"the gradient is not finite at step {step} (lr {run.lr:.3g}), the step was "
+                                     "not applied; check the simulator and the model")
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(run.net.parameters(), clip)
         run.opt.step()
-        if not finite_parameters(net):
-            raise FloatingPointError(f"the parameters became non-finite at step {step} (lr {run.lr:.3g}): a NaN / "
-                                     "inf gradient; lower lr, or check the simulator and the model")
         run.sched.step()
         run.done = step + 1
         run.record(step=run.done, loss=float(value.detach()), lr=run.lr)

@@ -17,7 +17,7 @@ from ..io import load_module_state, load_state, reading, save_state
 from ..validation import check_nonnegative
 
 __all__ = ["TrainingState", "optimiser", "fingerprint", "check_checkpoint", "check_schedule", "schedule_factor",
-           "finite_parameters", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
+           "finite_gradients", "CHECKPOINT_KIND", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_KIND = "training.Checkpoint"
 CHECKPOINT_VERSION = 2  # 2: progress counted as "done" (epochs or steps), the trainer named
@@ -38,12 +38,14 @@ def fingerprint(model: nn.Module, state_of: nn.Module | None = None) -> dict[str
 
 def check_checkpoint(checkpoint: object) -> str | None:
     """``checkpoint`` as a str (``None`` stays ``None``), checked before any training: a path that is not a
-    folder, in a folder that exists."""
+    folder, in a folder that exists (on the writing rank, 0)."""
     if checkpoint is None:
         return None
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a str or os.PathLike path or None, got {type(checkpoint).__name__}")
     path = os.fsdecode(checkpoint)
+    if os.environ.get("RANK", "0") != "0":  # only rank 0 writes it: another node need not see its folder
+        return path
     if os.path.isdir(path):
         raise IsADirectoryError(f"checkpoint={path!r} is a directory, not a file to write")
     parent = os.path.dirname(os.path.abspath(path))
@@ -72,11 +74,11 @@ def check_schedule(schedule: Callable[[float], float]) -> None:
     schedule_factor(schedule, 0.0, "at the start")
 
 
-def finite_parameters(net: nn.Module) -> bool:
-    """Whether every parameter of ``net`` is finite: one sum of sums (finite proves it), exact only if not."""
-    params = [p.detach() for p in net.parameters()]
-    return not params or bool(torch.isfinite(sum(p.sum() for p in params))) or \
-        all(bool(torch.isfinite(p).all()) for p in params)
+def finite_gradients(net: nn.Module) -> bool:
+    """Whether every gradient of ``net`` is finite, before the optimiser applies it (one fused norm: a NaN /
+    inf gradient would leave NaN weights in the caller's model)."""
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True)))
 
 
 class TrainingState:

@@ -100,12 +100,15 @@ def test_bad_arguments_and_a_failing_loss_are_reported():
         fit_simulated(_linear(), lambda m, b, g: 1.0, num_steps=1, batch_size=1, progress=False)
 
 
-def test_non_finite_parameters_bad_schedules_and_checkpoint_paths_are_reported(tmp_path):
+def test_non_finite_gradients_bad_schedules_and_checkpoint_paths_are_reported(tmp_path):
     def nan_gradient(model, batch, generator):  # a finite loss whose gradient is inf: sqrt at 0
         return torch.sqrt(model.bias - model.bias.detach()).sum()
 
-    with pytest.raises(FloatingPointError, match="parameters became non-finite at step 0"):
-        fit_simulated(_linear(), nan_gradient, num_steps=1, batch_size=1, progress=False)
+    model = _linear()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(FloatingPointError, match="gradient is not finite at step 0 .*the step was not applied"):
+        fit_simulated(model, nan_gradient, num_steps=1, batch_size=1, progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # no NaN weights left behind
     with pytest.raises(ValueError, match=r"schedule's factor must be >= 0, got -1.0 \(at the start"):
         fit_simulated(_linear(), _regression_loss, num_steps=1, batch_size=1, schedule=lambda t: -1.0)
     with pytest.raises(TypeError, match=r"schedule must be a function .*raised TypeError"):

@@ -227,6 +227,10 @@ def test_bad_queries_get_clear_errors_and_out_of_range_ones_a_warning(tiny):
         tiny.predict(prior, z, noise_scale=5.0)
     with pytest.warns(UserWarning, match="40 observations"):
         tiny.predict(prior, torch.zeros(3, 40, 2, dtype=torch.float64), noise_scale=sigma)
+    import numpy as np
+
+    assert tiny.predict(prior, z, noise_scale=np.float32(0.5)).batch_shape == (3,)  # numpy scalars are real
+    assert tiny.predict(prior, z, noise_scale=np.full(3, 0.5)).batch_shape == (3,)
     for bad in ("0.5", 1j, torch.tensor([0.5j] * 3), True):
         with pytest.raises(TypeError, match="noise_scale must be a real float or a real tensor"):
             tiny.predict(prior, z, noise_scale=bad)
