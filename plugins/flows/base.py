@@ -51,7 +51,9 @@ class TargetLogProb(torch.autograd.Function):
 
 
 class NonFiniteTargetError(TargetError):
-    """The target's value (or gradient) was not finite at a point the flow needed it at."""
+    """The target's value (or gradient) was not finite at ``point`` (a list), where the flow needed it."""
+
+    point: list[float]
 
 
 def check_finite_target(name: str, step: int, x: Tensor, lp: Tensor, what: str = "target log-density") -> None:
@@ -59,11 +61,13 @@ def check_finite_target(name: str, step: int, x: Tensor, lp: Tensor, what: str =
     bad = ~torch.isfinite(lp)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
-        raise NonFiniteTargetError(
+        err = NonFiniteTargetError(
             f"{name}: the {what} is {float(lp[i])} at step {step}, point {x[i].tolist()} "
             f"({int(bad.sum())} of {x.shape[0]} points of the batch); reverse-KL fitting needs a finite "
             "log-density wherever the flow puts mass (a target defined on part of R^d must be written "
             "on an unconstrained space)", sampler=name, step=step, chains=None)
+        err.point = x[i].tolist()
+        raise err
 
 
 def flat_points(value: Any, target: Target) -> Tensor:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -144,12 +143,7 @@ def _at_query_points() -> Iterator[None]:
     except NonFiniteTargetError as exc:  # other target failures keep their type and cause
         raise ValueError("mixflow: log q_N is not available at these points: the inverse maps from them reach a "
                          "point where the target's log-density or gradient is not finite, and the maps need both "
-                         f"(the first such point: {_first_point(str(exc))})") from exc
-
-
-def _first_point(message: str) -> str:
-    found = re.search(r"point (\[[^\]]*\])", message)
-    return found.group(1)[:200] if found else "unknown"
+                         f"(the first such point: {exc.point})") from exc
 
 
 class MixFlowDistribution(FlowDistribution):
