@@ -8,6 +8,7 @@ tuples). ``wasserstein2`` uses POT's network simplex; Sinkhorn is our own log-do
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -258,7 +259,7 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | Sequence[float] | None = None, 
     check_bool("unbiased", unbiased)
     if bandwidth is None:
         hs = [_median_bandwidth(x, y)]
-    elif isinstance(bandwidth, (int, float)):
+    elif isinstance(bandwidth, numbers.Real) or getattr(bandwidth, "ndim", None) == 0:  # numpy / 0-d tensors too
         hs = [check_positive("bandwidth", bandwidth)]
     else:
         hs = [check_positive("bandwidth", h) for h in bandwidth]
@@ -446,6 +447,8 @@ def sqrtm_psd(a: Tensor, *, inverse: bool = False) -> Tensor:
     check_tensor("a", a, finite=False)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"a must be square matrices of shape (..., d, d), got {tuple(a.shape)}")
+    if a.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"a must be float32 or float64 (an eigendecomposition), got {a.dtype}")
     a = 0.5 * (a + a.transpose(-1, -2))
     vals, vecs = torch.linalg.eigh(a)
     vals = vals.clamp_min(0.0)

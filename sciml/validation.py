@@ -148,6 +148,14 @@ def check_nonnegative_int(name: str, value: object) -> int:
     return check_int(name, value, minimum=0)
 
 
+def check_seed(name: str, value: object) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer torch can seed with (-2^63 to 2^64 - 1)."""
+    value = check_int(name, value)
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{name} must be in [-2**63, 2**64), got {value}")
+    return value
+
+
 def check_bool(name: str, value: object) -> bool:
     """Return ``value`` or raise ``TypeError`` unless it is a ``bool`` (not 0 / 1 or a tensor)."""
     if not isinstance(value, bool):

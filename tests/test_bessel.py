@@ -269,3 +269,24 @@ def test_x_only_gradient_and_float32_grad() -> None:
                                                         - log_kv(v.double(), x.detach().double()))
     torch.testing.assert_close(gx.double(), ref, rtol=1e-6, atol=0)
     assert abs(float(gx[0]) - (-1.25)) <= 1e-6
+
+
+@pytest.mark.parametrize("v", [0.0, 0.5, 2.0])
+def test_gradients_at_zero_and_infinity_are_the_limits(v: float) -> None:
+    # the limits, and the sign (and size) of the gradient just inside: x = 1e-200 and 1e200
+    x = torch.tensor([0.0, 1e-200, 1e200, math.inf], dtype=F64, requires_grad=True)
+    vv = torch.full((4,), v, dtype=F64, requires_grad=True)
+    inf = math.inf
+    expect = {  # (d/dv, d/dx) at x = 0 and x = inf
+        log_iv: ((-inf, 0.0 if v == 0 else inf), (0.0, 1.0)),
+        log_kv: ((0.0 if v == 0 else inf, -inf), (0.0, -1.0)),
+    }
+    for fn, ((dv0, dx0), (dvi, dxi)) in expect.items():
+        gv, gx = torch.autograd.grad(fn(vv, x).sum(), (vv, x))
+        assert (gv[0].item(), gx[0].item()) == (dv0, dx0)
+        assert (gv[3].item(), gx[3].item()) == (dvi, dxi)
+        if v > 0:  # just inside x = 0: the same sign, large
+            assert gv[1].item() * dv0 > 0 and abs(gv[1].item()) > 100
+            assert gx[1].item() * dx0 > 0 and abs(gx[1].item()) > 1e100
+        assert abs(gx[2].item() - dxi) < 1e-100 * (1 + v * v)
+        assert abs(gv[2].item()) < 1e-100 * (1 + v)

@@ -94,7 +94,11 @@ def from_distribution(name: str, prior: object) -> Mixture:
     comp = prior.component_distribution
     if len(prior.batch_shape) != 1:
         raise ValueError(f"{name} must have batch shape (B,), got {tuple(prior.batch_shape)}")
-    logits = prior.mixture_distribution.logits
+    cat = prior.mixture_distribution
+    if "probs" in cat.__dict__ and bool((cat.probs == 0).any()):  # torch would clamp a zero weight to eps
+        entry = int((cat.probs == 0).any(-1).nonzero()[0])
+        raise ValueError(f"{name} has a component of weight 0 (first in batch entry {entry}): drop it")
+    logits = cat.logits
     mix = Mixture(torch.log_softmax(logits, -1), comp.loc, comp.scale_tril)
     for part in ("log_weights", "means", "scale_tril"):
         value = getattr(mix, part)

@@ -577,6 +577,27 @@ def _prepare(v: object, x: object, validate: bool) -> tuple[Tensor, Tensor, torc
     return v, x, dtype
 
 
+def _edge_gradients(out: dict[str, Tensor], v: Tensor, zero: Tensor, xinf: Tensor) -> None:
+    """The gradients' limits at x = 0 and x = inf (from the small- and large-x leading terms).
+
+    x -> 0: log I_v ~ v log(x / 2) - lgamma(v + 1), so d/dx -> +inf (0 for v = 0: I_0 is even) and
+    d/dv -> -inf; log K_v ~ log(Gamma(v) / 2) + v log(2 / x) (-log log(1 / x) for v = 0), so
+    d/dx -> -inf and d/dv -> +inf (0 for v = 0: K_v is even in v). x -> inf: log I_v ~ x and
+    log K_v ~ -x, up to terms in v / x: d/dx -> +-1, d/dv -> 0.
+    """
+    v0 = v[zero] == 0
+    if "dix" in out:
+        out["dix"][zero] = torch.where(v0, 0.0, math.inf).to(torch.float64)
+        out["div"][zero] = -math.inf
+        out["dix"][xinf] = 1.0
+        out["div"][xinf] = 0.0
+    if "dkx" in out:
+        out["dkx"][zero] = -math.inf
+        out["dkv"][zero] = torch.where(v0, 0.0, math.inf).to(torch.float64)
+        out["dkx"][xinf] = -1.0
+        out["dkv"][xinf] = 0.0
+
+
 def _evaluate(
     v: Tensor, x: Tensor, want_i: bool, want_k: bool, grad: bool, grad_v: bool = True
 ) -> dict[str, Tensor]:
@@ -610,6 +631,8 @@ def _evaluate(
             out["k"][zero] = math.inf
             out["k"][xinf] = -math.inf
             out["k"][vinf] = math.inf
+        if grad:
+            _edge_gradients(out, v, zero, xinf)
         if "ri" in out:  # I_{v+1}/I_v -> 0 as x -> 0, -> 1 as x -> inf, -> 0 as v -> inf
             out["ri"][zero] = 0.0
             out["ri"][xinf] = 1.0
@@ -722,6 +745,7 @@ def log_iv(v: Tensor | float, x: Tensor | float, *, validate: bool = False) -> T
         (float32 or float64; float32 is computed in float64 and rounded once); float64 when both
         are Python numbers / lists or non-floating tensors. Differentiable in x (d/dx log I = I_{v+1}/I_v
         + v/x) and in v. ``log_iv(0, 0) = 0``, ``log_iv(v > 0, 0) = -inf``; NaN for v < 0 or x < 0.
+        At x = 0 and x = inf the gradients are their limits (see ``_edge_gradients``).
     """
     return _apply("i", v, x, validate)
 
@@ -736,7 +760,8 @@ def log_kv(v: Tensor | float, x: Tensor | float, *, validate: bool = False) -> T
 
     Returns:
         Tensor of the broadcast shape and promoted floating dtype. Differentiable in x
-        (d/dx log K = v/x - K_{v+1}/K_v) and in v. ``log_kv(v, 0) = +inf``.
+        (d/dx log K = v/x - K_{v+1}/K_v) and in v. ``log_kv(v, 0) = +inf``; the gradients at x = 0
+        and x = inf are their limits.
     """
     return _apply("k", v, x, validate)
 

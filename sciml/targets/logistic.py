@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import check_int, check_positive, check_positive_int, check_tensor
+from sciml.validation import check_positive, check_positive_int, check_seed, check_tensor
 
 __all__ = ["LogisticRegression", "logistic_regression"]
 
@@ -96,6 +96,8 @@ class LogisticRegression(Target):
         if self.x_test is None:
             raise ValueError("this target has no test data (x_test, y_test)")
         check_tensor("samples", samples, shape=(None, self.dim))
+        if samples.shape[0] == 0:
+            raise ValueError("samples is empty: the test log-likelihood needs at least one sample")
         s = samples.to(dtype=self.dtype, device=self.device)
         ll = self._loglik(s, self.x_test, self.y_test)  # (S, n_test)
         if kind == "mean":
@@ -120,11 +122,13 @@ def logistic_regression(n_train: int = 280, dim: int = 35, seed: int = 0, *, n_t
     + b))``. ``n_test`` defaults to ``n_train // 4`` (an 80/20 split). Seeded by ``seed``.
     """
     n_train = check_positive_int("n_train", n_train)
+    if n_train < 2:
+        raise ValueError(f"n_train must be >= 2 (the features are standardised by the training std), got {n_train}")
     dim = check_positive_int("dim", dim)
     if dim < 2:
         raise ValueError(f"dim must be >= 2 (features + intercept), got {dim}")
     n_test = n_train // 4 if n_test is None else check_positive_int("n_test", n_test)
-    seed = check_int("seed", seed)
+    seed = check_seed("seed", seed)
     check_dtype_device(dtype, device)
     gen = torch.Generator().manual_seed(seed)
     p = dim - 1

@@ -10,7 +10,13 @@ from torch import Tensor
 
 from sciml.distributions.mixture import gaussian_log_prob
 from sciml.targets.base import Target, check_dtype_device
-from sciml.validation import as_tensor, check_int, check_positive, check_positive_int, check_tensor
+from sciml.validation import (
+    as_tensor,
+    check_positive,
+    check_positive_int,
+    check_seed,
+    check_tensor,
+)
 
 __all__ = [
     "GaussianMixture",
@@ -35,7 +41,7 @@ def _centres(name: str, value: object, dtype: torch.dtype) -> Tensor:
 
 
 def _seed(seed: object) -> int:
-    return check_int("seed", seed)
+    return check_seed("seed", seed)
 
 
 def _weights(weights: Tensor | None, m: int, dtype: torch.dtype) -> Tensor:

@@ -423,6 +423,11 @@ case("wasserstein2 x int", lambda: M.wasserstein2(torch.zeros(2, 2, dtype=torch.
 case("mmd bandwidth=0", lambda: M.mmd(_x2, _x2, 0.0), raises(ValueError, "bandwidth"))
 case("mmd bandwidth []", lambda: M.mmd(_x2, _x2, []), raises(ValueError, "bandwidth"))
 case("mmd bandwidth str", lambda: M.mmd(_x2, _x2, "a"), raises(TypeError, "bandwidth"))
+case("mmd bandwidth numpy scalar", lambda: M.mmd(_x2, _x2 + 1, __import__("numpy").float32(1.5)),
+     is_(lambda r: r == M.mmd(_x2, _x2 + 1, 1.5), "the float bandwidth's value"))
+case("mmd bandwidth 0-d tensor", lambda: M.mmd(_x2, _x2 + 1, torch.tensor(1.5)),
+     is_(lambda r: r == M.mmd(_x2, _x2 + 1, 1.5), "the float bandwidth's value"))
+case("sqrtm_psd half", lambda: M.sqrtm_psd(torch.eye(2).half()), raises(TypeError, "a", "float16"))
 case("mmd unbiased n=1", lambda: M.mmd(_x2[:1], _x2), raises(ValueError, "x"))
 case("mmd unbiased str", lambda: M.mmd(_x2, _x2, unbiased="no"), raises(TypeError, "unbiased"))
 case("mmd equal samples V-stat = 0", lambda: M.mmd(_x2, _x2, 1.0, unbiased=False), close(0.0, 0.0, 8 * EPS64))
@@ -512,6 +517,13 @@ case("LogisticRegression prior_scale=0", lambda: T.LogisticRegression(_x2, t64(0
 case("LogisticRegression x_test without y_test", lambda: T.LogisticRegression(_x2, t64(0.0, 1.0, 1.0), _x2), raises(ValueError, "y_test"))
 case("LogisticRegression x_test dims", lambda: T.LogisticRegression(_x2, t64(0.0, 1.0, 1.0), torch.zeros(2, 3, dtype=F64), t64(0.0, 1.0)),
      raises(ValueError, "x_test"))
+case("mog40 seed 2**70", lambda: T.mog40(2, 2**70), raises(ValueError, "seed"))
+case("mos10 seed 2**70", lambda: T.mos10(2, 2**70), raises(ValueError, "seed"))
+case("mos10 seed 2**64 - 1", lambda: T.mos10(2, 2**64 - 1), is_(lambda t: t.dim == 2, "a target"))
+case("logistic_regression seed -2**63 - 1", lambda: T.logistic_regression(20, 3, -(2**63) - 1), raises(ValueError, "seed"))
+case("logistic_regression n_train=1", lambda: T.logistic_regression(1, 3), raises(ValueError, "n_train"))
+case("test_log_likelihood no samples", lambda: T.logistic_regression(20, 3).test_log_likelihood(torch.zeros(0, 3, dtype=F64)),
+     raises(ValueError, "samples"))
 case("logistic_regression dim=1", lambda: T.logistic_regression(10, 1), raises(ValueError, "dim"))
 case("test_log_likelihood kind", lambda: T.logistic_regression(20, 3).test_log_likelihood(torch.zeros(2, 3, dtype=F64), kind="max"),
      raises(ValueError, "kind"))

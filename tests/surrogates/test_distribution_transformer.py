@@ -216,6 +216,10 @@ def test_bad_queries_get_clear_errors_and_out_of_range_ones_a_warning(tiny):
         tiny.predict(prior, z.clone().fill_(float("nan")), noise_scale=sigma)
     with pytest.raises(TypeError, match="MixtureSameFamily"):
         tiny.predict(torch.distributions.Normal(0.0, 1.0), z, noise_scale=sigma)
+    zero = torch.distributions.MixtureSameFamily(  # torch would clamp the weight to eps: a token never trained on
+        torch.distributions.Categorical(probs=torch.tensor([[0.0, 1.0]] * 3, dtype=torch.float64)), prior.component_distribution)
+    with pytest.raises(ValueError, match="component of weight 0"):
+        tiny.predict(zero, z, noise_scale=sigma)
     five = Mixture(torch.full((3, 5), -math.log(5), dtype=torch.float64), torch.zeros(3, 5, 2, dtype=torch.float64),
                    torch.eye(2, dtype=torch.float64).expand(3, 5, 2, 2))
     with pytest.raises(ValueError, match="5 components; the model was trained on 1 - 4"):
