@@ -16,7 +16,14 @@ from torch import Tensor
 
 from .validation import check_positive_int, check_tensor
 
-__all__ = ["chain_diagnostics", "draw_diagnostics", "low_density_draws"]
+__all__ = ["chain_diagnostics", "draw_diagnostics", "ensemble_drift", "low_density_draws"]
+
+#: |t| above which a drift of the chains' mean or variance counts as real (two-sided p ~ 7e-6 per
+#: coordinate and moment, so ~4e-4 over 2 x 26 tests of stationary chains)
+DRIFT_T = 4.5
+#: how far the extrapolated mean may lie from the draws' mean (in their sds) and their sd from the
+#: extrapolated one (a ratio) before a significant drift is reported
+DRIFT_BIAS, DRIFT_SD = 0.1, 0.1
 
 
 def chain_diagnostics(draws: Tensor) -> dict[str, Tensor]:
@@ -65,6 +72,53 @@ def draw_diagnostics(x: Tensor, diverged: Tensor | None = None, groups: int = 4)
     if per < 4:
         return {}
     return chain_diagnostics(finite[: per * groups].reshape(groups, per, x.shape[-1]))
+
+
+def ensemble_drift(start: Tensor, end: Tensor) -> dict[str, Any]:
+    """Whether many independent chains were still moving between two steps of a run on one target.
+
+    ``start`` and ``end`` ``(n, dim)`` are the states of the same ``n`` chains (rows paired); rows not
+    finite in both are dropped. For stationary chains the paired differences of each coordinate and of
+    its squared deviation have mean zero whatever the autocorrelation, so ``t_mean`` and ``t_var``
+    ``(dim,)`` (their t statistics over the chains) are ~N(0, 1). The regression slope ``beta`` of end on
+    start extrapolates a geometric approach (an AR(1) model of the chains): ``projected_bias`` is how far
+    the fixed point's mean lies from ``end``'s, in ``end``'s sds, and ``projected_sd_ratio`` the fixed
+    point's sd over ``end``'s (inf / 0 where ``beta >= 1``). ``flagged`` ``(dim,)``: ``|t_mean| > DRIFT_T``
+    and ``|projected_bias| > DRIFT_BIAS``, or ``|t_var| > DRIFT_T`` and a projected sd ratio off 1 by more
+    than ``DRIFT_SD``; ``drifting``: any flagged. Empty dict with fewer than 8 paired rows.
+    """
+    check_tensor("start", start, ndim=2, finite=False)
+    check_tensor("end", end, shape=tuple(start.shape), finite=False)
+    ok = torch.isfinite(start).all(-1) & torch.isfinite(end).all(-1)
+    xs, xe = start[ok].to(torch.float64), end[ok].to(torch.float64)
+    n = xs.shape[0]
+    if n < 8:
+        return {}
+    centre = 0.5 * (xs.mean(0) + xe.mean(0))
+    t_mean = _paired_t(xe - xs)
+    t_var = _paired_t((xe - centre) ** 2 - (xs - centre) ** 2)
+    cs, ce = xs - xs.mean(0), xe - xe.mean(0)
+    var_s, var_e = (cs * cs).mean(0), (ce * ce).mean(0)
+    beta = (cs * ce).mean(0) / var_s.clamp_min(torch.finfo(torch.float64).tiny)
+    sd_e = var_e.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+    shift = xe.mean(0) - xs.mean(0)
+    mixing = beta < 1
+    bias = torch.where(mixing, beta * shift / (1 - beta), shift * math.inf) / sd_e
+    bias = torch.where(torch.isnan(bias), 0.0, bias)  # no shift and no mixing: nothing to extrapolate
+    var_fixed = (var_e - beta**2 * var_s) / (1 - beta**2)
+    grows = torch.where(var_e > var_s, math.inf, 0.0)
+    ratio = torch.where(beta.abs() < 1, (var_fixed.clamp_min(0) / sd_e**2).sqrt(), grows.to(var_e))
+    flagged = (((t_mean.abs() > DRIFT_T) & (bias.abs() > DRIFT_BIAS))
+               | ((t_var.abs() > DRIFT_T) & ((ratio - 1).abs() > DRIFT_SD)))
+    return {"t_mean": t_mean, "t_var": t_var, "beta": beta, "projected_bias": bias,
+            "projected_sd_ratio": ratio, "flagged": flagged, "drifting": bool(flagged.any()), "n_chains": n}
+
+
+def _paired_t(d: Tensor) -> Tensor:
+    """t statistic of the column means of ``d`` ``(n, dim)`` (0 for a zero column, +-inf for a constant one)."""
+    mean, se = d.mean(0), d.std(0) / math.sqrt(d.shape[0])
+    t = mean / se
+    return torch.where(se > 0, t, torch.where(mean == 0, 0.0, math.inf * mean.sign()))
 
 
 def low_density_draws(log_prob: Tensor) -> Tensor:

@@ -661,3 +661,21 @@ def test_chain_control_records_the_fast_time_a_truncated_chain_did_not_cover() -
     control.check_full(proc, torch.arange(3), y, plain, h, stages, path.value, torch.ones_like(y[:3]), lip[:3], _gen(2))
     assert control.checked_time == 2 * h  # a second, fully covered step halves the fraction
     torch.testing.assert_close(control_diagnostics(control)["fast_time_lost"][3], lost[3] / 2)
+
+
+def test_chains_still_moving_at_the_end_warn_and_mixed_ones_do_not() -> None:
+    far = torch.distributions.MultivariateNormal(torch.full((2,), 5.0, dtype=torch.float64),
+                                                 torch.eye(2, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    # 40 steps of h = 0.01 from N(0, I): the chains have covered a third of the way to the mean 5
+    with pytest.warns(RuntimeWarning, match="still moving over the last 20 steps"):
+        res = ULA(num_steps=40, step_size=0.01, precondition="none").sample(far, 500, generator=gen)
+    drift = res.diagnostics["drift"]
+    assert drift["drifting"] and bool(drift["flagged"].all()) and bool((drift["projected_bias"] > 1).all())
+    # time 10 (h = 0.01 x 1000) mixes a unit Gaussian: stationary over the second half, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for sampler in (ULA(precondition="none"), ULMC(precondition="none")):
+            res = sampler.sample(far, 500, generator=gen)
+            assert not res.diagnostics["drift"]["drifting"]
+    assert "drift" not in ULA(num_steps=10).sample(far, 50, generator=gen).diagnostics  # too short to check

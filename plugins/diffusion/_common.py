@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sciml.diagnostics import draw_diagnostics, low_density_draws
+from sciml.diagnostics import draw_diagnostics, ensemble_drift, low_density_draws
 from sciml.interfaces import Sampler, Samples
 from sciml.metrics import mode_assignment
 from sciml.progress import check_progress, progress_bar
@@ -104,6 +104,22 @@ def _low_density_message(name: str, low: Tensor, diagnostics: dict[str, Any]) ->
             "diagnostics['low_density_chains']) for a target whose posterior truly has such draws")
 
 
+def _drift_message(name: str, drift: dict[str, Any], window: int, preconditioned: bool) -> str | None:
+    """The warning for chains still moving over the last ``window`` steps, else ``None``."""
+    if not drift.get("drifting"):
+        return None
+    flagged = drift["flagged"].nonzero().squeeze(1).tolist()
+    t = torch.maximum(drift["t_mean"].abs(), drift["t_var"].abs())
+    j = max(flagged, key=lambda i: float(t[i]))
+    space = "the run's Laplace-standardised coordinates" if preconditioned else "the target's coordinates"
+    return (f"{name}: the chains were still moving over the last {window} steps (sciml.diagnostics."
+            f"ensemble_drift) in {len(flagged)} of the {t.numel()} coordinates ({space}); the clearest, "
+            f"coordinate {j} (t = {float(t[j]):.1f}), extrapolated: its mean {float(drift['projected_bias'][j]):+.2f} "
+            f"sd from the draws' and its sd {float(drift['projected_sd_ratio'][j]):.2f}x theirs. The draws "
+            "have not forgotten their start: run longer (num_steps) or start closer (init); "
+            "diagnostics['drift'] has every coordinate")
+
+
 def target_scale(target: Target) -> float:
     """A size of the region the target lives in, from what it exposes (else 0).
 
@@ -134,9 +150,10 @@ class RunMonitor:
     """
 
     def __init__(self, target: CountedTarget, num_chains: int, total: int, bound: float, bar: Any,
-                 check_every: int = 16, max_evals: int | None = None) -> None:
+                 check_every: int = 16, max_evals: int | None = None, snapshot_at: int | None = None) -> None:
         self.target, self.total, self.bound, self.bar = target, total, bound, bar
         self.check_every, self.max_evals = check_every, max_evals
+        self.snapshot_at, self.snapshot = snapshot_at, None  # the states after step ``snapshot_at``
         self.steps = 0
         self.diverged = torch.zeros(num_chains, dtype=torch.bool, device=target.device)
         self.n_flagged = 0
@@ -154,8 +171,11 @@ class RunMonitor:
         self.steps += 1
         self.target.steps_done = self.steps
         self.bar.update(1)
-        if self.target.saw_nonfinite or self.steps % self.check_every == 0 or self.steps >= self.total:
+        if self.target.saw_nonfinite or self.steps % self.check_every == 0 or self.steps >= self.total \
+                or self.steps == self.snapshot_at:
             states = self.flag(*states)
+        if self.steps == self.snapshot_at:
+            self.snapshot = states[0].detach().clone()
         if self.max_evals is not None and self.target.n_evals >= self.max_evals and self.steps < self.total:
             self.budget_spent_at = self.steps
         return states[0] if len(states) == 1 else states
@@ -259,6 +279,11 @@ class DiffusionSamplerBase(Sampler):
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         """Run the chains from ``x0`` and return the final states and the extra Samples fields."""
 
+    def _drift_window(self) -> int | None:
+        """The step after which the chains run on the target alone and should be stationary (their
+        states then and at the end feed :func:`sciml.diagnostics.ensemble_drift`); ``None``: no check."""
+        return None
+
     # driver ----------------------------------------------------------------------------------
     def sample(self, target: Any, num_samples: int, *, generator: torch.Generator | None = None,
                init: Tensor | None = None) -> Samples:
@@ -287,12 +312,17 @@ class DiffusionSamplerBase(Sampler):
             starts reached other modes, unweighted draws: per mode, the draws nearest it, the count its
             Laplace mass allows and the mass gap in nats; a count above the allowance warns),
             ``budget_spent_at_step`` (``None`` unless
-            ``max_evals`` stopped the run) and, for unweighted draws, ArviZ's ``r_hat``, ``ess_bulk``,
-            ``ess_tail`` ``(dim,)`` (:func:`sciml.diagnostics.draw_diagnostics`).
+            ``max_evals`` stopped the run), ``drift`` (samplers that end on the target alone, ULA /
+            ULMC over their second half and MultALMC over its final phase:
+            :func:`sciml.diagnostics.ensemble_drift` of the states then and at the end, in the run's
+            (preconditioned) coordinates) and, for
+            unweighted draws, ArviZ's ``r_hat``, ``ess_bulk``, ``ess_tail`` ``(dim,)``
+            (:func:`sciml.diagnostics.draw_diagnostics`).
 
         Warns:
             RuntimeWarning: when chains diverged or were lost (low density), the target returned
-                NaN / ``+inf`` values, or chains are stuck in minor modes.
+                NaN / ``+inf`` values, chains are stuck in minor modes, or they were still drifting
+                at the end.
 
         Raises:
             ValueError: non-positive ``num_samples``; ``init`` of the wrong shape or not finite; a
@@ -316,7 +346,8 @@ class DiffusionSamplerBase(Sampler):
         counted.n_evals, counted.n_grad_evals = fit_counts.n_evals, fit_counts.n_grad_evals
         bound = DIVERGENCE_FACTOR * (float(x0.abs().max()) + self.init_std + target_scale(run_target))
         with progress_bar(total=total, desc=self.name, progress=self.progress) as bar:
-            monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every, self.max_evals)
+            monitor = RunMonitor(counted, num_samples, total, bound, bar, self._check_every, self.max_evals,
+                                 self._drift_window())
             x, extras = self._run(counted, x0, generator, monitor)
             x = monitor.flag(x)[0]  # the last check (runs may end between two checks)
         weighted = "log_weights" in extras
@@ -337,6 +368,10 @@ class DiffusionSamplerBase(Sampler):
             if any(c > a for c, a, _ in diagnostics["minor_mode_draws"]):
                 messages.append(_minor_mode_message(self.name, diagnostics["minor_mode_draws"],
                                                     int((~diverged).sum())))
+        if monitor.snapshot is not None and not monitor.stopped:
+            diagnostics["drift"] = ensemble_drift(monitor.snapshot, x.detach())  # the run's coordinates
+            messages.append(_drift_message(self.name, diagnostics["drift"], total - monitor.snapshot_at,
+                                           pre is not None))
         for message in filter(None, messages):
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         x, dropped = self._to_target_space(pre, x, dropped, extras)

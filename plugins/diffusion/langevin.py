@@ -50,6 +50,9 @@ class ULA(DiffusionSamplerBase):
     def _num_iterations(self) -> int:
         return self.num_steps
 
+    def _drift_window(self) -> int | None:
+        return self.num_steps // 2 if self.num_steps >= 20 else None
+
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:
         h, x = self.step_size, x0.clone()
@@ -87,6 +90,9 @@ class ULMC(DiffusionSamplerBase):
 
     def _num_iterations(self) -> int:
         return self.num_steps
+
+    def _drift_window(self) -> int | None:
+        return self.num_steps // 2 if self.num_steps >= 20 else None
 
     def _run(self, target: CountedTarget, x0: Tensor, generator: torch.Generator | None,
              monitor: RunMonitor) -> tuple[Tensor, dict[str, Any]]:

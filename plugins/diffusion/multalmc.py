@@ -178,6 +178,10 @@ class MultALMC(DiffusionSamplerBase):
     def _num_iterations(self) -> int:
         return sum(self._phases())
 
+    def _drift_window(self) -> int | None:
+        n_hold, n_anneal, n_final = self._phases()
+        return n_hold + n_anneal if n_final >= 10 else None  # the plain Langevin phase on the target
+
     def lambdas(self) -> Tensor:
         """The ``lambda`` value of every step of the hold and annealing phases (float64)."""
         n_hold, n_anneal, _ = self._phases()
