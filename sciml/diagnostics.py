@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.stats
 import torch
 from torch import Tensor
 
@@ -18,9 +19,10 @@ from .validation import check_positive_int, check_tensor
 
 __all__ = ["chain_diagnostics", "draw_diagnostics", "ensemble_drift", "low_density_draws"]
 
-#: |t| above which a drift of the chains' mean or variance counts as real (two-sided p ~ 7e-6 per
-#: coordinate and moment, so ~4e-4 over 2 x 26 tests of stationary chains)
-DRIFT_T = 4.5
+#: two-sided tail probability above which a drift of a coordinate's mean or variance counts as real:
+#: that of |z| > 4.5, so about 7e-6 x 2 dim false alarms per run of stationary chains; the |t| threshold
+#: is Student's t quantile for the number of chains (4.52 for 1000 chains, 4.75 for 100, 11.9 for 8)
+DRIFT_P = 6.8e-6
 #: how far the extrapolated mean may lie from the draws' mean (in their sds) and their sd from the
 #: extrapolated one (a ratio) before a significant drift is reported
 DRIFT_BIAS, DRIFT_SD = 0.1, 0.1
@@ -80,12 +82,14 @@ def ensemble_drift(start: Tensor, end: Tensor) -> dict[str, Any]:
     ``start`` and ``end`` ``(n, dim)`` are the states of the same ``n`` chains (rows paired); rows not
     finite in both are dropped. For stationary chains the paired differences of each coordinate and of
     its squared deviation have mean zero whatever the autocorrelation, so ``t_mean`` and ``t_var``
-    ``(dim,)`` (their t statistics over the chains) are ~N(0, 1). The regression slope ``beta`` of end on
+    ``(dim,)`` (their t statistics over the chains) follow Student's t with ``n - 1`` degrees of freedom
+    (heavier-tailed states: approximately). The regression slope ``beta`` of end on
     start extrapolates a geometric approach (an AR(1) model of the chains): ``projected_bias`` is how far
     the fixed point's mean lies from ``end``'s, in ``end``'s sds, and ``projected_sd_ratio`` the fixed
-    point's sd over ``end``'s (inf / 0 where ``beta >= 1``). ``flagged`` ``(dim,)``: ``|t_mean| > DRIFT_T``
-    and ``|projected_bias| > DRIFT_BIAS``, or ``|t_var| > DRIFT_T`` and a projected sd ratio off 1 by more
-    than ``DRIFT_SD``; ``drifting``: any flagged. Empty dict with fewer than 8 paired rows.
+    point's sd over ``end``'s (no fixed point: see :func:`_ar1_extrapolation`). ``flagged`` ``(dim,)``:
+    ``|t_mean| > threshold`` (the t quantile of two-sided tail ``DRIFT_P``) and ``|projected_bias| >
+    DRIFT_BIAS``, or ``|t_var| > threshold`` and a projected sd ratio off 1 by more than ``DRIFT_SD``;
+    ``drifting``: any flagged. Empty dict with fewer than 8 paired rows.
     """
     check_tensor("start", start, ndim=2, finite=False)
     check_tensor("end", end, shape=tuple(start.shape), finite=False)
@@ -97,21 +101,35 @@ def ensemble_drift(start: Tensor, end: Tensor) -> dict[str, Any]:
     centre = 0.5 * (xs.mean(0) + xe.mean(0))
     t_mean = _paired_t(xe - xs)
     t_var = _paired_t((xe - centre) ** 2 - (xs - centre) ** 2)
+    beta, bias, ratio = _ar1_extrapolation(xs, xe)
+    threshold = float(scipy.stats.t.isf(DRIFT_P / 2, n - 1))
+    flagged = (((t_mean.abs() > threshold) & (bias.abs() > DRIFT_BIAS))
+               | ((t_var.abs() > threshold) & ((ratio - 1).abs() > DRIFT_SD)))
+    return {"t_mean": t_mean, "t_var": t_var, "threshold": threshold, "beta": beta, "projected_bias": bias,
+            "projected_sd_ratio": ratio, "flagged": flagged, "drifting": bool(flagged.any()), "n_chains": n}
+
+
+def _ar1_extrapolation(xs: Tensor, xe: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(beta, projected_bias, projected_sd_ratio)`` ``(dim,)`` of :func:`ensemble_drift`.
+
+    ``x_e = m + beta (x_s - m) + noise`` has the fixed point mean ``m`` and variance
+    ``(var_e - beta^2 var_s) / (1 - beta^2)``. No fixed point where ``|beta| >= 1`` (the bias is then
+    +-inf where the mean moved, the ratio inf / 0 where the variance grew / shrank) or where the start
+    has no spread (``beta`` NaN: judged by the t statistics alone).
+    """
+    tiny = torch.finfo(torch.float64).tiny
     cs, ce = xs - xs.mean(0), xe - xe.mean(0)
     var_s, var_e = (cs * cs).mean(0), (ce * ce).mean(0)
-    beta = (cs * ce).mean(0) / var_s.clamp_min(torch.finfo(torch.float64).tiny)
-    sd_e = var_e.sqrt().clamp_min(torch.finfo(torch.float64).tiny)
+    beta = torch.where(var_s > 0, (cs * ce).mean(0) / var_s.clamp_min(tiny), math.nan)
     shift = xe.mean(0) - xs.mean(0)
-    mixing = beta < 1
-    bias = torch.where(mixing, beta * shift / (1 - beta), shift * math.inf) / sd_e
-    bias = torch.where(torch.isnan(bias), 0.0, bias)  # no shift and no mixing: nothing to extrapolate
+    fixed = beta.abs() < 1  # NaN compares False
+    moved = torch.where(shift == 0, 0.0, math.inf * shift.sign())
+    bias = torch.where(fixed, beta * shift / (1 - beta), moved) / var_e.sqrt().clamp_min(tiny)
+    bias = torch.where(torch.isnan(bias), 0.0, bias)  # a constant end that did not move
     var_fixed = (var_e - beta**2 * var_s) / (1 - beta**2)
-    grows = torch.where(var_e > var_s, math.inf, 0.0)
-    ratio = torch.where(beta.abs() < 1, (var_fixed.clamp_min(0) / sd_e**2).sqrt(), grows.to(var_e))
-    flagged = (((t_mean.abs() > DRIFT_T) & (bias.abs() > DRIFT_BIAS))
-               | ((t_var.abs() > DRIFT_T) & ((ratio - 1).abs() > DRIFT_SD)))
-    return {"t_mean": t_mean, "t_var": t_var, "beta": beta, "projected_bias": bias,
-            "projected_sd_ratio": ratio, "flagged": flagged, "drifting": bool(flagged.any()), "n_chains": n}
+    changed = torch.where(var_e > var_s, math.inf, torch.where(var_e < var_s, 0.0, 1.0))
+    ratio = torch.where(fixed, (var_fixed.clamp_min(0) / var_e.clamp_min(tiny)).sqrt(), changed)
+    return beta, bias, ratio
 
 
 def _paired_t(d: Tensor) -> Tensor:

@@ -667,11 +667,23 @@ def test_chains_still_moving_at_the_end_warn_and_mixed_ones_do_not() -> None:
     far = torch.distributions.MultivariateNormal(torch.full((2,), 5.0, dtype=torch.float64),
                                                  torch.eye(2, dtype=torch.float64))
     gen = torch.Generator().manual_seed(0)
-    # 40 steps of h = 0.01 from N(0, I): the chains have covered a third of the way to the mean 5
+    # 40 steps of h = 0.01 from N(0, I): the chains have covered a third of the way to the mean 5.
+    # ULA on this Gaussian is exactly AR(1): over the 20-step window beta = (1 - h)^20, and the fixed
+    # point is N(5, 1 / (1 - h / 2)) (ULA's own stationary law)
+    n, h = 4000, 0.01
     with pytest.warns(RuntimeWarning, match="still moving over the last 20 steps"):
-        res = ULA(num_steps=40, step_size=0.01, precondition="none").sample(far, 500, generator=gen)
+        res = ULA(num_steps=40, step_size=h, precondition="none").sample(far, n, generator=gen)
     drift = res.diagnostics["drift"]
-    assert drift["drifting"] and bool(drift["flagged"].all()) and bool((drift["projected_bias"] > 1).all())
+    assert drift["drifting"] and bool(drift["flagged"].all())
+    beta, var_fixed = (1 - h) ** 20, 1 / (1 - h / 2)
+    sd = res.x.std(0)
+    # se(beta) = noise sd / (start sd sqrt(n)), noise variance var_fixed (1 - beta^2), start sd ~ 1;
+    # the extrapolated mean carries it relatively as 1 / (beta (1 - beta)); 5 standard errors
+    se_beta = math.sqrt(var_fixed * (1 - beta**2) / n)
+    torch.testing.assert_close(drift["beta"], torch.full((2,), beta, dtype=torch.float64), rtol=0, atol=5 * se_beta)
+    tol = 5 * se_beta / (beta * (1 - beta))
+    torch.testing.assert_close(drift["projected_bias"], (5.0 - res.x.mean(0)) / sd, rtol=tol, atol=0)
+    torch.testing.assert_close(drift["projected_sd_ratio"], math.sqrt(var_fixed) / sd, rtol=tol, atol=0)
     # time 10 (h = 0.01 x 1000) mixes a unit Gaussian: stationary over the second half, no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")

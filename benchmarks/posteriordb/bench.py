@@ -98,6 +98,7 @@ def run_plugin(name: str, posterior: Posterior, num_samples: int, seed: int) -> 
     notes += [f"{res.diagnostics['n_unresolved']} unresolved"] if res.diagnostics.get("n_unresolved") else []
     stuck = sum(c for c, a, _ in res.diagnostics.get("minor_mode_draws", []) if c > a)
     notes += [f"{stuck} draws in minor modes"] if stuck else []
+    notes += ["still moving at the end"] if res.diagnostics.get("drift", {}).get("drifting") else []
     notes += ["warned"] if any(issubclass(w.category, RuntimeWarning) for w in caught) else []
     return Row(posterior.name, name, err, lo, hi, w2, res.n_grad_evals, ess, seconds, ", ".join(notes))
 

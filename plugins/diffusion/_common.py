@@ -112,10 +112,13 @@ def _drift_message(name: str, drift: dict[str, Any], window: int, preconditioned
     t = torch.maximum(drift["t_mean"].abs(), drift["t_var"].abs())
     j = max(flagged, key=lambda i: float(t[i]))
     space = "the run's Laplace-standardised coordinates" if preconditioned else "the target's coordinates"
+    bias, ratio = float(drift["projected_bias"][j]), float(drift["projected_sd_ratio"][j])
+    where = (f"extrapolated, its mean {bias:+.2f} sd from the draws' and its sd {ratio:.2f}x theirs"
+             if math.isfinite(bias) and math.isfinite(ratio) and ratio > 0 else
+             "no fixed point to extrapolate to (the chains moved together, not towards a stationary law)")
     return (f"{name}: the chains were still moving over the last {window} steps (sciml.diagnostics."
             f"ensemble_drift) in {len(flagged)} of the {t.numel()} coordinates ({space}); the clearest, "
-            f"coordinate {j} (t = {float(t[j]):.1f}), extrapolated: its mean {float(drift['projected_bias'][j]):+.2f} "
-            f"sd from the draws' and its sd {float(drift['projected_sd_ratio'][j]):.2f}x theirs. The draws "
+            f"coordinate {j} (t = {float(t[j]):.1f}): {where}. The draws "
             "have not forgotten their start: run longer (num_steps) or start closer (init); "
             "diagnostics['drift'] has every coordinate")
 
