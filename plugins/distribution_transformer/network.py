@@ -3,9 +3,13 @@
 Component tokens are the target sequence and observation tokens (plus one context token: the
 data-set size) the memory of a pre-norm transformer decoder without positional encodings, so the
 output is invariant to the order of the observations and equivariant in the order of the components.
-The decoded features are the prior's plus a correction whose last linear layer starts at zero (as do
-each layer's self-attention output and second feed-forward linear), so an untrained network returns
-its prior: the posterior is learned as an update of the prior.
+The decoded features are the prior's plus a correction, and each component's mean is moved
+further by a learned matrix times the prior mean (``(I + M) mu + delta``); the last linear layers
+start at zero (as do each layer's self-attention output and second feed-forward linear), so an
+untrained network returns its prior: the posterior is learned as an update of the prior. The
+matrix term is what carries a prior far from the data: in the standardised coordinates (centred at
+the data) a conjugate component's posterior mean is exactly ``A mu`` with ``A`` bounded and
+independent of ``mu``, which an additive correction alone must extrapolate to large ``mu``.
 """
 
 from __future__ import annotations
@@ -47,8 +51,10 @@ class DTNetwork(nn.Module):
                 nn.init.zeros_(lin.bias)
         self.norm = nn.LayerNorm(d_model)
         self.unembed = nn.Linear(d_model, f)
-        nn.init.zeros_(self.unembed.weight)
-        nn.init.zeros_(self.unembed.bias)
+        self.mean_map = nn.Linear(d_model, dim * dim)
+        for lin in (self.unembed, self.mean_map):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
 
     def prior_features(self, prior: Tensor) -> Tensor:
         if self.prior_embedding is None:
@@ -61,4 +67,10 @@ class DTNetwork(nn.Module):
         memory = torch.cat([self.embed_context(context)[:, None], self.embed_obs(obs)], dim=1)
         for layer in self.layers:
             h = layer(h, memory)
-        return Mixture.from_features(features + self.unembed(self.norm(h)), self.dim)
+        h = self.norm(h)
+        d = self.dim
+        prior_means = features[..., 1: 1 + d]
+        moved = (self.mean_map(h).unflatten(-1, (d, d)) @ prior_means[..., None])[..., 0]
+        out = features + self.unembed(h)
+        out = torch.cat([out[..., :1], out[..., 1: 1 + d] + moved, out[..., 1 + d:]], -1)
+        return Mixture.from_features(out, d)

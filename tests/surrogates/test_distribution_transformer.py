@@ -114,6 +114,35 @@ def test_mixture_features_round_trip_and_mc_kl_of_equal_mixtures_is_zero():
     assert kl.abs().max() < 1e-10 and (se < 1e-10).all()
 
 
+def test_the_decoded_means_are_affine_in_the_prior_means():
+    """``(I + M) mu + delta`` with ``M``, ``delta`` from the transformer's output, which sees the
+    means only through its token embedding: with that embedding blind to the means, shifting every
+    prior mean by ``t`` moves the decoded mean by exactly ``(I + M) t``."""
+    task = GMMGaussian()
+    net = _random_network(task)
+    with torch.no_grad():
+        net.embed_prior.weight[:, 1:3] = 0.0
+    p = task.simulate(4, _gen(), n=5, components=2, dtype=torch.float64)
+    enc = task.encode(p.prior, p.z, p.extras)
+    shifted = enc.prior.clone()
+    t = torch.tensor([40.0, -25.0], dtype=torch.float64)
+    shifted[..., 1:3] += t
+    base, moved = net(enc.prior, enc.obs, enc.context), net(shifted, enc.obs, enc.context)
+    h = net.norm(_trunk(net, enc))
+    step = torch.eye(2, dtype=torch.float64) + net.mean_map(h).unflatten(-1, (2, 2))
+    assert torch.allclose(moved.means - base.means, step @ t, rtol=1e-12, atol=1e-12)
+    for part in ("log_weights", "scale_tril"):
+        assert torch.allclose(getattr(moved, part), getattr(base, part), rtol=1e-12, atol=1e-14)
+
+
+def _trunk(net, enc):
+    h = net.embed_prior(net.prior_features(enc.prior))
+    memory = torch.cat([net.embed_context(enc.context)[:, None], net.embed_obs(enc.obs)], dim=1)
+    for layer in net.layers:
+        h = layer(h, memory)
+    return h
+
+
 def test_random_walk_prediction_adds_the_step_covariance():
     prior = GMMGaussian().simulate(2, _gen(), n=0, components=2, dtype=torch.float64).prior
     pred = random_walk_prediction(prior, 0.5)
@@ -326,15 +355,15 @@ def _gmm_kl(model, problems, g):
     return torch.cat(kls)
 
 
-@pytest.mark.xfail(reason="not met by the shipped model: mean 0.012 +- 0.008 here, carried by rare prior-data "
-                          "conflicts (KL 1 - 5 in ~1 % of problems); see the benchmark page", strict=False)
 def test_shipped_gmm_gaussian_mean_kl_on_fresh_draws_of_the_task():
     """The issue's criterion: mean KL to the exact posterior below 1e-2 on fresh draws of the task
-    (data-set sizes and component counts as the task draws them)."""
+    (data-set sizes and component counts as the task draws them; the mean is carried by rare
+    prior-data conflicts, so the bar holds the estimate plus two standard errors)."""
     g = _gen(7_000)
     kl = _gmm_kl(DT.pretrained("gmm-gaussian"), [GMMGaussian().simulate(50, g, dtype=torch.float64)
                                                  for _ in range(16)], g)
-    assert float(kl.mean()) < 1e-2, (float(kl.mean()), float(kl.std()) / math.sqrt(kl.numel()))
+    se = float(kl.std()) / math.sqrt(kl.numel())
+    assert float(kl.mean()) + 2 * se < 1e-2, (float(kl.mean()), se)
 
 
 @pytest.mark.parametrize("n", [0, 1, 4, 16])
