@@ -4,7 +4,10 @@ A batch of ``B`` mixtures of ``K`` components in ``R^d`` is a :class:`Mixture`: 
 ``(B, K)`` (normalised), ``means`` ``(B, K, d)``, ``scale_tril`` ``(B, K, d, d)`` lower-triangular
 Cholesky factors with a positive diagonal. Its token features are ``(B, K, F)`` with
 ``F = 1 + d + d (d + 1) / 2``: the log-weight, the mean, the log of the Cholesky diagonal and the
-strictly-lower Cholesky entries (row-major).
+strictly-lower Cholesky entries (row-major), each divided by the diagonal entry of its row. All but
+the mean are therefore unchanged by a scaling of ``x``: a network that corrects them additively
+needs no large corrections when the posterior is much narrower than the prior (with raw entries it
+must cancel an entry of order prior scale / posterior scale, which it did badly).
 """
 
 from __future__ import annotations
@@ -42,19 +45,22 @@ class Mixture:
         d = self.dim
         rows, cols = torch.tril_indices(d, d, -1, device=self.means.device)
         diag = torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)
-        return torch.cat([self.log_weights[..., None], self.means, diag.log(), self.scale_tril[..., rows, cols]], -1)
+        lower = self.scale_tril[..., rows, cols] / diag[..., rows]
+        return torch.cat([self.log_weights[..., None], self.means, diag.log(), lower], -1)
 
     @classmethod
     def from_features(cls, features: Tensor, dim: int) -> Mixture:
-        """Decode ``(B, K, F)`` features: softmax weights, exp diagonal (bounded), lower entries as given."""
+        """Decode ``(B, K, F)`` features: softmax weights, exp diagonal (bounded), lower entries times
+        their row's diagonal."""
         d = dim
         log_w = torch.log_softmax(features[..., 0], dim=-1)
         means = features[..., 1: 1 + d]
         log_diag = features[..., 1 + d: 1 + 2 * d].clamp(-_LOG_DIAG_BOUND, _LOG_DIAG_BOUND)
         rows, cols = torch.tril_indices(d, d, -1, device=features.device)
+        diag = log_diag.exp()
         tril = features.new_zeros(*features.shape[:-1], d, d)
-        tril[..., rows, cols] = features[..., 1 + 2 * d:]
-        tril = tril + torch.diag_embed(log_diag.exp())
+        tril[..., rows, cols] = features[..., 1 + 2 * d:] * diag[..., rows]
+        tril = tril + torch.diag_embed(diag)
         return cls(log_w, means, tril)
 
     def distribution(self) -> MixtureSameFamily:

@@ -114,6 +114,17 @@ def test_mixture_features_round_trip_and_mc_kl_of_equal_mixtures_is_zero():
     assert kl.abs().max() < 1e-10 and (se < 1e-10).all()
 
 
+def test_features_other_than_the_means_do_not_change_under_a_scaling():
+    """The encoding a network corrects additively: only the means carry the scale of ``x``."""
+    prior = GMMGaussian().simulate(5, _gen(), n=0, components=3, dtype=torch.float64).prior
+    c = 37.0
+    f, fc = prior.features(), Mixture(prior.log_weights, c * prior.means, c * prior.scale_tril).features()
+    assert torch.allclose(fc[..., 1:3], c * f[..., 1:3], rtol=1e-14, atol=0)
+    # log(c L_ii) = log c + log L_ii: exact up to one rounding of O(1) numbers
+    assert torch.allclose(fc[..., 3:5], f[..., 3:5] + math.log(c), rtol=0, atol=1e-13)
+    assert torch.allclose(fc[..., [0, 5]], f[..., [0, 5]], rtol=1e-14, atol=0)
+
+
 def test_the_decoded_means_are_affine_in_the_prior_means():
     """``(I + M) mu + delta`` with ``M``, ``delta`` from the transformer's output, which sees the
     means only through its token embedding: with that embedding blind to the means, shifting every
