@@ -119,6 +119,7 @@ def test_features_other_than_the_means_do_not_change_under_a_scaling():
     prior = GMMGaussian().simulate(5, _gen(), n=0, components=3, dtype=torch.float64).prior
     c = 37.0
     f, fc = prior.features(), Mixture(prior.log_weights, c * prior.means, c * prior.scale_tril).features()
+    # each side one float64 rounding of the same product (the ratios: two products and a quotient)
     assert torch.allclose(fc[..., 1:3], c * f[..., 1:3], rtol=1e-14, atol=0)
     # log(c L_ii) = log c + log L_ii: exact up to one rounding of O(1) numbers
     assert torch.allclose(fc[..., 3:5], f[..., 3:5] + math.log(c), rtol=0, atol=1e-13)
@@ -141,6 +142,7 @@ def test_the_decoded_means_are_affine_in_the_prior_means():
     base, moved = net(enc.prior, enc.obs, enc.context), net(shifted, enc.obs, enc.context)
     h = net.norm(_trunk(net, enc))
     step = torch.eye(2, dtype=torch.float64) + net.mean_map(h).unflatten(-1, (2, 2))
+    # a difference of O(100) float64 numbers (|t| = 47, |M t| ~ 50): absolute error ~1e-13
     assert torch.allclose(moved.means - base.means, step @ t, rtol=1e-12, atol=1e-12)
     for part in ("log_weights", "scale_tril"):
         assert torch.allclose(getattr(moved, part), getattr(base, part), rtol=1e-12, atol=1e-14)
