@@ -124,6 +124,9 @@ def test_features_other_than_the_means_do_not_change_under_a_scaling():
     # log(c L_ii) = log c + log L_ii: exact up to one rounding of O(1) numbers
     assert torch.allclose(fc[..., 3:5], f[..., 3:5] + math.log(c), rtol=0, atol=1e-13)
     assert torch.allclose(fc[..., [0, 5]], f[..., [0, 5]], rtol=1e-14, atol=0)
+    # the lower entry L_10 is divided by its row's diagonal L_11 (not its column's L_00)
+    tril = prior.scale_tril
+    assert torch.equal(f[..., 5], tril[..., 1, 0] / tril[..., 1, 1])
 
 
 def test_the_decoded_means_are_affine_in_the_prior_means():
@@ -371,7 +374,7 @@ def _gmm_kl(model, problems, g):
 def test_shipped_gmm_gaussian_mean_kl_on_fresh_draws_of_the_task():
     """The issue's criterion: mean KL to the exact posterior below 1e-2 on fresh draws of the task
     (data-set sizes and component counts as the task draws them; the mean is carried by rare
-    prior-data conflicts, so the bar holds the estimate plus two standard errors)."""
+    problems, so the bar holds the estimate plus two standard errors)."""
     g = _gen(7_000)
     kl = _gmm_kl(DT.pretrained("gmm-gaussian"), [GMMGaussian().simulate(50, g, dtype=torch.float64)
                                                  for _ in range(16)], g)
@@ -381,7 +384,7 @@ def test_shipped_gmm_gaussian_mean_kl_on_fresh_draws_of_the_task():
 
 @pytest.mark.parametrize("n", [0, 1, 4, 16])
 def test_shipped_gmm_gaussian_typical_kl_at_every_size(n):
-    """The median KL (the mean is carried by rare prior-data conflicts: see the benchmark page)."""
+    """The median KL (the mean is carried by rare problems: see the benchmark page)."""
     g = _gen(7_100 + n)
     kl = _gmm_kl(DT.pretrained("gmm-gaussian"), [GMMGaussian().simulate(50, g, n=n, components=k,
                                                                         dtype=torch.float64) for k in (1, 2, 3, 4)], g)
