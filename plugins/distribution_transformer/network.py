@@ -61,13 +61,17 @@ class DTNetwork(nn.Module):
             return prior
         return self.prior_embedding(prior).reshape(prior.shape[0], self.components, -1)
 
-    def forward(self, prior: Tensor, obs: Tensor, context: Tensor) -> Mixture:
-        features = self.prior_features(prior)
+    def hidden(self, features: Tensor, obs: Tensor, context: Tensor) -> Tensor:
+        """The normalised output ``(B, K, d_model)`` of the decoder for component features ``(B, K, F)``."""
         h = self.embed_prior(features)
         memory = torch.cat([self.embed_context(context)[:, None], self.embed_obs(obs)], dim=1)
         for layer in self.layers:
             h = layer(h, memory)
-        h = self.norm(h)
+        return self.norm(h)
+
+    def forward(self, prior: Tensor, obs: Tensor, context: Tensor) -> Mixture:
+        features = self.prior_features(prior)
+        h = self.hidden(features, obs, context)
         d = self.dim
         prior_means = features[..., 1: 1 + d]
         moved = (self.mean_map(h).unflatten(-1, (d, d)) @ prior_means[..., None])[..., 0]
