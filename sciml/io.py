@@ -128,6 +128,10 @@ def load_state(
     return version, {k: v for k, v in blob.items() if k != _FORMAT_KEY}
 
 
+#: The state-dict key (last part) of a module's extra state (``torch.nn.Module.get_extra_state``).
+_EXTRA_STATE = "_extra_state"
+
+
 def _check_crc(name: str) -> None:
     """A ``torch.save`` zip whose stored CRC-32 of a member does not match its bytes was changed on disk."""
     try:
@@ -143,11 +147,13 @@ def _check_crc(name: str) -> None:
 def load_module_state(module: torch.nn.Module, state: object) -> torch.nn.Module:
     """``module.load_state_dict(state)`` for saved weights: ``state`` a dict of tensors, the floating
     ones finite, with the module's keys and shapes (``ValueError`` / ``TypeError`` otherwise, which
-    :func:`reading` names the file in)."""
+    :func:`reading` names the file in). Entries under torch's extra-state key (``*._extra_state``,
+    from a module's ``get_extra_state``) may be any value; the module's ``set_extra_state`` reads them."""
     if not isinstance(state, dict):
         raise TypeError(f"the weights must be a dict of tensors, got {type(state).__name__}")
     for key, value in state.items():
-        check_tensor(f"weight {key!r}", value, floating=False)
+        if not (isinstance(key, str) and key.split(".")[-1] == _EXTRA_STATE):
+            check_tensor(f"weight {key!r}", value, floating=False)
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:  # missing / unexpected keys, wrong shapes

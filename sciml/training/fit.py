@@ -247,7 +247,7 @@ def fit(
                                                             "schedule": schedule, "weight_decay": weight_decay},
                                  normalise)
     generator, progress = check_generator("generator", generator), check_progress(progress)
-    resume, checkpoint = check_bool("resume", resume), check_checkpoint(checkpoint)
+    resume, checkpoint = check_bool("resume", resume), check_checkpoint(checkpoint, model)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
     device = distributed.local_device(next(iter(model.parameters()), torch.empty(0)).device)

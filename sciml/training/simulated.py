@@ -118,7 +118,7 @@ def fit_simulated(
                 "warmup": warmup, "grad_clip": None if grad_clip is None else check_positive("grad_clip", grad_clip)}
     every = check_positive_int("checkpoint_every", checkpoint_every)
     generator, progress = check_generator("generator", generator), check_progress(progress)
-    path = check_checkpoint(checkpoint)
+    path = check_checkpoint(checkpoint, model)
     if check_bool("resume", resume) and path is None:
         raise ValueError("resume=True needs a checkpoint path")
     device = distributed.local_device(next(iter(model.parameters()), torch.empty(0)).device)

@@ -6,7 +6,9 @@ shapes) and the same settings, so a resumed run continues exactly where the inte
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,17 +32,22 @@ def optimiser(params: Any, name: str, lr: float, weight_decay: float) -> torch.o
 
 
 def fingerprint(model: nn.Module, state_of: nn.Module | None = None) -> dict[str, Any]:
-    """Class of ``model`` and parameter shapes of ``state_of`` (default ``model``): what a checkpoint must match."""
+    """Class of ``model`` and the shapes of ``state_of``'s tensors (default ``model``): what a checkpoint
+    must match. A module's extra state (``get_extra_state``; neuraloperator keeps its constructor
+    arguments there) counts by its type name."""
     held = model if state_of is None else state_of
     return {"model": f"{type(model).__module__}.{type(model).__qualname__}",
-            "parameters": {k: list(v.shape) for k, v in held.state_dict().items()}}
+            "parameters": {k: list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                           for k, v in held.state_dict().items()}}
 
 
-def check_checkpoint(checkpoint: object) -> str | None:
+def check_checkpoint(checkpoint: object, model: nn.Module) -> str | None:
     """``checkpoint`` as a str (``None`` stays ``None``), checked before any training: a path that is not a
-    folder, in a folder that exists (on the writing rank, 0)."""
+    folder, in a folder that exists (on the writing rank, 0), for a ``model`` whose state a checkpoint
+    can hold (:func:`_check_restorable`)."""
     if checkpoint is None:
         return None
+    _check_restorable(model)
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a str or os.PathLike path or None, got {type(checkpoint).__name__}")
     path = os.fsdecode(checkpoint)
@@ -52,6 +59,24 @@ def check_checkpoint(checkpoint: object) -> str | None:
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"checkpoint={path!r}: the folder {parent!r} does not exist")
     return path
+
+
+def _check_restorable(model: nn.Module) -> None:
+    """The non-tensor entries of ``model``'s state dict (extra state) must be plain values, which
+    checkpoints are read back with (``torch.load(weights_only=True)``); ``ValueError`` otherwise."""
+    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, torch.Tensor)}
+    if not extra:
+        return
+    buffer = io.BytesIO()
+    torch.save(extra, buffer)
+    buffer.seek(0)
+    try:
+        torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"checkpoint: the model's state dict holds extra state ({', '.join(map(repr, extra))}) "
+                         "with objects other than tensors and plain values (classes or functions: neuraloperator's "
+                         "models keep their constructor arguments there), which a checkpoint cannot read back "
+                         "safely; train without a checkpoint, or make get_extra_state return plain values") from exc
 
 
 def schedule_factor(schedule: Callable[[float], float], t: float, where: str) -> float:

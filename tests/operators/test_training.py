@@ -162,6 +162,36 @@ def test_checkpoint_of_another_model_or_settings_is_refused(tmp_path):
         fit(_small_fno(), (a, u), epochs=2, batch_size=16, checkpoint=foreign, resume=True, progress=False)
 
 
+class _WithExtraState(nn.Module):
+    """A model whose state dict holds a non-tensor entry (as neuraloperator's models do: their
+    constructor arguments, under ``_metadata``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = _small_fno()
+        self.in_channels, self.out_channels, self.n_dims = 1, 1, 1
+
+    def forward(self, a):
+        return self.model(a)
+
+    def get_extra_state(self):
+        return {"width": 8, "name": "fno"}
+
+    def set_extra_state(self, state):
+        assert state == {"width": 8, "name": "fno"}
+
+
+def test_a_model_with_extra_state_trains_checkpoints_and_resumes(tmp_path):
+    a, u = helmholtz_1d(32)
+    ckpt = tmp_path / "run.pt"
+    kw = dict(epochs=2, batch_size=16, checkpoint=ckpt, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # killed in epoch 2 (2 batches per epoch)
+        fit(_Interrupt(_WithExtraState(), 3), (a, u), **kw)
+    resumed = fit(_Interrupt(_WithExtraState(), 0), (a, u), resume=True, **kw)
+    assert resumed.diagnostics["resumed_from_epoch"] == 1
+    assert [v for k, v in resumed.model.state_dict().items() if k.endswith("_extra_state")] == [{"width": 8, "name": "fno"}]
+
+
 def test_bad_inputs_get_clear_errors():
     a, u = helmholtz_1d(8)
     model = _small_fno()
@@ -258,3 +288,16 @@ def test_sciml_train_command(tmp_path, monkeypatch, capsys):
     assert "fno on burgers: 8 train / 4 test, 1 process(es), 2 epochs" in out and ckpt.exists()
     assert cli.main(args[:-2] + ["--checkpoint", str(ckpt), "--resume"]) == 0  # finished run: nothing to do
     assert "2 epochs" in capsys.readouterr().out
+
+
+class _ObjectExtraState(_WithExtraState):
+    def get_extra_state(self):
+        return {"activation": torch.nn.functional.gelu}
+
+
+def test_a_model_whose_extra_state_a_checkpoint_cannot_hold_is_refused_before_training(tmp_path):
+    a, u = helmholtz_1d(32)
+    with pytest.raises(ValueError, match="'_extra_state'.*cannot read back"):
+        fit(_ObjectExtraState(), (a, u), epochs=1, batch_size=16, checkpoint=tmp_path / "run.pt", progress=False)
+    assert not (tmp_path / "run.pt").exists()
+    fit(_ObjectExtraState(), (a, u), epochs=1, batch_size=16, progress=False)  # without a checkpoint it trains
