@@ -4,10 +4,13 @@ A batch of ``B`` mixtures of ``K`` components in ``R^d`` is a :class:`Mixture`: 
 ``(B, K)`` (normalised), ``means`` ``(B, K, d)``, ``scale_tril`` ``(B, K, d, d)`` lower-triangular
 Cholesky factors with a positive diagonal. Its token features are ``(B, K, F)`` with
 ``F = 1 + d + d (d + 1) / 2``: the log-weight, the mean, the log of the Cholesky diagonal and the
-strictly-lower Cholesky entries (row-major), each divided by the diagonal entry of its row. All but
-the mean are therefore unchanged by a scaling of ``x``: a network that corrects them additively
-needs no large corrections when the posterior is much narrower than the prior (with raw entries it
-must cancel an entry of order prior scale / posterior scale, which it did badly).
+asinh of each strictly-lower Cholesky entry (row-major) divided by the diagonal entry of its row.
+All but the mean are therefore unchanged by a scaling of ``x``: a network that corrects them
+additively needs no large corrections when the posterior is much narrower than the prior (with raw
+entries it must cancel an entry of order prior scale / posterior scale, which it did badly). The
+asinh keeps strongly correlated components near the bulk: in ``R^2`` the lower feature is exactly
+``atanh(rho)`` of the component's correlation (Fisher's z; the bare ratio is
+``rho / sqrt(1 - rho^2)``, 9.1 at ``rho = 0.994``, against 2.9).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ __all__ = ["Mixture", "feature_size", "from_distribution", "mixture_kl"]
 
 #: Bounds on a decoded log Cholesky diagonal: exp stays finite and positive in float32.
 _LOG_DIAG_BOUND = 30.0
+#: Bound on a decoded lower feature: sinh stays finite in float32 (``|rho| < 1 - 1e-17`` in ``R^2``).
+_LOWER_BOUND = 20.0
 
 
 def feature_size(dim: int) -> int:
@@ -45,13 +50,13 @@ class Mixture:
         d = self.dim
         rows, cols = torch.tril_indices(d, d, -1, device=self.means.device)
         diag = torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)
-        lower = self.scale_tril[..., rows, cols] / diag[..., rows]
+        lower = torch.asinh(self.scale_tril[..., rows, cols] / diag[..., rows])
         return torch.cat([self.log_weights[..., None], self.means, diag.log(), lower], -1)
 
     @classmethod
     def from_features(cls, features: Tensor, dim: int) -> Mixture:
-        """Decode ``(B, K, F)`` features: softmax weights, exp diagonal (bounded), lower entries times
-        their row's diagonal."""
+        """Decode ``(B, K, F)`` features: softmax weights, exp diagonal, sinh of the lower features
+        (both bounded) times their row's diagonal."""
         d = dim
         log_w = torch.log_softmax(features[..., 0], dim=-1)
         means = features[..., 1: 1 + d]
@@ -59,7 +64,8 @@ class Mixture:
         rows, cols = torch.tril_indices(d, d, -1, device=features.device)
         diag = log_diag.exp()
         tril = features.new_zeros(*features.shape[:-1], d, d)
-        tril[..., rows, cols] = features[..., 1 + 2 * d:] * diag[..., rows]
+        lower = features[..., 1 + 2 * d:].clamp(-_LOWER_BOUND, _LOWER_BOUND)
+        tril[..., rows, cols] = torch.sinh(lower) * diag[..., rows]
         tril = tril + torch.diag_embed(diag)
         return cls(log_w, means, tril)
 

@@ -22,7 +22,7 @@ from .tasks import TASKS, Task
 __all__ = ["DistributionTransformer"]
 
 _SAVE_KIND = "distribution_transformer.Model"
-_SAVE_VERSION = 2  # 2: the mean map (network.DTNetwork.mean_map) and scale-free lower features
+_SAVE_VERSION = 3  # 2: the mean map (network.DTNetwork.mean_map) and scale-free lower features; 3: their asinh
 
 
 def _task(task: object) -> Task:

@@ -124,9 +124,11 @@ def test_features_other_than_the_means_do_not_change_under_a_scaling():
     # log(c L_ii) = log c + log L_ii: exact up to one rounding of O(1) numbers
     assert torch.allclose(fc[..., 3:5], f[..., 3:5] + math.log(c), rtol=0, atol=1e-13)
     assert torch.allclose(fc[..., [0, 5]], f[..., [0, 5]], rtol=1e-14, atol=0)
-    # the lower entry L_10 is divided by its row's diagonal L_11 (not its column's L_00)
-    tril = prior.scale_tril
-    assert torch.equal(f[..., 5], tril[..., 1, 0] / tril[..., 1, 1])
+    # the lower feature is asinh(L_10 / L_11) (its row's diagonal, not its column's L_00): in R^2
+    # that is atanh of the correlation; both sides a few roundings of O(1) numbers
+    cov = prior.scale_tril @ prior.scale_tril.transpose(-1, -2)
+    rho = cov[..., 1, 0] / (cov[..., 0, 0] * cov[..., 1, 1]).sqrt()
+    assert torch.allclose(f[..., 5], torch.atanh(rho), rtol=0, atol=1e-12)
 
 
 def test_the_decoded_means_are_affine_in_the_prior_means():
