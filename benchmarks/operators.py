@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue as queues
 import resource
 import statistics
 import sys
@@ -105,12 +106,20 @@ def _train_one(problem: str, name: str, n_train: int, n_test: int, epochs: int, 
 
 
 def run(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads: int, seed: int = 0) -> Row:
-    """Train one model on one problem in a fresh process (``seed``: initialisation and shuffles); its figures."""
+    """Train one model on one problem in a fresh process (``seed``: initialisation and shuffles); its figures.
+    ``RuntimeError`` when that process ends without them (its traceback is on stderr)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_train_one, args=(problem, name, n_train, n_test, epochs, threads, seed, queue))
     proc.start()
-    row = queue.get()
+    while True:
+        try:
+            row = queue.get(timeout=1.0 if proc.is_alive() else 10.0)  # a row put just before exit arrives late
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"{name} on {problem}: its training process ended with exit code {proc.exitcode} "
+                                   "and no result (its traceback is above)") from None
     proc.join()
     return row
 
