@@ -113,13 +113,15 @@ def run(problem: str, name: str, n_train: int, n_test: int, epochs: int, threads
     proc = ctx.Process(target=_train_one, args=(problem, name, n_train, n_test, epochs, threads, seed, queue))
     proc.start()
     while True:
+        alive = proc.is_alive()  # before the wait: a row put just before the exit is read by a later one
         try:
-            row = queue.get(timeout=1.0 if proc.is_alive() else 10.0)  # a row put just before exit arrives late
+            row = queue.get(timeout=1.0 if alive else 10.0)
             break
         except queues.Empty:
-            if not proc.is_alive():
-                raise RuntimeError(f"{name} on {problem}: its training process ended with exit code {proc.exitcode} "
-                                   "and no result (its traceback is above)") from None
+            if not alive:
+                code = proc.exitcode
+                why = f"killed by signal {-code}" if code < 0 else f"exit code {code} (a traceback, if any, is above)"
+                raise RuntimeError(f"{name} on {problem}: its training process ended with no result, {why}") from None
     proc.join()
     return row
 

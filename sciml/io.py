@@ -12,8 +12,8 @@ is wrong.
 The object's own checks of the payload (shapes, finiteness, hyper-parameters) run inside
 :func:`reading`, which turns the ``ValueError`` / ``TypeError`` / ``KeyError`` of the
 :mod:`sciml.validation` checks into a :class:`SaveFileError` that names the file too;
-:func:`load_module_state` puts saved weights into a module (every entry a finite tensor, the keys and
-shapes the module's).
+:func:`load_module_state` puts saved weights into a module (every tensor finite, the keys and
+shapes the module's; non-tensor entries only where the module's own state has one).
 """
 
 from __future__ import annotations
@@ -128,10 +128,6 @@ def load_state(
     return version, {k: v for k, v in blob.items() if k != _FORMAT_KEY}
 
 
-#: The state-dict key (last part) of a module's extra state (``torch.nn.Module.get_extra_state``).
-_EXTRA_STATE = "_extra_state"
-
-
 def _check_crc(name: str) -> None:
     """A ``torch.save`` zip whose stored CRC-32 of a member does not match its bytes was changed on disk."""
     try:
@@ -147,12 +143,13 @@ def _check_crc(name: str) -> None:
 def load_module_state(module: torch.nn.Module, state: object) -> torch.nn.Module:
     """``module.load_state_dict(state)`` for saved weights: ``state`` a dict of tensors, the floating
     ones finite, with the module's keys and shapes (``ValueError`` / ``TypeError`` otherwise, which
-    :func:`reading` names the file in). Entries under torch's extra-state key (``*._extra_state``,
-    from a module's ``get_extra_state``) may be any value; the module's ``set_extra_state`` reads them."""
+    :func:`reading` names the file in). A non-tensor entry is accepted where the module's own state
+    dict holds a non-tensor (extra state: ``get_extra_state``, or neuraloperator's ``_metadata``)."""
     if not isinstance(state, dict):
         raise TypeError(f"the weights must be a dict of tensors, got {type(state).__name__}")
+    own = module.state_dict()
     for key, value in state.items():
-        if not (isinstance(key, str) and key.split(".")[-1] == _EXTRA_STATE):
+        if isinstance(value, torch.Tensor) or isinstance(own.get(key), torch.Tensor) or key not in own:
             check_tensor(f"weight {key!r}", value, floating=False)
     try:
         module.load_state_dict(state)

@@ -3,8 +3,8 @@
 A batch of ``B`` mixtures of ``K`` components in ``R^d`` is a :class:`Mixture`: ``log_weights``
 ``(B, K)`` (normalised), ``means`` ``(B, K, d)``, ``scale_tril`` ``(B, K, d, d)`` lower-triangular
 Cholesky factors with a positive diagonal. Its token features are ``(B, K, F)`` with
-``F = 1 + d + d (d + 1) / 2``: the log-weight, the mean, the log of the Cholesky diagonal and the
-asinh of each strictly-lower Cholesky entry (row-major) divided by the diagonal entry of its row.
+``F = 1 + d + d (d + 1) / 2``: the log-weight, the mean, the log of the Cholesky diagonal and, for
+each strictly-lower Cholesky entry (row-major), ``asinh(L_ij / L_ii)`` (divided by its row's diagonal).
 All but the mean are therefore unchanged by a scaling of ``x``: a network that corrects them
 additively needs no large corrections when the posterior is much narrower than the prior (with raw
 entries it must cancel an entry of order prior scale / posterior scale, which it did badly). The
@@ -25,7 +25,7 @@ __all__ = ["Mixture", "feature_size", "from_distribution", "mixture_kl"]
 
 #: Bounds on a decoded log Cholesky diagonal: exp stays finite and positive in float32.
 _LOG_DIAG_BOUND = 30.0
-#: Bound on a decoded lower feature: sinh stays finite in float32 (``|rho| < 1 - 1e-17`` in ``R^2``).
+#: Bound on a decoded lower feature: sinh stays finite in float32 (``|rho| <= tanh(20)`` in ``R^2``).
 _LOWER_BOUND = 20.0
 
 

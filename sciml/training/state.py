@@ -33,8 +33,8 @@ def optimiser(params: Any, name: str, lr: float, weight_decay: float) -> torch.o
 
 def fingerprint(model: nn.Module, state_of: nn.Module | None = None) -> dict[str, Any]:
     """Class of ``model`` and the shapes of ``state_of``'s tensors (default ``model``): what a checkpoint
-    must match. A module's extra state (``get_extra_state``; neuraloperator keeps its constructor
-    arguments there) counts by its type name."""
+    must match. A non-tensor entry (extra state from ``get_extra_state``, or neuraloperator's
+    ``_metadata``: its constructor arguments) counts by its type name."""
     held = model if state_of is None else state_of
     return {"model": f"{type(model).__module__}.{type(model).__qualname__}",
             "parameters": {k: list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
@@ -68,11 +68,11 @@ def _check_restorable(model: nn.Module) -> None:
     if not extra:
         return
     buffer = io.BytesIO()
-    torch.save(extra, buffer)
-    buffer.seek(0)
     try:
+        torch.save(extra, buffer)
+        buffer.seek(0)
         torch.load(buffer, weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except (pickle.PickleError, AttributeError, TypeError) as exc:
         raise ValueError(f"checkpoint: the model's state dict holds extra state ({', '.join(map(repr, extra))}) "
                          "with objects other than tensors and plain values (classes or functions: neuraloperator's "
                          "models keep their constructor arguments there), which a checkpoint cannot read back "

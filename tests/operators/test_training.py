@@ -11,6 +11,7 @@ from sciml_plugins.neural_operators import FNO
 from torch import nn
 
 from sciml import SaveFileError
+from sciml.io import load_module_state
 from sciml.training import (
     ChannelNormaliser,
     NormalisedOperator,
@@ -301,3 +302,38 @@ def test_a_model_whose_extra_state_a_checkpoint_cannot_hold_is_refused_before_tr
         fit(_ObjectExtraState(), (a, u), epochs=1, batch_size=16, checkpoint=tmp_path / "run.pt", progress=False)
     assert not (tmp_path / "run.pt").exists()
     fit(_ObjectExtraState(), (a, u), epochs=1, batch_size=16, progress=False)  # without a checkpoint it trains
+
+
+class _MetadataInStateDict(nn.Module):
+    """neuraloperator's way: ``state_dict`` itself adds an unprefixed ``_metadata`` dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = _small_fno()
+        self.in_channels, self.out_channels, self.n_dims = 1, 1, 1
+
+    def forward(self, a):
+        return self.model(a)
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        state["_metadata"] = {"width": 8}
+        return state
+
+    def load_state_dict(self, state, strict=True, assign=False):
+        state = dict(state)
+        state.pop("_metadata")
+        return super().load_state_dict(state, strict, assign)
+
+
+def test_saved_weights_may_hold_non_tensors_only_where_the_module_does():
+    a, u = helmholtz_1d(32)
+    trained = fit(_MetadataInStateDict(), (a, u), epochs=1, batch_size=16, progress=False).model.operator
+    state = trained.state_dict()
+    back = load_module_state(_MetadataInStateDict(), state)
+    assert torch.equal(back(a), trained(a))
+    with pytest.raises(ValueError, match="non-finite"):  # a tensor is checked wherever it is
+        load_module_state(_MetadataInStateDict(), {**state, "_metadata": torch.tensor(float("nan"))})
+    weight = next(k for k, v in state.items() if isinstance(v, torch.Tensor))
+    with pytest.raises(TypeError, match=f"weight '{weight}' must be a torch.Tensor"):
+        load_module_state(_MetadataInStateDict(), {**state, weight: [1.0]})

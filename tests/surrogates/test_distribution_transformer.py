@@ -131,6 +131,15 @@ def test_features_other_than_the_means_do_not_change_under_a_scaling():
     assert torch.allclose(f[..., 5], torch.atanh(rho), rtol=0, atol=1e-12)
 
 
+def test_extreme_decoded_features_stay_finite_valid_cholesky_factors():
+    """A network output of +-1e4 in every feature is clamped: finite weights, means and positive
+    diagonals in float32 (the sinh of an unclamped lower feature of 1e4 overflows)."""
+    f = torch.tensor([1e4, -1e4]).repeat(3, 2, 3)[..., :6]
+    mix = Mixture.from_features(f, 2)
+    assert all(torch.isfinite(t).all() for t in (mix.log_weights, mix.means, mix.scale_tril))
+    assert (torch.diagonal(mix.scale_tril, dim1=-2, dim2=-1) > 0).all()
+
+
 def test_the_decoded_means_are_affine_in_the_prior_means():
     """``(I + M) mu + delta`` with ``M``, ``delta`` from the transformer's output, which sees the
     means only through its token embedding: with that embedding blind to the means, shifting every
