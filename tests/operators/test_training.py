@@ -163,9 +163,8 @@ def test_checkpoint_of_another_model_or_settings_is_refused(tmp_path):
         fit(_small_fno(), (a, u), epochs=2, batch_size=16, checkpoint=foreign, resume=True, progress=False)
 
 
-class _WithExtraState(nn.Module):
-    """A model whose state dict holds a non-tensor entry (as neuraloperator's models do: their
-    constructor arguments, under ``_metadata``)."""
+class _Wrapped(nn.Module):
+    """A small FNO inside another module."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,6 +173,10 @@ class _WithExtraState(nn.Module):
 
     def forward(self, a):
         return self.model(a)
+
+
+class _WithExtraState(_Wrapped):
+    """A model whose state dict holds a non-tensor entry through torch's ``get_extra_state``."""
 
     def get_extra_state(self):
         return {"width": 8, "name": "fno"}
@@ -304,16 +307,8 @@ def test_a_model_whose_extra_state_a_checkpoint_cannot_hold_is_refused_before_tr
     fit(_ObjectExtraState(), (a, u), epochs=1, batch_size=16, progress=False)  # without a checkpoint it trains
 
 
-class _MetadataInStateDict(nn.Module):
+class _MetadataInStateDict(_Wrapped):
     """neuraloperator's way: ``state_dict`` itself adds an unprefixed ``_metadata`` dict."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.model = _small_fno()
-        self.in_channels, self.out_channels, self.n_dims = 1, 1, 1
-
-    def forward(self, a):
-        return self.model(a)
 
     def state_dict(self, *args, **kwargs):
         state = super().state_dict(*args, **kwargs)
